@@ -1,0 +1,159 @@
+"""Evaluating the VGG-16 tutorial's models: seeds, determinism, and one prediction loop.
+
+Read top to bottom:
+
+1. ``set_all_seeds`` and ``set_deterministic``: reproducible runs, on CPU and CUDA.
+2. ``autocast_dtype`` and ``predict_batches``: the one loop that runs a model over a
+   loader (mixed precision and channels-last on CUDA). Accuracy, the confusion
+   matrix and the example grids are all computed from it.
+3. ``compute_accuracy`` and ``compute_confusion_matrix``: the lecture's functions.
+4. ``save_atomically``: the one function that writes result files, so that a crash
+   mid-write never leaves half a file behind.
+
+This module never loads data; it receives loaders.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import tempfile
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+
+import numpy as np
+import torch
+
+# ---------------------------------------------------------------------------
+# 1. Seeds and determinism
+# ---------------------------------------------------------------------------
+
+
+def set_all_seeds(seed: int) -> None:
+    """Seed Python, NumPy and torch (CPU and every GPU), so weights and data order repeat."""
+    os.environ["PL_GLOBAL_SEED"] = str(seed)
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    torch.cuda.manual_seed_all(seed)
+
+
+def set_deterministic() -> None:
+    """Ask PyTorch for bit-identical results run to run, at some cost in speed.
+
+    cuDNN normally benchmarks several convolution algorithms and picks the fastest,
+    and some of those use atomic additions whose order varies between runs. This turns
+    that off, makes cuBLAS use a fixed workspace (it needs ``CUBLAS_WORKSPACE_CONFIG``
+    set before its first call), and makes PyTorch raise on any operation that has no
+    deterministic implementation instead of silently varying.
+    """
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.backends.cudnn.benchmark = False
+    torch.backends.cudnn.deterministic = True
+    torch.use_deterministic_algorithms(True)
+
+
+# ---------------------------------------------------------------------------
+# 2. One prediction loop
+# ---------------------------------------------------------------------------
+
+
+def autocast_dtype(device: torch.device | str, use_amp: bool | None = None) -> torch.dtype | None:
+    """The mixed-precision type for ``device``: bf16 on recent GPUs, float16 on older ones (T4), None on CPU/MPS.
+
+    ``use_amp=None`` decides automatically (on for CUDA only: bf16 autocast on a CPU
+    is many times slower than float32); ``False`` turns it off; ``True`` forces it on CUDA.
+    """
+    device = torch.device(device)
+    if use_amp is False or device.type != "cuda":
+        return None
+    major, _ = torch.cuda.get_device_capability(device)
+    return torch.bfloat16 if major >= 8 else torch.float16
+
+
+def predict_batches(
+    model: torch.nn.Module, data_loader: Iterable, device: torch.device | str, *, use_amp: bool | None = None
+) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """Yield ``(features, logits, targets)`` for every batch, in eval mode and without gradients.
+
+    The model's train/eval mode is restored afterwards, so evaluating in the middle of
+    training (as ``train_model`` does every epoch) does not switch dropout off for good.
+    """
+    device = torch.device(device)
+    dtype = autocast_dtype(device, use_amp)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            for features, targets in data_loader:
+                features = features.to(device, non_blocking=True)
+                if device.type == "cuda":
+                    features = features.contiguous(memory_format=torch.channels_last)
+                with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+                    logits = model(features)
+                yield features, logits.float(), targets.to(device)
+    finally:
+        model.train(was_training)
+
+
+# ---------------------------------------------------------------------------
+# 3. The lecture's evaluation functions
+# ---------------------------------------------------------------------------
+
+
+def compute_accuracy(
+    model: torch.nn.Module, data_loader: Iterable, device: torch.device | str, *, use_amp: bool | None = None
+) -> float:
+    """Percentage of correctly classified images in ``data_loader`` (0-100, a Python float)."""
+    correct, total = 0, 0
+    for _, logits, targets in predict_batches(model, data_loader, device, use_amp=use_amp):
+        correct += int((logits.argmax(dim=1) == targets).sum())
+        total += targets.numel()
+    if total == 0:
+        raise ValueError("The data loader yielded no images, so there is no accuracy to compute.")
+    return 100.0 * correct / total
+
+
+def compute_confusion_matrix(
+    model: torch.nn.Module, data_loader: Iterable, device: torch.device | str, *, use_amp: bool | None = None
+) -> np.ndarray:
+    """Count (true label, predicted label) pairs: rows are true labels, columns predictions.
+
+    The matrix is always num_classes x num_classes (the width of the model's output),
+    so a class that never occurs still has its row and column, filled with zeros.
+    """
+    matrix = None
+    for _, logits, targets in predict_batches(model, data_loader, device, use_amp=use_amp):
+        num_classes = logits.shape[1]
+        pairs = (targets.long() * num_classes + logits.argmax(dim=1)).cpu()
+        counts = torch.bincount(pairs, minlength=num_classes * num_classes).reshape(num_classes, num_classes)
+        matrix = counts if matrix is None else matrix + counts
+    if matrix is None:
+        raise ValueError("The data loader yielded no images, so there is no confusion matrix to compute.")
+    return matrix.numpy()
+
+
+# ---------------------------------------------------------------------------
+# 4. Writing result files
+# ---------------------------------------------------------------------------
+
+
+def save_atomically(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
+    """Call ``write(temporary_path)``, then rename the finished file to ``path``.
+
+    The temporary file lives in the same folder, so the rename is atomic: readers see
+    either the previous file or the complete new one, never half a file.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(handle)
+    try:
+        write(temporary)
+        with open(temporary, "rb") as written:
+            os.fsync(written.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return path

@@ -1,0 +1,196 @@
+"""Figures for the VGG-16 tutorial: data in, Figure out.
+
+Every function returns a ``matplotlib.figure.Figure`` and never calls ``plt.show()``;
+in Jupyter the returned figure is drawn inline. Given ``results_dir``, a function also
+saves its figure there as PNG. The figures are built without pyplot's global state,
+so calling them in a loop does not pile up open figures.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from matplotlib.figure import Figure
+
+from helper_evaluation import predict_batches, save_atomically
+
+
+def save_figure(fig: Figure, results_dir: str | os.PathLike | None, file_name: str) -> None:
+    """Save ``fig`` as ``results_dir/file_name`` (PNG) when a results folder is given."""
+    if results_dir is not None:
+        save_atomically(Path(results_dir) / file_name, lambda path: fig.savefig(path, format="png", dpi=150))
+
+
+def running_average(values: Sequence[float], window: int) -> tuple[np.ndarray, np.ndarray]:
+    """Mean of each ``window`` consecutive values, with the x position of the window's last value.
+
+    For short runs the window shrinks to half the number of values, so the curve is
+    never longer than the data it averages and still has points to draw.
+    """
+    values = np.asarray(values, dtype=float)
+    window = max(1, min(window, len(values) // 2))
+    averaged = np.convolve(values, np.ones(window) / window, mode="valid")
+    return np.arange(window - 1, len(values)), averaged
+
+
+def plot_training_loss(
+    minibatch_loss_list: Sequence[float],
+    num_epochs: int,
+    iter_per_epoch: int,
+    results_dir: str | os.PathLike | None = None,
+    averaging_iterations: int = 100,
+) -> Figure:
+    """Minibatch loss per iteration with its running average, and a second x-axis in epochs."""
+    fig = Figure(figsize=(7, 4.5))
+    ax1 = fig.add_subplot(1, 1, 1)
+    ax1.plot(range(len(minibatch_loss_list)), minibatch_loss_list, label="Minibatch loss")
+    ax1.plot(*running_average(minibatch_loss_list, averaging_iterations), label="Running average")
+    if len(minibatch_loss_list) > 1000:  # the first iterations' large losses would squash the rest
+        ax1.set_ylim([0, np.max(minibatch_loss_list[1000:]) * 1.5])
+    ax1.set_xlabel("Iterations")
+    ax1.set_ylabel("Loss")
+    ax1.legend()
+
+    ax2 = ax1.twiny()
+    epoch_step = max(1, num_epochs // 10)
+    epochs = list(range(0, num_epochs + 1, epoch_step))
+    ax2.set_xticks([epoch * iter_per_epoch for epoch in epochs])
+    ax2.set_xticklabels(epochs)
+    ax2.xaxis.set_ticks_position("bottom")
+    ax2.xaxis.set_label_position("bottom")
+    ax2.spines["bottom"].set_position(("outward", 45))
+    ax2.set_xlabel("Epochs")
+    ax2.set_xlim(ax1.get_xlim())
+    fig.tight_layout()
+    save_figure(fig, results_dir, "plot_training_loss.png")
+    return fig
+
+
+def plot_accuracy(
+    train_acc_list: Sequence[float], valid_acc_list: Sequence[float], results_dir: str | os.PathLike | None = None
+) -> Figure:
+    """Training and validation accuracy per epoch (markers, so a one-epoch run is visible too)."""
+    fig = Figure(figsize=(7, 4.5))
+    ax = fig.add_subplot(1, 1, 1)
+    epochs = np.arange(1, len(train_acc_list) + 1)
+    ax.plot(epochs, train_acc_list, marker="o", label="Training")
+    ax.plot(epochs, valid_acc_list, marker="o", label="Validation")
+    ax.set_xlabel("Epoch")
+    ax.set_ylabel("Accuracy (%)")
+    ax.legend()
+    fig.tight_layout()
+    save_figure(fig, results_dir, "plot_accuracy.png")
+    return fig
+
+
+def label_name(label: int, class_dict: Mapping[int, str] | None) -> str:
+    """A class's name from ``class_dict``, or its number when there is no dictionary."""
+    return class_dict[label] if class_dict is not None else str(label)
+
+
+def image_grid(
+    images: torch.Tensor, titles: Sequence[str], unnormalizer: Callable | None, nrows: int = 3, ncols: int = 5
+) -> Figure:
+    """Show up to nrows x ncols images (N, C, H, W) with a title each, un-normalized for display."""
+    fig = Figure(figsize=(2.2 * ncols, 2.4 * nrows))
+    axes = fig.subplots(nrows, ncols, squeeze=False)
+    images = images.detach().float().cpu()
+    if unnormalizer is not None:
+        images = unnormalizer(images)
+    for index, ax in enumerate(axes.ravel()):
+        ax.axis("off")
+        if index >= len(images):
+            continue
+        image = images[index].permute(1, 2, 0).clamp(0, 1).numpy()
+        ax.imshow(image.squeeze(-1) if image.shape[-1] == 1 else image, cmap="gray" if image.shape[-1] == 1 else None)
+        ax.set_title(titles[index], fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def show_examples(
+    model: torch.nn.Module,
+    data_loader,
+    unnormalizer: Callable | None = None,
+    class_dict: Mapping[int, str] | None = None,
+    *,
+    results_dir: str | os.PathLike | None = None,
+) -> Figure:
+    """A 3x5 grid of the first batch's images titled ``P: <prediction> | T: <true label>``."""
+    device = next(model.parameters()).device
+    features, logits, targets = next(iter(predict_batches(model, data_loader, device)))
+    predictions = logits.argmax(dim=1)
+    titles = [
+        f"P: {label_name(int(p), class_dict)} | T: {label_name(int(t), class_dict)}"
+        for p, t in zip(predictions, targets, strict=True)
+    ]
+    fig = image_grid(features, titles, unnormalizer)
+    save_figure(fig, results_dir, "show_examples.png")
+    return fig
+
+
+def plot_confusion_matrix(
+    conf_mat: np.ndarray,
+    hide_spines: bool = False,
+    hide_ticks: bool = False,
+    figsize: tuple[float, float] | None = None,
+    cmap=None,
+    colorbar: bool = False,
+    show_absolute: bool = True,
+    show_normed: bool = False,
+    class_names: Sequence[str] | None = None,
+    *,
+    results_dir: str | os.PathLike | None = None,
+) -> Figure:
+    """Draw a confusion matrix (rows: true labels, columns: predictions) with counts and/or row fractions."""
+    conf_mat = np.asarray(conf_mat)
+    if not (show_absolute or show_normed):
+        raise ValueError("Set show_absolute or show_normed (or both): otherwise the cells would be empty.")
+    if class_names is not None and len(class_names) != len(conf_mat):
+        raise ValueError(f"class_names has {len(class_names)} names for a {len(conf_mat)}-class matrix.")
+    row_sums = conf_mat.sum(axis=1, keepdims=True)
+    normed = np.divide(conf_mat, row_sums, out=np.zeros(conf_mat.shape), where=row_sums > 0)
+
+    fig = Figure(figsize=figsize or (1.0 + 0.75 * len(conf_mat), 1.0 + 0.75 * len(conf_mat)))
+    ax = fig.add_subplot(1, 1, 1)
+    image = ax.matshow(normed if show_normed else conf_mat, cmap=cmap or "Blues")
+    if colorbar:
+        fig.colorbar(image, ax=ax)
+    shade_limit = (normed if show_normed else conf_mat).max() / 2
+    for row in range(conf_mat.shape[0]):
+        for col in range(conf_mat.shape[1]):
+            parts = []
+            if show_absolute:
+                parts.append(str(conf_mat[row, col]))
+            if show_normed:
+                parts.append(f"({normed[row, col]:.2f})" if show_absolute else f"{normed[row, col]:.2f}")
+            value = normed[row, col] if show_normed else conf_mat[row, col]
+            ax.text(
+                col,
+                row,
+                "\n".join(parts),
+                va="center",
+                ha="center",
+                fontsize=8,
+                color="white" if value > shade_limit else "black",
+            )
+    if class_names is not None:
+        ax.set_xticks(range(len(class_names)), class_names, rotation=90)
+        ax.set_yticks(range(len(class_names)), class_names)
+    if hide_spines:
+        for spine in ax.spines.values():
+            spine.set_visible(False)
+    ax.yaxis.set_ticks_position("left")
+    ax.xaxis.set_ticks_position("bottom")
+    if hide_ticks:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    ax.set_xlabel("predicted label")
+    ax.set_ylabel("true label")
+    fig.tight_layout()
+    save_figure(fig, results_dir, "plot_confusion_matrix.png")
+    return fig
