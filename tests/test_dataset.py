@@ -1,0 +1,260 @@
+"""helper_dataset: reading, splitting, both batch paths, UnNormalize and channel statistics."""
+
+import pickle
+from pathlib import Path
+from unittest import mock
+
+import numpy as np
+import pytest
+import torch
+import torchvision
+from conftest import MEAN, STD, lecture_test_transforms, lecture_train_transforms, random_images
+from PIL import Image
+from torchvision import transforms
+
+import helper_dataset as hd
+from helper_dataset import (
+    CIFAR10_CLASSES,
+    ArrayDataset,
+    DeviceBatchLoader,
+    ImageArrays,
+    UnNormalize,
+    compute_channel_mean_std,
+    get_dataloaders_cifar10,
+    make_synthetic_cifar10,
+    read_cifar10,
+    split_train_valid,
+)
+
+
+def write_pickled_cifar10(root: Path, per_batch: int = 20, seed: int = 0) -> ImageArrays:
+    """Write a miniature CIFAR-10 in torchvision's on-disk format (cifar-10-batches-py)."""
+    rng = np.random.default_rng(seed)
+    folder = root / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    all_images, all_labels = [], []
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        data = rng.integers(0, 256, size=(per_batch, 3 * 32 * 32), dtype=np.uint8)
+        labels = rng.integers(0, 10, size=per_batch).tolist()
+        with open(folder / name, "wb") as f:
+            pickle.dump({"data": data, "labels": labels, "batch_label": name}, f)
+        if name != "test_batch":
+            all_images.append(data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
+            all_labels += labels
+    with open(folder / "batches.meta", "wb") as f:
+        pickle.dump({"label_names": list(CIFAR10_CLASSES)}, f)
+    return ImageArrays(np.concatenate(all_images), np.asarray(all_labels))
+
+
+def write_image_folder(root: Path, per_class: int = 3, suffix: str = ".png", classes=CIFAR10_CLASSES):
+    for split in ("train", "test"):
+        for label, name in enumerate(classes):
+            (root / split / name).mkdir(parents=True)
+            for k in range(per_class):
+                pixels = np.full((32, 32, 3), 20 * label + k, dtype=np.uint8)
+                Image.fromarray(pixels).save(root / split / name / f"{k:03d}{suffix}")
+
+
+# --- reading -------------------------------------------------------------------------------
+
+
+def test_reads_torchvision_pickles_with_only_the_checksum_patched(tmp_path):
+    expected = write_pickled_cifar10(tmp_path)
+    with mock.patch.object(torchvision.datasets.cifar, "check_integrity", return_value=True):
+        train = read_cifar10(tmp_path, train=True, download=False)
+        test = read_cifar10(tmp_path, train=False, download=False)
+    assert train.images.shape == (100, 32, 32, 3) and train.images.dtype == np.uint8
+    assert test.images.shape == (20, 32, 32, 3)
+    np.testing.assert_array_equal(train.images, expected.images)
+    np.testing.assert_array_equal(train.labels, expected.labels)
+
+
+def test_pickled_files_feed_the_lecture_loaders(tmp_path):
+    write_pickled_cifar10(tmp_path)
+    with mock.patch.object(torchvision.datasets.cifar, "check_integrity", return_value=True):
+        train_loader, valid_loader, test_loader = get_dataloaders_cifar10(
+            8, 0, 0.1, lecture_train_transforms(), lecture_test_transforms(), root=tmp_path, download=False
+        )
+    features, targets = next(iter(train_loader))
+    assert features.shape == (8, 3, 64, 64) and targets.shape == (8,)
+    assert len(train_loader.dataset) == 90 and len(valid_loader.dataset) == 10 and len(test_loader.dataset) == 20
+
+
+def test_missing_data_without_internet_names_the_fix(tmp_path):
+    with pytest.raises(FileNotFoundError) as error:
+        read_cifar10(tmp_path / "nowhere", train=True, download=False)
+    message = str(error.value)
+    assert "cifar-10-batches-py" in message and "data_batch_1" in message and "train" in message
+
+
+@pytest.mark.parametrize("suffix", [".png", ".jpg"])
+def test_reads_an_image_folder_in_label_order(tmp_path, suffix):
+    write_image_folder(tmp_path, suffix=suffix)
+    train = read_cifar10(tmp_path, train=True)
+    assert train.images.shape == (30, 32, 32, 3)
+    assert sorted(np.bincount(train.labels).tolist()) == [3] * 10
+    # each image's colour encodes its folder, so labels must match folder names
+    for image, label in zip(train.images, train.labels, strict=True):
+        assert abs(int(image[0, 0, 0]) - 20 * label) <= 4
+
+
+def test_image_folder_is_shuffled_so_validation_holds_every_class(tmp_path):
+    write_image_folder(tmp_path, per_class=10)
+    _, valid = split_train_valid(read_cifar10(tmp_path, train=True), 0.5)
+    assert len(set(valid.labels.tolist())) == 10
+
+
+def test_image_folder_with_wrong_class_names_is_rejected(tmp_path):
+    write_image_folder(tmp_path, classes=[*CIFAR10_CLASSES[:9], "lorry"])
+    with pytest.raises(ValueError, match="ten CIFAR-10 class folders"):
+        read_cifar10(tmp_path, train=True)
+
+
+def test_synthetic_data_is_balanced_and_deterministic():
+    a, b = make_synthetic_cifar10(100, seed=3), make_synthetic_cifar10(100, seed=3)
+    np.testing.assert_array_equal(a.images, b.images)
+    assert a.images.dtype == np.uint8 and a.images.shape == (100, 32, 32, 3)
+    assert np.bincount(a.labels).tolist() == [10] * 10
+
+
+# --- splitting and loaders -----------------------------------------------------------------
+
+
+def test_split_is_the_lecture_split_sizes_and_disjoint():
+    data = ImageArrays(np.zeros((50000, 1, 1, 1), np.uint8), np.arange(50000))
+    train, valid = split_train_valid(data, 0.1)
+    assert len(train.labels) == 45000 and len(valid.labels) == 5000
+    assert valid.labels[0] == 45000  # the *last* 5,000 images validate
+    assert not set(train.labels.tolist()) & set(valid.labels.tolist())
+
+
+def test_smoke_loaders_return_three_loaders_with_the_right_shapes():
+    train_loader, valid_loader, test_loader = get_dataloaders_cifar10(
+        16, validation_fraction=0.1, train_transforms=lecture_train_transforms(),
+        test_transforms=lecture_test_transforms(), smoke_test=True,
+    )
+    assert len(train_loader) == (320 - 32) // 16  # drop_last
+    for loader in (train_loader, valid_loader, test_loader):
+        features, targets = next(iter(loader))
+        assert features.shape[1:] == (3, 64, 64) and features.dtype == torch.float32
+        assert targets.dtype == torch.int64
+        assert -1.0 <= features.min() and features.max() <= 1.0
+
+
+def test_without_validation_fraction_two_loaders_are_returned():
+    loaders = get_dataloaders_cifar10(16, smoke_test=True)
+    assert len(loaders) == 2
+
+
+@pytest.mark.parametrize("fraction", [0, 1, 10, -0.1, 1.5])
+def test_bad_validation_fraction_is_rejected(fraction):
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        get_dataloaders_cifar10(16, validation_fraction=fraction, smoke_test=True)
+
+
+@pytest.mark.parametrize("batch_size", [0, -5, 2.5, "256", True])
+def test_bad_batch_size_is_rejected(batch_size):
+    with pytest.raises(ValueError, match="batch_size"):
+        get_dataloaders_cifar10(batch_size, smoke_test=True)
+
+
+def test_unnormalize_inverts_normalize_without_modifying_its_input():
+    image = torch.rand(3, 64, 64)
+    normalized = transforms.Normalize((0.49, 0.48, 0.45), (0.25, 0.24, 0.26))(image)
+    before = normalized.clone()
+    restored = UnNormalize((0.49, 0.48, 0.45), (0.25, 0.24, 0.26))(normalized)
+    torch.testing.assert_close(restored, image)
+    assert torch.equal(normalized, before)
+    assert UnNormalize(MEAN, STD)(normalized[None]).shape == (1, 3, 64, 64)
+
+
+def test_channel_statistics_are_exact_population_values():
+    data = random_images(300, seed=4).images
+    mean, std = compute_channel_mean_std(data, chunk_size=7)  # chunks that do not divide the data
+    pixels = data.reshape(-1, 3).astype(np.float64) / 255.0
+    np.testing.assert_allclose(mean, pixels.mean(axis=0), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(std, pixels.std(axis=0), rtol=0, atol=1e-9)
+
+
+# --- the fast on-device path equals the classic one -------------------------------------------
+
+
+def unnormalized_pil_batch(data: ImageArrays, transform) -> torch.Tensor:
+    dataset = ArrayDataset(data, transform)
+    return torch.stack([dataset[i][0] for i in range(len(dataset))])
+
+
+def test_batched_eval_transforms_match_torchvision_per_image():
+    data = random_images(64, seed=5)
+    no_normalize = transforms.Compose(lecture_test_transforms().transforms[:-1])
+    expected = unnormalized_pil_batch(data, no_normalize)
+    loader = DeviceBatchLoader(data, no_normalize, 64, "cpu", channels_last=False)
+    actual, targets = next(iter(loader))
+    assert actual.shape == expected.shape == (64, 3, 64, 64)
+    difference = (actual - expected).abs()
+    assert (difference <= 1 / 255 + 1e-6).float().mean() >= 0.999
+    assert torch.equal(targets, torch.as_tensor(data.labels))
+
+
+def test_batched_normalization_matches_torchvision():
+    data = random_images(16, seed=6)
+    expected = unnormalized_pil_batch(data, lecture_test_transforms())
+    actual, _ = next(iter(DeviceBatchLoader(data, lecture_test_transforms(), 16, "cpu")))
+    assert (actual - expected).abs().max() <= 2 / 255 / 0.5 + 1e-6
+
+
+def test_random_crop_offsets_cover_all_positions_uniformly():
+    # image k's pixel (r, c) holds r; after Resize it is smooth, so crop at the uint8 level:
+    # use 70x70 "images" directly by asking for RandomCrop only.
+    count = 4900
+    rows = np.broadcast_to(np.arange(70, dtype=np.uint8)[:, None, None], (70, 70, 3))
+    cols = np.broadcast_to(np.arange(70, dtype=np.uint8)[None, :, None], (70, 70, 3))
+    image = np.where(np.arange(3)[None, None, :] == 0, rows, cols).astype(np.uint8)
+    data = ImageArrays(np.broadcast_to(image, (count, 70, 70, 3)).copy(), np.arange(count))
+    crop = transforms.Compose([transforms.RandomCrop(64), transforms.ToTensor()])
+    torch.manual_seed(0)
+    batch, _ = next(iter(DeviceBatchLoader(data, crop, count, "cpu", shuffle=True)))
+    top = (batch[:, 0, 0, 0] * 255).round().long()
+    left = (batch[:, 1, 0, 0] * 255).round().long()
+    counts = torch.bincount(top * 7 + left, minlength=49).double()
+    assert counts.numel() == 49 and (counts > 0).all()
+    expected = count / 49
+    chi_square = float(((counts - expected) ** 2 / expected).sum())
+    assert chi_square < 76.2  # 99.9th percentile of chi-square with 48 degrees of freedom
+    assert len(set(zip(top[:64].tolist(), left[:64].tolist(), strict=True))) > 20  # differs within a batch
+
+
+def test_one_epoch_visits_every_training_index_once():
+    data = ImageArrays(np.zeros((103, 32, 32, 3), np.uint8), np.arange(103))
+    loader = DeviceBatchLoader(data, transforms.ToTensor(), 10, "cpu", shuffle=True, drop_last=False)
+    seen = torch.cat([targets for _, targets in loader])
+    assert sorted(seen.tolist()) == list(range(103))
+    assert seen.tolist() != list(range(103))  # shuffled
+    drop = DeviceBatchLoader(data, transforms.ToTensor(), 10, "cpu", shuffle=True, drop_last=True)
+    assert len(drop) == 10 and sum(len(t) for _, t in drop) == 100
+
+
+def test_device_loader_order_follows_the_global_seed():
+    data = ImageArrays(np.zeros((50, 32, 32, 3), np.uint8), np.arange(50))
+    loader = DeviceBatchLoader(data, lecture_train_transforms(), 50, "cpu", shuffle=True)
+    torch.manual_seed(1)
+    first = next(iter(loader))
+    torch.manual_seed(1)
+    second = next(iter(loader))
+    assert torch.equal(first[0], second[0]) and torch.equal(first[1], second[1])
+
+
+def test_unsupported_transform_names_the_supported_ones():
+    data = random_images(4)
+    with pytest.raises(ValueError, match="ColorJitter.*Supported transforms: Resize"):
+        DeviceBatchLoader(data, transforms.Compose([transforms.ColorJitter(), transforms.ToTensor()]), 2, "cpu")
+
+
+def test_loaders_built_with_a_device_are_device_loaders():
+    train_loader, valid_loader, test_loader = get_dataloaders_cifar10(
+        32, validation_fraction=0.1, train_transforms=lecture_train_transforms(),
+        test_transforms=lecture_test_transforms(), smoke_test=True, device="cpu",
+    )
+    assert all(isinstance(loader, DeviceBatchLoader) for loader in (train_loader, valid_loader, test_loader))
+    assert len(train_loader) == 288 // 32 and len(valid_loader) == 1 and len(test_loader) == 3
+    assert hd.SUPPORTED_BATCH_TRANSFORMS[0].startswith("Resize")

@@ -1,0 +1,81 @@
+"""helper_evaluation: accuracy, confusion matrix, seeds, determinism and atomic saving."""
+
+import numpy as np
+import pytest
+import torch
+
+from helper_evaluation import (
+    autocast_dtype,
+    compute_accuracy,
+    compute_confusion_matrix,
+    save_atomically,
+    set_all_seeds,
+)
+
+
+class FixedPredictions(torch.nn.Module):
+    """Predicts the class stored in the first feature of each sample."""
+
+    def __init__(self, num_classes=4):
+        super().__init__()
+        self.num_classes = num_classes
+        self.dummy = torch.nn.Parameter(torch.zeros(1))
+
+    def forward(self, x):
+        return torch.nn.functional.one_hot(x[:, 0].long(), self.num_classes).float() + self.dummy
+
+
+def batches(predictions, targets, batch_size=3):
+    features = torch.tensor(predictions, dtype=torch.float32)[:, None]
+    labels = torch.tensor(targets)
+    return [(features[i : i + batch_size], labels[i : i + batch_size]) for i in range(0, len(labels), batch_size)]
+
+
+def test_accuracy_against_hand_computed_value():
+    loader = batches([0, 1, 2, 2, 1, 0, 3], [0, 1, 2, 1, 1, 3, 3])
+    assert compute_accuracy(FixedPredictions(), loader, "cpu") == pytest.approx(100 * 5 / 7)
+    assert isinstance(compute_accuracy(FixedPredictions(), loader, "cpu"), float)
+
+
+def test_confusion_matrix_rows_are_true_labels_and_absent_classes_are_kept():
+    # class 2 never occurs as a true label, class 3 is never predicted
+    loader = batches([0, 1, 1, 0, 2], [0, 1, 0, 3, 3])
+    expected = np.array([[1, 1, 0, 0], [0, 1, 0, 0], [0, 0, 0, 0], [1, 0, 1, 0]])
+    np.testing.assert_array_equal(compute_confusion_matrix(FixedPredictions(), loader, "cpu"), expected)
+
+
+def test_evaluation_restores_training_mode():
+    model = FixedPredictions().train()
+    compute_accuracy(model, batches([0], [0]), "cpu")
+    assert model.training
+
+
+def test_empty_loader_is_a_clear_error():
+    with pytest.raises(ValueError, match="no images"):
+        compute_accuracy(FixedPredictions(), [], "cpu")
+
+
+def test_seeds_give_identical_weights_and_draws(tiny_net):
+    set_all_seeds(7)
+    first = [torch.rand(3), np.random.rand(3)]
+    set_all_seeds(7)
+    second = [torch.rand(3), np.random.rand(3)]
+    assert torch.equal(first[0], second[0]) and np.array_equal(first[1], second[1])
+
+
+def test_mixed_precision_is_off_on_cpu():
+    assert autocast_dtype("cpu") is None and autocast_dtype("cpu", use_amp=True) is None
+
+
+def test_save_atomically_keeps_the_old_file_when_writing_fails(tmp_path):
+    target = tmp_path / "history.json"
+    save_atomically(target, lambda path: open(path, "w").write("old"))
+
+    def failing_write(path):
+        open(path, "w").write("half")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError):
+        save_atomically(target, failing_write)
+    assert target.read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["history.json"]  # no temporary file left behind

@@ -1,0 +1,80 @@
+"""Both notebooks execute top to bottom in smoke mode, offline, and print what the lecture prints."""
+
+import json
+import re
+from pathlib import Path
+
+import nbformat
+import papermill
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = ["vgg16-cifar10.ipynb", "vgg16-cifar10-standardized.ipynb"]
+
+
+def code_cells(name):
+    return [c for c in nbformat.read(ROOT / name, as_version=4).cells if c.cell_type == "code"]
+
+
+def model_cell(name):
+    [cell] = [c for c in code_cells(name) if c.source.startswith("class VGG16(")]
+    return cell.source
+
+
+def cell_text(cell):
+    return "".join(
+        output.get("text", "") + output.get("data", {}).get("text/plain", "")
+        for output in cell.get("outputs", [])
+    )
+
+
+@pytest.fixture(scope="module", params=NOTEBOOKS)
+def executed(request, tmp_path_factory):
+    work = tmp_path_factory.mktemp(request.param.split(".")[0])
+    papermill.execute_notebook(
+        str(ROOT / request.param), str(work / request.param), cwd=str(ROOT), kernel_name="python3",
+        parameters={"SMOKE_TEST": True, "RESULTS_DIR": str(work / "results"), "DATA_ROOT": str(work / "data"),
+                    "NUM_WORKERS": 0},
+        progress_bar=False,
+    )
+    return request.param, nbformat.read(work / request.param, as_version=4), work / "results"
+
+
+def test_model_cells_are_identical():
+    assert model_cell(NOTEBOOKS[0]) == model_cell(NOTEBOOKS[1])
+
+
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_committed_notebooks_have_no_outputs_and_one_parameters_cell(name):
+    cells = code_cells(name)
+    assert not any(c.outputs or c.execution_count for c in cells)
+    assert sum("parameters" in c.metadata.get("tags", []) for c in cells) == 1
+
+
+def test_notebook_runs_and_prints_the_lecture_log(executed):
+    name, nb, results = executed
+    outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
+    assert not [o for o in outputs if o.output_type == "error"]
+    text = "\n".join(cell_text(c) for c in nb.cells if c.cell_type == "code")
+    assert "SMOKE TEST" in text
+    assert "Trainable parameters: 50,415,434" in text
+    assert re.search(r"Epoch: 001/002 \| Batch 0000/0009 \| Loss: \d+\.\d{4}", text)
+    assert re.search(r"Epoch: 002/002 \| Train: \d+\.\d\d% \| Validation: \d+\.\d\d%", text)
+    assert re.search(r"Test accuracy \d+\.\d\d%", text)
+    figures = [o for o in outputs if "image/png" in o.get("data", {})]
+    assert len(figures) == 4
+    assert {p.name for p in results.iterdir()} >= {
+        "plot_training_loss.png", "plot_accuracy.png", "show_examples.png", "plot_confusion_matrix.png",
+        "history.json", "vgg16-cifar10.pt",
+    }
+    history = json.loads((results / "history.json").read_text())
+    assert len(history["train_acc"]) == 2 and len(history["minibatch_loss"]) == 18
+
+
+def test_standardized_notebook_prints_its_channel_statistics(executed):
+    name, nb, _ = executed
+    if name != NOTEBOOKS[1]:
+        pytest.skip("only the standardized notebook computes statistics")
+    text = "\n".join(cell_text(c) for c in nb.cells if c.cell_type == "code")
+    assert "Computed over 288 training images" in text
+    assert re.search(r"Per-channel mean \(R, G, B\): \[0\.\d+, 0\.\d+, 0\.\d+\]", text)
