@@ -220,6 +220,18 @@ SUPPORTED_BATCH_TRANSFORMS = (
 )
 
 
+class BatchStep(NamedTuple):
+    """One torchvision transform, translated to work on a whole (N, C, H, W) batch at once.
+
+    Before ``ToTensor`` batches are uint8 with 0-255 values, as PIL images are; from
+    ``ToTensor`` on they are float. ``random`` steps draw from the loader's generator.
+    """
+
+    apply: Callable[[torch.Tensor, torch.Generator], torch.Tensor]
+    random: bool
+    to_tensor: bool = False
+
+
 def pair(size: int | Sequence[int]) -> tuple[int, int]:
     """Turn torchvision's ``size`` argument (int or (h, w)) into (h, w)."""
     return (size, size) if isinstance(size, int) else (int(size[0]), int(size[-1]))
@@ -236,7 +248,10 @@ def resized_shape(size: int | Sequence[int], height: int, width: int) -> tuple[i
 
 
 def crop_batch(batch: torch.Tensor, top: torch.Tensor, left: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Crop image k of an (N, C, H, W) batch at (top[k], left[k]), all in one indexing operation."""
+    """Crop image k of an (N, C, H, W) batch at (top[k], left[k]), all in one indexing operation.
+
+    The result has channels-last memory layout, which is what the convolutions want.
+    """
     rows = top[:, None] + torch.arange(size[0], device=batch.device)  # (N, h)
     cols = left[:, None] + torch.arange(size[1], device=batch.device)  # (N, w)
     index = torch.arange(batch.shape[0], device=batch.device)[:, None, None]
@@ -244,68 +259,86 @@ def crop_batch(batch: torch.Tensor, top: torch.Tensor, left: torch.Tensor, size:
     return cropped.permute(0, 3, 1, 2)
 
 
-def batched_step(transform: Callable) -> Callable[[torch.Tensor, torch.Generator, bool], torch.Tensor]:
-    """Translate one torchvision transform into a function on an (N, C, H, W) float batch.
+def resize_step(transform: transforms.Resize, scaled: bool) -> BatchStep:
+    """Bilinear resize; before ToTensor the result is rounded back to uint8, as PIL does."""
+    if transform.interpolation != transforms.InterpolationMode.BILINEAR:
+        raise ValueError("The batched path supports Resize with bilinear interpolation only.")
 
-    Before ``ToTensor`` the batch holds 0-255 values, as a PIL image would; ``scaled``
-    tells the step whether ``ToTensor`` has already divided by 255.
-    """
+    def resize(batch, generator):
+        shape = resized_shape(transform.size, batch.shape[2], batch.shape[3])
+        downscale = shape[0] < batch.shape[2] or shape[1] < batch.shape[3]
+        out = F.interpolate(
+            batch.float(), size=shape, mode="bilinear", align_corners=False,
+            antialias=bool(transform.antialias) and downscale,
+        )
+        return out if scaled else out.round_().clamp_(0, 255).to(torch.uint8)
+
+    return BatchStep(resize, random=False)
+
+
+def random_crop_step(transform: transforms.RandomCrop) -> BatchStep:
+    """A crop at an independent random position for every image of the batch."""
+    if transform.padding is not None or transform.pad_if_needed:
+        raise ValueError("The batched path supports RandomCrop without padding only.")
+
+    def random_crop(batch, generator):
+        size = pair(transform.size)
+        count = batch.shape[0]
+        top = torch.randint(0, batch.shape[2] - size[0] + 1, (count,), generator=generator)
+        left = torch.randint(0, batch.shape[3] - size[1] + 1, (count,), generator=generator)
+        return crop_batch(batch, top.to(batch.device), left.to(batch.device), size)
+
+    return BatchStep(random_crop, random=True)
+
+
+def center_crop_step(transform: transforms.CenterCrop) -> BatchStep:
+    """The same central crop for every image, positioned as torchvision positions it."""
+
+    def center_crop(batch, generator):
+        height, width = pair(transform.size)
+        top = round((batch.shape[2] - height) / 2.0)
+        left = round((batch.shape[3] - width) / 2.0)
+        return batch[:, :, top : top + height, left : left + width]
+
+    return BatchStep(center_crop, random=False)
+
+
+def horizontal_flip_step(transform: transforms.RandomHorizontalFlip) -> BatchStep:
+    """Mirror each image independently with probability ``p``."""
+
+    def horizontal_flip(batch, generator):
+        flip = (torch.rand(batch.shape[0], generator=generator) < transform.p).to(batch.device)
+        return torch.where(flip[:, None, None, None], batch.flip(-1), batch)
+
+    return BatchStep(horizontal_flip, random=True)
+
+
+def normalize_step(transform: transforms.Normalize) -> BatchStep:
+    """(x - mean) / std per channel, computed as one multiply-add."""
+
+    def normalize(batch, generator):
+        mean = torch.as_tensor(transform.mean, dtype=batch.dtype, device=batch.device)[:, None, None]
+        std = torch.as_tensor(transform.std, dtype=batch.dtype, device=batch.device)[:, None, None]
+        return torch.addcmul(-mean / std, batch, 1.0 / std)
+
+    return BatchStep(normalize, random=False)
+
+
+def batched_step(transform: Callable, scaled: bool) -> BatchStep:
+    """Translate one torchvision transform; ``scaled`` says whether ToTensor came before it."""
     t = transforms
     if isinstance(transform, t.Resize):
-        if transform.interpolation != t.InterpolationMode.BILINEAR:
-            raise ValueError("The batched path supports Resize with bilinear interpolation only.")
-
-        def resize(batch, generator, scaled):
-            shape = resized_shape(transform.size, batch.shape[2], batch.shape[3])
-            downscale = shape[0] < batch.shape[2] or shape[1] < batch.shape[3]
-            out = F.interpolate(
-                batch,
-                size=shape,
-                mode="bilinear",
-                align_corners=False,
-                antialias=bool(transform.antialias) and downscale,
-            )
-            return out if scaled else out.round().clamp(0, 255)  # PIL rounds to uint8
-
-        return resize
+        return resize_step(transform, scaled)
     if isinstance(transform, t.RandomCrop):
-        if transform.padding is not None or transform.pad_if_needed:
-            raise ValueError("The batched path supports RandomCrop without padding only.")
-
-        def random_crop(batch, generator, scaled):
-            size = pair(transform.size)
-            n = batch.shape[0]
-            top = torch.randint(0, batch.shape[2] - size[0] + 1, (n,), generator=generator)
-            left = torch.randint(0, batch.shape[3] - size[1] + 1, (n,), generator=generator)
-            return crop_batch(batch, top.to(batch.device), left.to(batch.device), size)
-
-        return random_crop
+        return random_crop_step(transform)
     if isinstance(transform, t.CenterCrop):
-
-        def center_crop(batch, generator, scaled):
-            height, width = pair(transform.size)
-            top = int(round((batch.shape[2] - height) / 2.0))
-            left = int(round((batch.shape[3] - width) / 2.0))
-            return batch[:, :, top : top + height, left : left + width]
-
-        return center_crop
+        return center_crop_step(transform)
     if isinstance(transform, t.RandomHorizontalFlip):
-
-        def horizontal_flip(batch, generator, scaled):
-            flip = (torch.rand(batch.shape[0], generator=generator) < transform.p).to(batch.device)
-            return torch.where(flip[:, None, None, None], batch.flip(-1), batch)
-
-        return horizontal_flip
+        return horizontal_flip_step(transform)
     if isinstance(transform, t.ToTensor):
-        return lambda batch, generator, scaled: batch / 255.0
+        return BatchStep(lambda batch, generator: batch.float().div_(255.0), random=False, to_tensor=True)
     if isinstance(transform, t.Normalize):
-
-        def normalize(batch, generator, scaled):
-            mean = torch.as_tensor(transform.mean, dtype=batch.dtype, device=batch.device)
-            std = torch.as_tensor(transform.std, dtype=batch.dtype, device=batch.device)
-            return (batch - mean[:, None, None]) / std[:, None, None]
-
-        return normalize
+        return normalize_step(transform)
     raise ValueError(
         f"The on-device batch loader cannot apply {type(transform).__name__}. Supported transforms: "
         f"{', '.join(SUPPORTED_BATCH_TRANSFORMS)}. Use the classic DataLoader path "
@@ -313,18 +346,25 @@ def batched_step(transform: Callable) -> Callable[[torch.Tensor, torch.Generator
     )
 
 
-def batched_steps(transform: Callable | None) -> list[tuple[Callable, bool]]:
-    """Translate a ``transforms.Compose`` into (step, scaled) pairs; ToTensor is required."""
+def batched_steps(transform: Callable | None) -> list[BatchStep]:
+    """Translate a ``transforms.Compose`` (or a single transform) into batch steps; ToTensor is required."""
     if transform is None:
         transform = transforms.ToTensor()
     parts = transform.transforms if isinstance(transform, transforms.Compose) else [transform]
-    steps, scaled = [], False
+    steps: list[BatchStep] = []
     for part in parts:
-        steps.append((batched_step(part), scaled))
-        scaled = scaled or isinstance(part, transforms.ToTensor)
-    if not scaled:
+        steps.append(batched_step(part, scaled=any(step.to_tensor for step in steps)))
+    if not any(step.to_tensor for step in steps):
         raise ValueError("The transforms must contain ToTensor(), as the DataLoader path needs it too.")
     return steps
+
+
+def count_fixed_leading_steps(steps: list[BatchStep]) -> int:
+    """How many leading steps give the same uint8 result every epoch (no randomness, before ToTensor)."""
+    count = 0
+    while count < len(steps) and not steps[count].random and not steps[count].to_tensor:
+        count += 1
+    return count
 
 
 def seed_from_global_rng() -> int:
@@ -339,7 +379,9 @@ class DeviceBatchLoader:
     epoch draws a new shuffle order (and new random crops) from torch's global RNG, the
     last incomplete batch is dropped when ``drop_last`` is set, and iterating yields
     ``(features, targets)``. The torchvision transforms run once per *batch* instead of
-    once per image, so the CPU never becomes the bottleneck.
+    once per image, so the CPU never becomes the bottleneck. Leading transforms that
+    give the same result every epoch (the resize to 70x70, the evaluation's centre crop)
+    are applied once, when the loader is built, and their uint8 result is stored.
     """
 
     def __init__(
@@ -352,15 +394,26 @@ class DeviceBatchLoader:
         shuffle: bool = False,
         drop_last: bool = False,
         channels_last: bool = True,
+        chunk_size: int = 2048,
     ):
-        self.steps = batched_steps(transform)
+        steps = batched_steps(transform)
+        fixed = count_fixed_leading_steps(steps)
+        self.steps = steps[fixed:]
         self.device = torch.device(device)
-        self.images = torch.as_tensor(data.images).to(self.device).permute(0, 3, 1, 2).contiguous()
+        images = torch.as_tensor(data.images).to(self.device).permute(0, 3, 1, 2)
+        self.images = torch.cat([self.apply(steps[:fixed], images[i : i + chunk_size], None)
+                                 for i in range(0, len(images), chunk_size)]).contiguous()
         self.labels = torch.as_tensor(data.labels, dtype=torch.int64).to(self.device)
         self.batch_size = batch_size
         self.shuffle = shuffle
         self.drop_last = drop_last
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+
+    @staticmethod
+    def apply(steps: list[BatchStep], batch: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        for step in steps:
+            batch = step.apply(batch, generator)
+        return batch
 
     def __len__(self) -> int:
         count = len(self.labels) / self.batch_size
@@ -373,9 +426,7 @@ class DeviceBatchLoader:
         order = order.to(self.device)
         for start in range(0, len(self) * self.batch_size, self.batch_size):
             index = order[start : start + self.batch_size]
-            batch = self.images[index].float()
-            for step, scaled in self.steps:
-                batch = step(batch, generator, scaled)
+            batch = self.apply(self.steps, self.images[index], generator)
             yield batch.contiguous(memory_format=self.memory_format), self.labels[index]
 
 

@@ -1,0 +1,166 @@
+"""Time one training epoch of the lecture's setup against the fast path, side by side, on this machine.
+
+    python benchmarks/benchmark_epoch.py                 # full CIFAR-10-sized epochs on CUDA
+    python benchmarks/benchmark_epoch.py --device cpu    # a subset on a CPU (says so), a few minutes
+
+An "epoch" is what the notebook does each epoch: a training pass over the 45,000
+training images, a second pass over them for the training accuracy, and a pass over
+the 5,000 validation images.
+
+- classic: the lecture's setup: DataLoader with per-image PIL transforms, 2 workers, float32.
+- fast:    the notebooks' default on CUDA: uint8 images on the device, the same transforms
+           applied per batch there, mixed precision and channels-last.
+
+It also times each data path alone (no model). The data are synthetic uint8 images of
+CIFAR-10's size and shape, so no download is needed; the model and the transforms are
+taken from vgg16-cifar10.ipynb itself. The last line is the full-epoch speed-up.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.notebook_code import cells_defining  # noqa: E402
+from helper_dataset import ImageArrays, make_loader, split_train_valid  # noqa: E402
+from helper_evaluation import autocast_dtype, compute_accuracy  # noqa: E402
+from helper_train import prepare_model, training_step  # noqa: E402
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def random_cifar10(num_images: int, seed: int = 0) -> ImageArrays:
+    """uint8 images (N, 32, 32, 3) and labels with CIFAR-10's shapes; never zeros, which can time faster."""
+    rng = np.random.default_rng(seed)
+    return ImageArrays(rng.integers(0, 256, size=(num_images, 32, 32, 3), dtype=np.uint8),
+                       rng.integers(0, 10, size=num_images).astype(np.int64))
+
+
+def build_loaders(data, fast, device, batch_size, workers, notebook):
+    """The train and validation loaders of one path, built exactly as the notebook builds them."""
+    namespace = cells_defining(notebook, "train_transforms = transforms.Compose(")
+    train, valid = split_train_valid(data, 0.1)
+    options = {"batch_size": batch_size, "num_workers": workers, "device": device if fast else None}
+    return (make_loader(train, namespace["train_transforms"], shuffle=True, drop_last=True, **options),
+            make_loader(valid, namespace["test_transforms"], shuffle=False, drop_last=False, **options))
+
+
+def time_data_only(train_loader, valid_loader, device) -> tuple[float, int]:
+    """Seconds and images for an epoch's worth of batches (train, train again, valid) moved to the device."""
+    synchronize(device)
+    start, images = time.perf_counter(), 0
+    for loader in (train_loader, train_loader, valid_loader):
+        for features, _ in loader:
+            features = features.to(device, non_blocking=True)
+            images += len(features)
+    synchronize(device)
+    return time.perf_counter() - start, images
+
+
+def time_epoch(model, optimizer, train_loader, valid_loader, device, use_amp, warmup_batches=0) -> float:
+    """Seconds for one notebook epoch: train pass + train-accuracy pass + validation pass.
+
+    With ``warmup_batches`` it only runs that many training steps (untimed preparation:
+    cuDNN's algorithm search, memory allocation) and returns 0.
+    """
+    amp_dtype = autocast_dtype(device, use_amp)
+    scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
+    model.train()
+    synchronize(device)
+    start = time.perf_counter()
+    for batch_index, (features, targets) in enumerate(train_loader):
+        if warmup_batches and batch_index == warmup_batches:
+            synchronize(device)
+            return 0.0
+        training_step(model, features, targets, optimizer, device, amp_dtype, scaler).item()  # as train_model
+    compute_accuracy(model, train_loader, device, use_amp=use_amp)
+    compute_accuracy(model, valid_loader, device, use_amp=use_amp)
+    synchronize(device)
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--epoch-images", type=int, default=None,
+                        help="images in the data set for the model epochs (default: 50,000 on CUDA, 640 on CPU)")
+    parser.add_argument("--data-images", type=int, default=None,
+                        help="images for the data-path-only timing (default: 50,000 on CUDA, 5,000 on CPU)")
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--workers", type=int, default=2, help="DataLoader workers of the classic path (lecture: 2)")
+    parser.add_argument("--repeats", type=int, default=None, help="timed fast epochs (median; default 3 CUDA, 1 CPU)")
+    parser.add_argument("--json", type=Path, default=None, help="also write the numbers to this file")
+    args = parser.parse_args()
+
+    device = torch.device(args.device)
+    on_cuda = device.type == "cuda"
+    epoch_images = args.epoch_images or (50_000 if on_cuda else 640)
+    data_images = args.data_images or (50_000 if on_cuda else 5_000)
+    repeats = args.repeats or (3 if on_cuda else 1)
+    notebook = ROOT / "vgg16-cifar10.ipynb"
+    VGG16 = cells_defining(notebook, "class VGG16(")["VGG16"]
+    if on_cuda:
+        torch.backends.cudnn.benchmark = True
+
+    name = torch.cuda.get_device_name(device) if on_cuda else f"CPU ({platform.processor() or platform.machine()}, "\
+        f"{torch.get_num_threads()} threads)"
+    print(f"device: {name} | torch {torch.__version__} | batch size {args.batch_size} | classic workers {args.workers}")
+    print(f"data: synthetic uint8 32x32 RGB; data-only timing on {data_images:,} images, model epochs on "
+          f"{epoch_images:,} images (90% train / 10% validation)"
+          + ("" if epoch_images == 50_000 else " - a SUBSET of CIFAR-10's 50,000, to finish in minutes"))
+    results = {"device": name, "torch": torch.__version__, "epoch_images": epoch_images, "data_images": data_images}
+
+    data = random_cifar10(data_images)
+    for fast in (False, True):
+        label = "fast" if fast else "classic"
+        loaders = build_loaders(data, fast, device, args.batch_size, args.workers, notebook)
+        time_data_only(*loaders, device)  # warm-up: worker start, first transfers
+        seconds, images = time_data_only(*loaders, device)
+        results[f"data_only_{label}_images_per_s"] = images / seconds
+        print(f"data path only, {label:7s}: {images / seconds:12,.0f} images/s  ({images:,} images in {seconds:.2f} s)")
+        del loaders
+    data_ratio = results["data_only_fast_images_per_s"] / results["data_only_classic_images_per_s"]
+    results["data_only_ratio"] = data_ratio
+    print(f"data path only, ratio fast/classic: {data_ratio:.1f}x")
+
+    data = random_cifar10(epoch_images, seed=1)
+    for fast in (False, True):
+        label = "fast" if fast else "classic"
+        torch.manual_seed(0)
+        model = prepare_model(VGG16(num_classes=10), device) if fast else VGG16(num_classes=10).to(device)
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+        loaders = build_loaders(data, fast, device, args.batch_size, args.workers, notebook)
+        use_amp = None if fast else False
+        time_epoch(model, optimizer, *loaders, device, use_amp, warmup_batches=5 if on_cuda else 1)
+        timings = [time_epoch(model, optimizer, *loaders, device, use_amp) for _ in range(repeats if fast else 1)]
+        seconds = statistics.median(timings)
+        num_valid = int(0.1 * epoch_images)  # as split_train_valid
+        images = 2 * len(loaders[0]) * args.batch_size + num_valid
+        results[f"epoch_{label}_seconds"] = seconds
+        results[f"epoch_{label}_all_seconds"] = timings
+        print(f"epoch, {label:7s}: {seconds:8.2f} s per epoch ({images / seconds:9,.0f} images/s)"
+              + (f", median of {len(timings)}" if len(timings) > 1 else ""))
+        del model, optimizer, loaders
+    ratio = results["epoch_classic_seconds"] / results["epoch_fast_seconds"]
+    results["epoch_ratio"] = ratio
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
+    print(f"full epoch (train + train accuracy + validation), fast vs classic: {ratio:.1f}x faster")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,72 @@
+"""Run a tutorial notebook's code without Jupyter: for machines that have torch but no Jupyter.
+
+    python benchmarks/notebook_code.py vgg16-cifar10.ipynb DATA_ROOT=/data/cifar10 NUM_EPOCHS=50
+
+Each ``NAME=value`` overrides a setting of the notebook's ``parameters`` cell (the value
+is read as a Python literal, else kept as a string), as papermill would. IPython-only
+lines (``%magic``, ``!shell``) are skipped; figures are not shown, but every figure the
+notebook saves still lands in its RESULTS_DIR. The benchmark also uses this module to
+take the VGG16 class and the transforms from the notebook itself, so they cannot drift.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import sys
+from pathlib import Path
+
+
+def code_cells(notebook: str | Path) -> list[tuple[str, list[str]]]:
+    """The notebook's code cells as (source, tags), with IPython-only lines replaced by ``pass``."""
+    cells = []
+    for cell in json.loads(Path(notebook).read_text())["cells"]:
+        if cell["cell_type"] != "code":
+            continue
+        lines = "".join(cell["source"]).splitlines()
+        python = [
+            line[: len(line) - len(line.lstrip())] + "pass" if line.lstrip().startswith(("%", "!")) else line
+            for line in lines
+        ]
+        cells.append(("\n".join(python), cell.get("metadata", {}).get("tags", [])))
+    return cells
+
+
+def cells_defining(notebook: str | Path, *names: str) -> dict:
+    """Execute only the cells that define ``names`` (e.g. "class VGG16(") and return their namespace."""
+    import torch
+    from torchvision import transforms
+
+    namespace = {"torch": torch, "transforms": transforms,
+                 "NORMALIZE_MEAN": (0.5, 0.5, 0.5), "NORMALIZE_STD": (0.5, 0.5, 0.5)}
+    for source, _ in code_cells(notebook):
+        if any(name in source for name in names):
+            exec(compile(source, str(notebook), "exec"), namespace)
+    return namespace
+
+
+def parse_override(text: str) -> tuple[str, object]:
+    name, _, value = text.partition("=")
+    try:
+        return name, ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+        return name, value
+
+
+def run(notebook: str | Path, overrides: dict) -> None:
+    """Execute every code cell in order, applying ``overrides`` right after the parameters cell."""
+    namespace = {"__name__": "__main__"}
+    for source, tags in code_cells(notebook):
+        exec(compile(source, str(notebook), "exec"), namespace)
+        if "parameters" in tags:
+            unknown = set(overrides) - set(namespace)
+            if unknown:
+                raise SystemExit(f"Not settings of {notebook}: {sorted(unknown)}")
+            namespace.update(overrides)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) < 2:
+        raise SystemExit(__doc__)
+    sys.path.insert(0, str(Path(sys.argv[1]).resolve().parent))
+    run(sys.argv[1], dict(parse_override(arg) for arg in sys.argv[2:]))
