@@ -2,7 +2,8 @@
 
 Read top to bottom:
 
-1. ``set_all_seeds`` and ``set_deterministic``: reproducible runs, on CPU and CUDA.
+1. ``set_all_seeds``, ``set_deterministic`` and ``make_pooling_deterministic``:
+   reproducible runs, on CPU and CUDA.
 2. ``autocast_dtype`` and ``predict_batches``: the one loop that runs a model over a
    loader (mixed precision and channels-last on CUDA). Accuracy, the confusion
    matrix and the example grids are all computed from it.
@@ -51,6 +52,54 @@ def set_deterministic() -> None:
     torch.backends.cudnn.benchmark = False
     torch.backends.cudnn.deterministic = True
     torch.use_deterministic_algorithms(True)
+
+
+class DeterministicAdaptiveAvgPool2d(torch.nn.Module):
+    """``AdaptiveAvgPool2d`` computed as two small matrix products, so that its backward is deterministic.
+
+    On CUDA, the backward pass of ``AdaptiveAvgPool2d`` adds gradients with atomic
+    operations and PyTorch refuses it under ``torch.use_deterministic_algorithms(True)``.
+    Adaptive average pooling is a fixed linear map, separable into rows and columns:
+    output = R @ x @ C^T, where row i of R averages input rows floor(i*H/h) to
+    ceil((i+1)*H/h) - 1, exactly PyTorch's bins. Matrix products have deterministic
+    gradients, so the result is the same function with a reproducible backward.
+    """
+
+    def __init__(self, output_size: int | tuple[int, int]):
+        super().__init__()
+        self.output_size = (output_size, output_size) if isinstance(output_size, int) else tuple(output_size)
+
+    @staticmethod
+    def pooling_matrix(in_size: int, out_size: int, like: torch.Tensor) -> torch.Tensor:
+        """(out_size, in_size) matrix whose row i averages the inputs of adaptive bin i."""
+        matrix = torch.zeros(out_size, in_size, dtype=like.dtype, device=like.device)
+        for i in range(out_size):
+            start, end = (i * in_size) // out_size, -((-(i + 1) * in_size) // out_size)
+            matrix[i, start:end] = 1.0 / (end - start)
+        return matrix
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        rows = self.pooling_matrix(x.shape[-2], self.output_size[0], x)
+        cols = self.pooling_matrix(x.shape[-1], self.output_size[1], x)
+        return rows @ x @ cols.T
+
+    def extra_repr(self) -> str:
+        return f"output_size={self.output_size}"
+
+
+def make_pooling_deterministic(model: torch.nn.Module) -> int:
+    """Replace every ``AdaptiveAvgPool2d`` in ``model`` with ``DeterministicAdaptiveAvgPool2d``; return how many.
+
+    Found by module type, not by position, so it works for any model. Call it after
+    building the model when ``set_deterministic()`` is on and the model runs on CUDA.
+    """
+    replaced = 0
+    for parent in model.modules():
+        for name, child in parent.named_children():
+            if isinstance(child, torch.nn.AdaptiveAvgPool2d):
+                setattr(parent, name, DeterministicAdaptiveAvgPool2d(child.output_size))
+                replaced += 1
+    return replaced
 
 
 # ---------------------------------------------------------------------------

@@ -1,20 +1,42 @@
-"""Training the VGG-16 tutorial's model: the lecture's ``train_model`` loop.
+"""Training the VGG-16 tutorial's model: the lecture's ``train_model`` loop, made safe for long runs.
 
-``train_model`` reads like the lecture's loop. Everything extra a real run needs is
-one call to a small function defined above it, whose name says what it does.
+``train_model`` (at the bottom) reads like the lecture's loop. Everything extra a real
+run needs is one call to a small function defined above it, whose name says what it does:
+
+1. settings checks that fail before any work starts;
+2. one training step, with mixed precision on CUDA;
+3. checkpoints: the random-number state, an atomic save every epoch, a resume that
+   refuses a checkpoint from another model or a damaged file;
+4. guards: a non-finite loss stops the run at once, an interrupt returns what was learned.
 """
 
 from __future__ import annotations
 
+import math
+import random
 import time
 from collections.abc import Iterable
+from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
-from helper_evaluation import autocast_dtype, compute_accuracy
+from helper_evaluation import autocast_dtype, compute_accuracy, predict_batches, save_atomically
 
 SCHEDULER_SIGNALS = ("valid_acc", "minibatch_loss")
+CHECKPOINT_FILE = "checkpoint.pt"
+BEST_MODEL_FILE = "best_model.pt"
+INTERRUPTED_MODEL_FILE = "interrupted_model.pt"
+
+
+class TrainingDivergedError(RuntimeError):
+    """The loss became NaN or infinite: training cannot recover from that by itself."""
+
+
+# ---------------------------------------------------------------------------
+# 1. Settings checks
+# ---------------------------------------------------------------------------
 
 
 def check_training_settings(num_epochs: int, scheduler_on: str) -> None:
@@ -23,8 +45,34 @@ def check_training_settings(num_epochs: int, scheduler_on: str) -> None:
         raise ValueError(f"num_epochs must be a whole number of at least 1, got {num_epochs!r}.")
     if scheduler_on not in SCHEDULER_SIGNALS:
         raise ValueError(
-            f"scheduler_on must be one of {SCHEDULER_SIGNALS} (the value the scheduler watches), got {scheduler_on!r}."
+            f"scheduler_on must be one of {SCHEDULER_SIGNALS} (the value the scheduler watches), "
+            f"got {scheduler_on!r}."
         )
+
+
+def check_model_output(model: torch.nn.Module, data_loader: Iterable, device, num_classes: int | None) -> None:
+    """Run one batch through the model and check that it outputs one score per class.
+
+    A model built for the wrong number of classes either crashes deep inside the loss
+    (too few outputs) or trains while wasting outputs (too many); both are caught here.
+    """
+    _, logits, targets = next(iter(predict_batches(model, data_loader, device)))
+    width = logits.shape[-1]
+    if num_classes is not None and width != num_classes:
+        raise ValueError(
+            f"The model outputs {width} scores per image, but the data have {num_classes} classes. "
+            f"Build the model with num_classes={num_classes}."
+        )
+    if int(targets.max()) >= width:
+        raise ValueError(
+            f"The model outputs {width} scores per image, but a label in the data is {int(targets.max())}. "
+            "Build the model with one output per class (num_classes=10 for CIFAR-10)."
+        )
+
+
+# ---------------------------------------------------------------------------
+# 2. One training step
+# ---------------------------------------------------------------------------
 
 
 def training_step(
@@ -56,6 +104,17 @@ def training_step(
     return loss.detach()
 
 
+def check_finite_loss(loss: float, epoch: int, batch_idx: int, num_batches: int) -> None:
+    """Stop at the first NaN or infinite loss, saying where it happened and what usually causes it."""
+    if not math.isfinite(loss):
+        raise TrainingDivergedError(
+            f"The loss became {loss} in epoch {epoch + 1}, batch {batch_idx}/{num_batches}: training diverged. "
+            "Likely fixes: lower the learning rate (e.g. LEARNING_RATE = 0.001), check that the inputs are "
+            "normalized (values around -1..1, not 0..255), and check the labels. "
+            "The checkpoint of the last complete epoch was not touched."
+        )
+
+
 def step_scheduler(scheduler, scheduler_on: str, valid_acc: float, minibatch_loss: float) -> None:
     """Step the scheduler on the value the lecture chose, and say when the learning rate drops."""
     before = [group["lr"] for group in scheduler.optimizer.param_groups]
@@ -73,6 +132,103 @@ def prepare_model(model: torch.nn.Module, device: torch.device) -> torch.nn.Modu
     return model
 
 
+# ---------------------------------------------------------------------------
+# 3. Checkpoints
+# ---------------------------------------------------------------------------
+
+
+def capture_rng_state() -> dict:
+    """Python's, NumPy's, torch's and CUDA's random-number state, as plain tensors and numbers.
+
+    The data order and the random crops of the next epoch are drawn from torch's state,
+    so restoring it at an epoch boundary replays the same data order.
+    """
+    _, keys, position, has_gauss, cached_gaussian = np.random.get_state()
+    return {
+        "python": random.getstate(),
+        "numpy": {"keys": torch.from_numpy(keys.astype(np.int64)), "position": int(position),
+                  "has_gauss": int(has_gauss), "cached_gaussian": float(cached_gaussian)},
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
+
+
+def restore_rng_state(state: dict) -> None:
+    """Undo ``capture_rng_state``: the run continues with the same random numbers."""
+    random.setstate(state["python"])
+    numpy_state = state["numpy"]
+    np.random.set_state(("MT19937", numpy_state["keys"].numpy().astype(np.uint32), numpy_state["position"],
+                         numpy_state["has_gauss"], numpy_state["cached_gaussian"]))
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_checkpoint(path: Path, model, optimizer, scheduler, scaler, epochs_done: int, history: dict) -> None:
+    """Write everything needed to continue the run, atomically (a kill mid-save keeps the old file)."""
+    checkpoint = {
+        "epochs_done": epochs_done,
+        "history": history,
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict() if scheduler is not None else None,
+        "scaler": scaler.state_dict(),
+        "rng": capture_rng_state(),
+    }
+    save_atomically(path, lambda temporary: torch.save(checkpoint, temporary))
+
+
+def load_checkpoint(path: Path, model, optimizer, scheduler, scaler) -> tuple[int, dict]:
+    """Restore a run from ``path``; return (epochs done, history). Only tensors and numbers are unpickled."""
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        epochs_done, history = int(checkpoint["epochs_done"]), checkpoint["history"]
+    except Exception as error:  # truncated, corrupt or foreign file: torch raises many kinds
+        raise RuntimeError(
+            f"The checkpoint '{path}' is damaged or not a checkpoint of this tutorial ({error}). "
+            "It was left as it is: delete or rename it to start training from scratch."
+        ) from error
+    try:
+        model.load_state_dict(checkpoint["model"])
+    except RuntimeError as error:
+        raise RuntimeError(
+            f"The checkpoint '{path}' was saved from a different model, so it cannot continue this one "
+            f"({str(error).splitlines()[0]}). Use another checkpoint folder, or delete this checkpoint "
+            "to start from scratch."
+        ) from error
+    optimizer.load_state_dict(checkpoint["optimizer"])
+    if scheduler is not None and checkpoint["scheduler"] is not None:
+        scheduler.load_state_dict(checkpoint["scheduler"])
+    scaler.load_state_dict(checkpoint["scaler"])
+    restore_rng_state(checkpoint["rng"])
+    return epochs_done, history
+
+
+def save_best_model(path: Path, model, valid_acc_list: list[float]) -> None:
+    """Keep the weights of the epoch with the highest validation accuracy so far in their own file."""
+    if valid_acc_list[-1] >= max(valid_acc_list):
+        save_atomically(path, lambda temporary: torch.save(model.state_dict(), temporary))
+
+
+# ---------------------------------------------------------------------------
+# 4. The loop
+# ---------------------------------------------------------------------------
+
+
+def train_one_epoch(model, train_loader, optimizer, device, amp_dtype, scaler, epoch, num_epochs,
+                    logging_interval, minibatch_loss_list) -> None:
+    """The lecture's inner loop: one pass over the training batches, logging every few batches."""
+    model.train()
+    for batch_idx, (features, targets) in enumerate(train_loader):
+        loss = training_step(model, features, targets, optimizer, device, amp_dtype, scaler).item()
+        check_finite_loss(loss, epoch, batch_idx, len(train_loader))
+        minibatch_loss_list.append(loss)
+        if not batch_idx % logging_interval:
+            print(f"Epoch: {epoch + 1:03d}/{num_epochs:03d} "
+                  f"| Batch {batch_idx:04d}/{len(train_loader):04d} "
+                  f"| Loss: {loss:.4f}")
+
+
 def train_model(
     model: torch.nn.Module,
     num_epochs: int,
@@ -86,45 +242,76 @@ def train_model(
     scheduler_on: str = "valid_acc",
     *,
     use_amp: bool | None = None,
+    num_classes: int | None = None,
+    checkpoint_dir: str | Path | None = None,
+    resume: bool = True,
 ) -> tuple[list[float], list[float], list[float]]:
     """Train ``model`` and return ``(minibatch_loss_list, train_acc_list, valid_acc_list)``.
 
     As in the lecture: after every epoch the accuracy on the training and validation
     sets is printed, the scheduler (if any) is stepped on ``scheduler_on`` (the
     validation accuracy, or the last minibatch loss), and at the end the test accuracy
-    is printed. ``use_amp`` (None: automatic, on for CUDA only) picks mixed precision.
+    is printed. New, all optional:
+
+    - ``use_amp``: mixed precision (None: automatic, on for CUDA only).
+    - ``num_classes``: checked against the model's output width before training.
+    - ``checkpoint_dir``: save a checkpoint there after every epoch (and the best
+      validation weights); with ``resume=True`` an existing checkpoint is continued.
+    - Interrupting (Ctrl-C, Jupyter's stop button) returns the history so far; a NaN
+      or infinite loss raises ``TrainingDivergedError`` at once.
     """
     check_training_settings(num_epochs, scheduler_on)
     device = torch.device(device)
     amp_dtype = autocast_dtype(device, use_amp)
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
     prepare_model(model, device)
-    minibatch_loss_list, train_acc_list, valid_acc_list = [], [], []
+    check_model_output(model, valid_loader, device, num_classes)
+    history = {"minibatch_loss": [], "train_acc": [], "valid_acc": []}
+    minibatch_loss_list, train_acc_list, valid_acc_list = history.values()
+    checkpoint = Path(checkpoint_dir) / CHECKPOINT_FILE if checkpoint_dir is not None else None
+    first_epoch = 0
+    if checkpoint is not None and resume and checkpoint.exists():
+        first_epoch, saved = load_checkpoint(checkpoint, model, optimizer, scheduler, scaler)
+        for name, values in saved.items():
+            history[name].extend(values)
+        if first_epoch < num_epochs:
+            print(f"Resuming from epoch {first_epoch + 1} (checkpoint '{checkpoint}'; delete it to start over)")
+        else:
+            print(f"The checkpoint '{checkpoint}' already holds all {first_epoch} epochs: nothing left to train "
+                  "(delete it to start over, or raise num_epochs to train longer).")
     start_time = time.perf_counter()
 
-    for epoch in range(num_epochs):
-        model.train()
-        for batch_idx, (features, targets) in enumerate(train_loader):
-            loss = training_step(model, features, targets, optimizer, device, amp_dtype, scaler)
-            minibatch_loss_list.append(loss.item())
-            if not batch_idx % logging_interval:
-                print(
-                    f"Epoch: {epoch + 1:03d}/{num_epochs:03d} "
-                    f"| Batch {batch_idx:04d}/{len(train_loader):04d} "
-                    f"| Loss: {minibatch_loss_list[-1]:.4f}"
-                )
-
-        train_acc = compute_accuracy(model, train_loader, device, use_amp=use_amp)
-        valid_acc = compute_accuracy(model, valid_loader, device, use_amp=use_amp)
+    for epoch in range(first_epoch, num_epochs):
+        try:
+            train_one_epoch(model, train_loader, optimizer, device, amp_dtype, scaler, epoch, num_epochs,
+                            logging_interval, minibatch_loss_list)
+            train_acc = compute_accuracy(model, train_loader, device, use_amp=use_amp)
+            valid_acc = compute_accuracy(model, valid_loader, device, use_amp=use_amp)
+        except KeyboardInterrupt:
+            report_interrupt(model, checkpoint, epoch, num_epochs)
+            return minibatch_loss_list, train_acc_list, valid_acc_list
         print(f"Epoch: {epoch + 1:03d}/{num_epochs:03d} | Train: {train_acc:.2f}% | Validation: {valid_acc:.2f}%")
         train_acc_list.append(train_acc)
         valid_acc_list.append(valid_acc)
         print(f"Time elapsed: {(time.perf_counter() - start_time) / 60:.2f} min")
-
         if scheduler is not None:
             step_scheduler(scheduler, scheduler_on, valid_acc, minibatch_loss_list[-1])
+        if checkpoint is not None:
+            save_checkpoint(checkpoint, model, optimizer, scheduler, scaler, epoch + 1, history)
+            save_best_model(checkpoint.parent / BEST_MODEL_FILE, model, valid_acc_list)
 
     print(f"Total Training Time: {(time.perf_counter() - start_time) / 60:.2f} min")
     test_acc = compute_accuracy(model, test_loader, device, use_amp=use_amp)
     print(f"Test accuracy {test_acc:.2f}%")
     return minibatch_loss_list, train_acc_list, valid_acc_list
+
+
+def report_interrupt(model, checkpoint: Path | None, epoch: int, num_epochs: int) -> None:
+    """After Ctrl-C: save the current weights, and say what was completed and how to continue."""
+    print(f"\nTraining interrupted during epoch {epoch + 1}/{num_epochs} after {epoch} complete epoch(s). "
+          "The history so far is returned, so the plots below still work.")
+    if checkpoint is not None:
+        saved = save_atomically(checkpoint.parent / INTERRUPTED_MODEL_FILE,
+                                lambda temporary: torch.save(model.state_dict(), temporary))
+        print(f"The weights at the moment of the interrupt are in '{saved}'. "
+              f"Run the training cell again to resume from epoch {epoch + 1} (checkpoint '{checkpoint}').")
