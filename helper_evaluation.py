@@ -8,7 +8,9 @@ Read top to bottom:
    loader (mixed precision and channels-last on CUDA). Accuracy, the confusion
    matrix and the example grids are all computed from it.
 3. ``compute_accuracy`` and ``compute_confusion_matrix``: the lecture's functions.
-4. ``save_atomically``: the one function that writes result files, so that a crash
+4. Reading the confusion matrix: per-class accuracy and the most confused pairs.
+5. ``print_layer_shapes``: each block's output shape, found with forward hooks.
+6. ``save_atomically``: the one function that writes result files, so that a crash
    mid-write never leaves half a file behind.
 
 This module never loads data; it receives loaders.
@@ -183,7 +185,93 @@ def compute_confusion_matrix(
 
 
 # ---------------------------------------------------------------------------
-# 4. Writing result files
+# 4. Reading the confusion matrix
+# ---------------------------------------------------------------------------
+
+
+def per_class_accuracy(conf_mat: np.ndarray) -> np.ndarray:
+    """Percentage of each true class predicted correctly (the diagonal over the row sums); NaN for absent classes."""
+    conf_mat = np.asarray(conf_mat, dtype=float)
+    row_sums = conf_mat.sum(axis=1)
+    return np.divide(100.0 * np.diag(conf_mat), row_sums, out=np.full(len(conf_mat), np.nan), where=row_sums > 0)
+
+
+def most_confused_pairs(conf_mat: np.ndarray, k: int = 5) -> list[tuple[int, int, int]]:
+    """The ``k`` largest off-diagonal cells as (true label, predicted label, count), largest first."""
+    conf_mat = np.asarray(conf_mat)
+    pairs = [(int(conf_mat[t, p]), t, p) for t in range(len(conf_mat)) for p in range(len(conf_mat)) if t != p]
+    pairs.sort(key=lambda item: (-item[0], item[1], item[2]))
+    return [(t, p, count) for count, t, p in pairs[:k] if count > 0]
+
+
+def print_confusion_summary(conf_mat: np.ndarray, class_names, k: int = 5) -> None:
+    """Print per-class accuracy and the ``k`` most confused (true, predicted) pairs as small tables."""
+    print(f"{'class':>12} | accuracy")
+    for name, accuracy in zip(class_names, per_class_accuracy(conf_mat), strict=True):
+        print(f"{name:>12} | {accuracy:6.2f}%")
+    print(f"\nMost confused (true -> predicted), of {int(np.sum(conf_mat)):,} images:")
+    for true, predicted, count in most_confused_pairs(conf_mat, k):
+        print(f"{class_names[true]:>12} -> {class_names[predicted]:<12} {count:6d} images")
+
+
+# ---------------------------------------------------------------------------
+# 5. The layer-shape table
+# ---------------------------------------------------------------------------
+
+
+def print_layer_shapes(
+    model: torch.nn.Module, input_size: tuple[int, ...], *, all_layers: bool = False, device=None
+) -> list[tuple[str, tuple[int, ...], int]]:
+    """Run one dummy batch through ``model`` and print each block's output shape and parameter count.
+
+    Forward hooks record the shapes; they are always removed afterwards. If the forward
+    pass fails (say, the classifier's input size does not match), the table is printed
+    up to the failing layer and the error is raised again, naming that layer.
+    ``all_layers=True`` lists every layer instead of only the top-level blocks.
+    Returns the rows as (name, output shape, parameters).
+    """
+    if device is None:
+        device = next(model.parameters()).device
+    rows, entered, handles = [], [], []
+
+    def on_enter(module, args):
+        entered.append(module)
+
+    def on_exit(module, args, output):
+        entered.remove(module)
+        rows.append((names[module], tuple(output.shape), sum(p.numel() for p in module.parameters())))
+
+    names = {m: n for n, m in model.named_modules() if n and (all_layers or "." not in n)}
+    for module in names:
+        handles.append(module.register_forward_pre_hook(on_enter))
+        handles.append(module.register_forward_hook(on_exit))
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            model(torch.zeros(input_size, device=device))
+    except Exception as error:
+        print_shape_table(rows, input_size)
+        failing = names[entered[-1]] if entered else "(outside any layer)"
+        raise RuntimeError(f"The forward pass failed in layer '{failing}': {error}") from error
+    finally:
+        for handle in handles:
+            handle.remove()
+        model.train(was_training)
+    print_shape_table(rows, input_size)
+    return rows
+
+
+def print_shape_table(rows: list[tuple[str, tuple[int, ...], int]], input_size: tuple[int, ...]) -> None:
+    """Print the rows that ``print_layer_shapes`` collected."""
+    print(f"{'layer':<24} {'output shape':<22} {'parameters':>12}")
+    print(f"{'(input)':<24} {str(tuple(input_size)):<22} {'':>12}")
+    for name, shape, parameters in rows:
+        print(f"{name:<24} {str(shape):<22} {parameters:>12,}")
+
+
+# ---------------------------------------------------------------------------
+# 6. Writing result files
 # ---------------------------------------------------------------------------
 
 

@@ -8,6 +8,7 @@ so calling them in a loop does not pile up open figures.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -130,6 +131,71 @@ def show_examples(
     ]
     fig = image_grid(features, titles, unnormalizer)
     save_figure(fig, results_dir, "show_examples.png")
+    return fig
+
+
+def show_confident_mistakes(
+    model: torch.nn.Module,
+    data_loader,
+    unnormalizer: Callable | None = None,
+    class_dict: Mapping[int, str] | None = None,
+    *,
+    num_images: int = 15,
+    results_dir: str | os.PathLike | None = None,
+) -> Figure:
+    """The wrongly classified images the model was most sure about, titled ``P: cat (0.97) | T: dog``.
+
+    These are the most instructive errors: ambiguous images, odd viewpoints, and now
+    and then a wrong label in the data set itself.
+    """
+    device = next(model.parameters()).device
+    mistakes = None  # (images, confidences, predictions, targets) of the most confident mistakes so far
+    for features, logits, targets in predict_batches(model, data_loader, device):
+        confidence, predictions = logits.softmax(dim=1).max(dim=1)
+        wrong = (predictions != targets).cpu()
+        batch = (features.float().cpu()[wrong], confidence.cpu()[wrong], predictions.cpu()[wrong],
+                 targets.cpu()[wrong])
+        if mistakes is not None:
+            batch = tuple(torch.cat(pair) for pair in zip(mistakes, batch, strict=True))
+        most_confident = batch[1].topk(min(num_images, len(batch[1]))).indices
+        mistakes = tuple(values[most_confident] for values in batch)
+    if mistakes is None:
+        raise ValueError("The data loader yielded no images to look for mistakes in.")
+    images, confidences, predictions, targets = mistakes
+    titles = [
+        f"P: {label_name(int(p), class_dict)} ({float(c):.2f}) | T: {label_name(int(t), class_dict)}"
+        for p, c, t in zip(predictions, confidences, targets, strict=True)
+    ]
+    fig = image_grid(images, titles, unnormalizer, nrows=max(1, math.ceil(num_images / 5)), ncols=5)
+    fig.suptitle("Most confident mistakes" if len(images) else "No mistakes in these images")
+    save_figure(fig, results_dir, "confident_mistakes.png")
+    return fig
+
+
+def plot_live_progress(
+    minibatch_loss_list: Sequence[float],
+    train_acc_list: Sequence[float],
+    valid_acc_list: Sequence[float],
+    iter_per_epoch: int,
+    averaging_iterations: int = 100,
+) -> Figure:
+    """One figure with the loss so far (left) and the accuracies so far (right), redrawn during training."""
+    fig = Figure(figsize=(11, 3.8))
+    loss_ax, acc_ax = fig.subplots(1, 2)
+    epochs = np.arange(len(minibatch_loss_list)) / max(1, iter_per_epoch)
+    loss_ax.plot(epochs, minibatch_loss_list, alpha=0.4, label="Minibatch loss")
+    x, average = running_average(minibatch_loss_list, averaging_iterations)
+    loss_ax.plot(x / max(1, iter_per_epoch), average, label="Running average")
+    loss_ax.set_xlabel("Epochs")
+    loss_ax.set_ylabel("Loss")
+    loss_ax.legend()
+    completed = np.arange(1, len(train_acc_list) + 1)
+    acc_ax.plot(completed, train_acc_list, marker="o", label="Training")
+    acc_ax.plot(completed, valid_acc_list, marker="o", label="Validation")
+    acc_ax.set_xlabel("Epoch")
+    acc_ax.set_ylabel("Accuracy (%)")
+    acc_ax.legend()
+    fig.tight_layout()
     return fig
 
 

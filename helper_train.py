@@ -7,7 +7,9 @@ run needs is one call to a small function defined above it, whose name says what
 2. one training step, with mixed precision on CUDA;
 3. checkpoints: the random-number state, an atomic save every epoch, a resume that
    refuses a checkpoint from another model or a damaged file;
-4. guards: a non-finite loss stops the run at once, an interrupt returns what was learned.
+4. guards: a non-finite loss stops the run at once, an interrupt returns what was learned,
+   a run stuck at chance level after a few epochs gets a warning;
+5. the live plot, redrawn in place after every epoch in Jupyter.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import math
 import random
 import time
+import warnings
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -23,6 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from helper_evaluation import autocast_dtype, compute_accuracy, predict_batches, save_atomically
+from helper_plotting import plot_live_progress
 
 SCHEDULER_SIGNALS = ("valid_acc", "minibatch_loss")
 CHECKPOINT_FILE = "checkpoint.pt"
@@ -32,6 +36,10 @@ INTERRUPTED_MODEL_FILE = "interrupted_model.pt"
 
 class TrainingDivergedError(RuntimeError):
     """The loss became NaN or infinite: training cannot recover from that by itself."""
+
+
+class TrainingStalledWarning(UserWarning):
+    """After a few epochs the model still guesses: accuracy at chance level, loss at ln(num_classes)."""
 
 
 # ---------------------------------------------------------------------------
@@ -50,8 +58,8 @@ def check_training_settings(num_epochs: int, scheduler_on: str) -> None:
         )
 
 
-def check_model_output(model: torch.nn.Module, data_loader: Iterable, device, num_classes: int | None) -> None:
-    """Run one batch through the model and check that it outputs one score per class.
+def check_model_output(model: torch.nn.Module, data_loader: Iterable, device, num_classes: int | None) -> int:
+    """Run one batch through the model, check that it outputs one score per class, and return that number.
 
     A model built for the wrong number of classes either crashes deep inside the loss
     (too few outputs) or trains while wasting outputs (too many); both are caught here.
@@ -68,6 +76,7 @@ def check_model_output(model: torch.nn.Module, data_loader: Iterable, device, nu
             f"The model outputs {width} scores per image, but a label in the data is {int(targets.max())}. "
             "Build the model with one output per class (num_classes=10 for CIFAR-10)."
         )
+    return width
 
 
 # ---------------------------------------------------------------------------
@@ -211,7 +220,53 @@ def save_best_model(path: Path, model, valid_acc_list: list[float]) -> None:
 
 
 # ---------------------------------------------------------------------------
-# 4. The loop
+# 4. Watching the run
+# ---------------------------------------------------------------------------
+
+
+def warn_if_stalled(epoch_losses: list[float], valid_acc: float, num_classes: int, epoch: int) -> None:
+    """Warn when the model still guesses: validation accuracy within 2 points of chance, loss within 2% of ln(C).
+
+    This is the symptom users of VGG-16 notebooks report most ("loss stuck at 2.303,
+    accuracy 10%"). Waiting longer rarely helps; the usual causes are listed.
+    """
+    chance, guessing_loss = 100.0 / num_classes, math.log(num_classes)
+    mean_loss = sum(epoch_losses) / len(epoch_losses)
+    if abs(valid_acc - chance) <= 2.0 and abs(mean_loss - guessing_loss) <= 0.02 * guessing_loss:
+        with warnings.catch_warnings():
+            warnings.simplefilter("always", TrainingStalledWarning)  # also on a re-run of the same cell
+            warnings.warn(
+                f"After {epoch + 1} epochs the model is still guessing: validation accuracy {valid_acc:.2f}% "
+                f"(chance: {chance:.0f}%), loss {mean_loss:.3f} (guessing: ln({num_classes}) = {guessing_loss:.3f}). "
+                "Consider stopping and checking: the learning rate (too high or too low), the weight "
+                "initialization, the input normalization, and the data and labels (shuffled? matching?).",
+                TrainingStalledWarning,
+                stacklevel=3,
+            )
+
+
+def running_in_jupyter() -> bool:
+    """True inside a Jupyter (or Colab) kernel, where figures can be shown and updated inline."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return False
+    return getattr(get_ipython(), "kernel", None) is not None
+
+
+def refresh_live_plot(display_handle, history: dict, iter_per_epoch: int):
+    """Draw the curves so far into one inline output, replacing the previous drawing; return its handle."""
+    from IPython.display import display
+
+    fig = plot_live_progress(history["minibatch_loss"], history["train_acc"], history["valid_acc"], iter_per_epoch)
+    if display_handle is None:
+        return display(fig, display_id=True)
+    display_handle.update(fig)
+    return display_handle
+
+
+# ---------------------------------------------------------------------------
+# 5. The loop
 # ---------------------------------------------------------------------------
 
 
@@ -227,6 +282,22 @@ def train_one_epoch(model, train_loader, optimizer, device, amp_dtype, scaler, e
             print(f"Epoch: {epoch + 1:03d}/{num_epochs:03d} "
                   f"| Batch {batch_idx:04d}/{len(train_loader):04d} "
                   f"| Loss: {loss:.4f}")
+
+
+def resume_if_possible(checkpoint: Path | None, resume: bool, model, optimizer, scheduler, scaler,
+                       history: dict, num_epochs: int) -> int:
+    """Load ``checkpoint`` into the run if asked and present; return the number of epochs already done."""
+    if checkpoint is None or not resume or not checkpoint.exists():
+        return 0
+    epochs_done, saved = load_checkpoint(checkpoint, model, optimizer, scheduler, scaler)
+    for name, values in saved.items():
+        history[name].extend(values)
+    if epochs_done < num_epochs:
+        print(f"Resuming from epoch {epochs_done + 1} (checkpoint '{checkpoint}'; delete it to start over)")
+    else:
+        print(f"The checkpoint '{checkpoint}' already holds all {epochs_done} epochs: nothing left to train "
+              "(delete it to start over, or raise num_epochs to train longer).")
+    return epochs_done
 
 
 def train_model(
@@ -245,6 +316,8 @@ def train_model(
     num_classes: int | None = None,
     checkpoint_dir: str | Path | None = None,
     resume: bool = True,
+    live_plot: bool = False,
+    stall_check_epoch: int | None = 2,
 ) -> tuple[list[float], list[float], list[float]]:
     """Train ``model`` and return ``(minibatch_loss_list, train_acc_list, valid_acc_list)``.
 
@@ -257,6 +330,8 @@ def train_model(
     - ``num_classes``: checked against the model's output width before training.
     - ``checkpoint_dir``: save a checkpoint there after every epoch (and the best
       validation weights); with ``resume=True`` an existing checkpoint is continued.
+    - ``live_plot``: in Jupyter, redraw the loss and accuracy curves after every epoch.
+    - ``stall_check_epoch``: after this epoch, warn if the model is still guessing (None: never).
     - Interrupting (Ctrl-C, Jupyter's stop button) returns the history so far; a NaN
       or infinite loss raises ``TrainingDivergedError`` at once.
     """
@@ -265,20 +340,12 @@ def train_model(
     amp_dtype = autocast_dtype(device, use_amp)
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
     prepare_model(model, device)
-    check_model_output(model, valid_loader, device, num_classes)
+    num_classes = check_model_output(model, valid_loader, device, num_classes)
     history = {"minibatch_loss": [], "train_acc": [], "valid_acc": []}
     minibatch_loss_list, train_acc_list, valid_acc_list = history.values()
     checkpoint = Path(checkpoint_dir) / CHECKPOINT_FILE if checkpoint_dir is not None else None
-    first_epoch = 0
-    if checkpoint is not None and resume and checkpoint.exists():
-        first_epoch, saved = load_checkpoint(checkpoint, model, optimizer, scheduler, scaler)
-        for name, values in saved.items():
-            history[name].extend(values)
-        if first_epoch < num_epochs:
-            print(f"Resuming from epoch {first_epoch + 1} (checkpoint '{checkpoint}'; delete it to start over)")
-        else:
-            print(f"The checkpoint '{checkpoint}' already holds all {first_epoch} epochs: nothing left to train "
-                  "(delete it to start over, or raise num_epochs to train longer).")
+    first_epoch = resume_if_possible(checkpoint, resume, model, optimizer, scheduler, scaler, history, num_epochs)
+    live_display = None
     start_time = time.perf_counter()
 
     for epoch in range(first_epoch, num_epochs):
@@ -299,6 +366,10 @@ def train_model(
         if checkpoint is not None:
             save_checkpoint(checkpoint, model, optimizer, scheduler, scaler, epoch + 1, history)
             save_best_model(checkpoint.parent / BEST_MODEL_FILE, model, valid_acc_list)
+        if epoch + 1 == stall_check_epoch:
+            warn_if_stalled(minibatch_loss_list[-len(train_loader):], valid_acc, num_classes, epoch)
+        if live_plot and running_in_jupyter():
+            live_display = refresh_live_plot(live_display, history, len(train_loader))
 
     print(f"Total Training Time: {(time.perf_counter() - start_time) / 60:.2f} min")
     test_acc = compute_accuracy(model, test_loader, device, use_amp=use_amp)

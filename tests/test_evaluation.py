@@ -8,6 +8,10 @@ from helper_evaluation import (
     autocast_dtype,
     compute_accuracy,
     compute_confusion_matrix,
+    most_confused_pairs,
+    per_class_accuracy,
+    print_confusion_summary,
+    print_layer_shapes,
     save_atomically,
     set_all_seeds,
 )
@@ -79,3 +83,43 @@ def test_save_atomically_keeps_the_old_file_when_writing_fails(tmp_path):
         save_atomically(target, failing_write)
     assert target.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["history.json"]  # no temporary file left behind
+
+
+# --- reading the confusion matrix -------------------------------------------------------------
+
+
+def test_per_class_accuracy_and_most_confused_pairs_on_a_hand_made_matrix():
+    conf_mat = np.array([[8, 1, 1], [0, 5, 5], [0, 0, 0]])  # class 2 never occurs
+    np.testing.assert_allclose(per_class_accuracy(conf_mat), [80.0, 50.0, np.nan])
+    assert most_confused_pairs(conf_mat, k=2) == [(1, 2, 5), (0, 1, 1)]
+    assert most_confused_pairs(conf_mat, k=10) == [(1, 2, 5), (0, 1, 1), (0, 2, 1)]  # zero cells left out
+
+
+def test_confusion_summary_prints_names(capsys):
+    print_confusion_summary(np.array([[3, 1], [2, 4]]), ["cat", "dog"], k=1)
+    out = capsys.readouterr().out
+    assert "cat |  75.00%" in out and "dog -> cat" in out and "2 images" in out
+
+
+# --- the layer-shape table ---------------------------------------------------------------------
+
+
+def hooks_left(model):
+    return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in model.modules())
+
+
+def test_layer_shapes_per_block_and_hooks_removed(tiny_net, capsys):
+    rows = print_layer_shapes(tiny_net, (2, 3, 64, 64))
+    assert rows == [("features", (2, 8, 4, 4), 224), ("classifier", (2, 10), 1290)]
+    assert hooks_left(tiny_net) == 0
+    assert "features" in capsys.readouterr().out
+    all_rows = print_layer_shapes(tiny_net, (1, 3, 32, 32), all_layers=True)
+    assert [name for name, _, _ in all_rows] == ["features.0", "features.1", "features.2", "features", "classifier"]
+
+
+def test_layer_shapes_name_the_failing_layer_and_remove_hooks(tiny_net, capsys):
+    tiny_net.classifier = torch.nn.Linear(99, 10)  # the flatten size computed wrongly by hand
+    with pytest.raises(RuntimeError, match="failed in layer 'classifier'"):
+        print_layer_shapes(tiny_net, (1, 3, 64, 64))
+    assert hooks_left(tiny_net) == 0
+    assert "features" in capsys.readouterr().out  # the table up to the failure

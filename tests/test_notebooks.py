@@ -10,6 +10,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ["vgg16-cifar10.ipynb", "vgg16-cifar10-standardized.ipynb"]
+DROPOUT2D = {NOTEBOOKS[0]: 0.0, NOTEBOOKS[1]: 0.25}  # the smoke tests run both settings of the exercise
 
 
 def code_cells(name):
@@ -34,7 +35,7 @@ def executed(request, tmp_path_factory):
     papermill.execute_notebook(
         str(ROOT / request.param), str(work / request.param), cwd=str(ROOT), kernel_name="python3",
         parameters={"SMOKE_TEST": True, "RESULTS_DIR": str(work / "results"), "DATA_ROOT": str(work / "data"),
-                    "NUM_WORKERS": 0},
+                    "NUM_WORKERS": 0, "DROPOUT2D": DROPOUT2D[request.param]},
         progress_bar=False,
     )
     return request.param, nbformat.read(work / request.param, as_version=4), work / "results"
@@ -61,12 +62,17 @@ def test_notebook_runs_and_prints_the_lecture_log(executed):
     assert re.search(r"Epoch: 001/002 \| Batch 0000/0009 \| Loss: \d+\.\d{4}", text)
     assert re.search(r"Epoch: 002/002 \| Train: \d+\.\d\d% \| Validation: \d+\.\d\d%", text)
     assert re.search(r"Test accuracy \d+\.\d\d%", text)
+    # loss, accuracy, examples, confusion matrix, confident mistakes, and ONE live plot updated in place
     figures = [o for o in outputs if "image/png" in o.get("data", {})]
-    assert len(figures) == 4
+    assert len(figures) == 6
     assert {p.name for p in results.iterdir()} >= {
         "plot_training_loss.png", "plot_accuracy.png", "show_examples.png", "plot_confusion_matrix.png",
-        "history.json", "vgg16-cifar10.pt",
+        "confident_mistakes.png", "history.json", "vgg16-cifar10.pt",
     }
+    assert "block_5                  (1, 512, 2, 2)" in text and "block_5                  (1, 512, 1, 1)" in text
+    assert "Most confused (true -> predicted)" in text
+    expected_dropout = "Dropout2d(p=0.25" if DROPOUT2D[name] else "Identity()"
+    assert f"Feature-map dropout: {expected_dropout}" in text
     history = json.loads((results / "history.json").read_text())
     assert len(history["train_acc"]) == 2 and len(history["minibatch_loss"]) == 18
     if name == "vgg16-cifar10-standardized.ipynb":

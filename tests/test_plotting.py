@@ -10,8 +10,10 @@ from helper_dataset import CIFAR10_CLASSES, UnNormalize, get_dataloaders_cifar10
 from helper_plotting import (
     plot_accuracy,
     plot_confusion_matrix,
+    plot_live_progress,
     plot_training_loss,
     running_average,
+    show_confident_mistakes,
     show_examples,
 )
 
@@ -80,3 +82,32 @@ def test_confusion_matrix_plot_labels_classes_and_counts(tmp_path):
 def test_confusion_matrix_plot_handles_an_empty_row():
     fig = plot_confusion_matrix(np.array([[2, 0], [0, 0]]), show_normed=True)
     assert "0\n(0.00)" in [t.get_text() for t in fig.axes[0].texts]
+
+
+def test_confident_mistakes_shows_the_most_confident_wrong_predictions(tmp_path):
+    class Confident(torch.nn.Module):
+        """Predicts class 0 with a confidence set by the image's brightness; labels are all 1."""
+
+        def __init__(self):
+            super().__init__()
+            self.dummy = torch.nn.Parameter(torch.zeros(1))
+
+        def forward(self, x):
+            brightness = x.mean(dim=(1, 2, 3))
+            return torch.stack([10 * brightness, torch.zeros_like(brightness)], dim=1) + self.dummy
+
+    images = torch.linspace(0, 1, 40)[:, None, None, None].expand(40, 3, 8, 8)
+    batches = [(images[i : i + 16], torch.ones(len(images[i : i + 16]), dtype=torch.long)) for i in range(0, 40, 16)]
+    fig = show_confident_mistakes(Confident(), batches, num_images=5, results_dir=tmp_path)
+    titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
+    assert len(titles) == 5 and all(t.startswith("P: 0 (") and t.endswith("| T: 1") for t in titles)
+    shown = [float(ax.get_images()[0].get_array().mean()) for ax in fig.axes if ax.get_images()]
+    assert shown == sorted(shown, reverse=True) and shown[0] == pytest.approx(1.0)  # brightest first
+    assert (tmp_path / "confident_mistakes.png").exists()
+
+
+def test_live_progress_has_loss_and_accuracy_panels():
+    fig = plot_live_progress([2.3, 2.0, 1.8, 1.5], [30.0, 40.0], [28.0, 35.0], iter_per_epoch=2)
+    loss_ax, acc_ax = fig.axes
+    assert loss_ax.get_ylabel() == "Loss" and acc_ax.get_ylabel() == "Accuracy (%)"
+    assert list(acc_ax.get_lines()[1].get_ydata()) == [28.0, 35.0]

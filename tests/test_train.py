@@ -1,14 +1,19 @@
 """helper_train.train_model on a tiny learnable task."""
 
 import math
+import warnings
 
+import IPython.display
 import pytest
 import torch
 from conftest import TinyNet, lecture_test_transforms, lecture_train_transforms
+from matplotlib.figure import Figure
+from torchvision import transforms
 
-from helper_dataset import get_dataloaders_cifar10
+import helper_train
+from helper_dataset import get_dataloaders_cifar10, make_loader, make_synthetic_cifar10
 from helper_evaluation import set_all_seeds
-from helper_train import train_model
+from helper_train import TrainingStalledWarning, train_model
 
 
 def smoke_loaders(device=None, train_transforms=None, batch_size=32):
@@ -94,3 +99,58 @@ def test_fast_path_tracks_the_classic_path_step_for_step():
         losses.append(run_losses)
     assert (first_batches[0] - first_batches[1]).abs().max() <= 2 / 255 / 0.5 + 1e-6
     assert losses[0] == pytest.approx(losses[1], rel=1e-3, abs=1e-3)
+
+
+# --- watching the run ----------------------------------------------------------------------------
+
+
+class Guessing(torch.nn.Module):
+    """Cannot learn: outputs equal scores for every class whatever its (frozen) weight."""
+
+    def __init__(self):
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.zeros(1))
+
+    def forward(self, x):
+        return torch.zeros(x.shape[0], 10) * self.weight
+
+
+def test_stall_warning_fires_for_a_model_that_cannot_learn():
+    set_all_seeds(0)
+    model = Guessing()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    balanced = make_synthetic_cifar10(100, seed=5)  # 10 images per class: predicting class 0 scores 10%
+    loader = make_loader(balanced, transforms.ToTensor(), 20, shuffle=True, drop_last=True, num_workers=0, device=None)
+    with pytest.warns(TrainingStalledWarning, match=r"still guessing.*learning rate.*initialization.*normalization"):
+        train_model(model, 2, loader, loader, loader, optimizer, "cpu")
+
+
+def test_stall_warning_stays_silent_on_a_learning_run():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", TrainingStalledWarning)
+        run(epochs=2)
+
+
+def test_live_plot_updates_one_display_instead_of_adding_figures(monkeypatch):
+    calls = {"display": 0, "update": 0}
+
+    class Handle:
+        def update(self, fig):
+            assert isinstance(fig, Figure)
+            calls["update"] += 1
+
+    def fake_display(fig, display_id=False):
+        assert display_id is True and isinstance(fig, Figure)
+        calls["display"] += 1
+        return Handle()
+
+    monkeypatch.setattr(helper_train, "running_in_jupyter", lambda: True)
+    monkeypatch.setattr(IPython.display, "display", fake_display)
+    run(epochs=3, live_plot=True)
+    assert calls == {"display": 1, "update": 2}
+
+
+def test_live_plot_does_nothing_outside_jupyter(monkeypatch):
+    monkeypatch.setattr(IPython.display, "display", lambda *a, **k: pytest.fail("displayed outside Jupyter"))
+    assert not helper_train.running_in_jupyter()
+    run(epochs=1, live_plot=True)
