@@ -34,7 +34,12 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.notebook_code import cells_defining  # noqa: E402
 from helper_dataset import ImageArrays, make_loader, split_train_valid  # noqa: E402
-from helper_evaluation import autocast_dtype, compute_accuracy  # noqa: E402
+from helper_evaluation import (  # noqa: E402
+    autocast_dtype,
+    compute_accuracy,
+    make_pooling_deterministic,
+    set_deterministic,
+)
 from helper_train import prepare_model, training_step  # noqa: E402
 
 
@@ -103,6 +108,8 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--workers", type=int, default=2, help="DataLoader workers of the classic path (lecture: 2)")
     parser.add_argument("--repeats", type=int, default=None, help="timed fast epochs (median; default 3 CUDA, 1 CPU)")
+    parser.add_argument("--deterministic", action="store_true",
+                        help="also time the fast path with set_deterministic() (what DETERMINISTIC = True costs)")
     parser.add_argument("--json", type=Path, default=None, help="also write the numbers to this file")
     args = parser.parse_args()
 
@@ -138,10 +145,16 @@ def main() -> None:
     print(f"data path only, ratio fast/classic: {data_ratio:.1f}x")
 
     data = random_cifar10(epoch_images, seed=1)
-    for fast in (False, True):
-        label = "fast" if fast else "classic"
+    variants = ["classic", "fast"] + (["fast+deterministic"] if args.deterministic else [])
+    for label in variants:
+        fast = label != "classic"
+        if label == "fast+deterministic":
+            set_deterministic()  # last: it cannot be switched off again cleanly in this process
         torch.manual_seed(0)
-        model = prepare_model(VGG16(num_classes=10), device) if fast else VGG16(num_classes=10).to(device)
+        model = VGG16(num_classes=10)
+        if label == "fast+deterministic":
+            make_pooling_deterministic(model)
+        model = prepare_model(model, device) if fast else model.to(device)
         optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
         loaders = build_loaders(data, fast, device, args.batch_size, args.workers, notebook)
         use_amp = None if fast else False
@@ -152,11 +165,15 @@ def main() -> None:
         images = 2 * len(loaders[0]) * args.batch_size + num_valid
         results[f"epoch_{label}_seconds"] = seconds
         results[f"epoch_{label}_all_seconds"] = timings
-        print(f"epoch, {label:7s}: {seconds:8.2f} s per epoch ({images / seconds:9,.0f} images/s)"
+        print(f"epoch, {label:18s}: {seconds:8.2f} s per epoch ({images / seconds:9,.0f} images/s)"
               + (f", median of {len(timings)}" if len(timings) > 1 else ""))
         del model, optimizer, loaders
     ratio = results["epoch_classic_seconds"] / results["epoch_fast_seconds"]
     results["epoch_ratio"] = ratio
+    if args.deterministic:
+        cost = results["epoch_fast+deterministic_seconds"] / results["epoch_fast_seconds"]
+        results["deterministic_slowdown"] = cost
+        print(f"DETERMINISTIC = True costs {cost:.2f}x the fast path's epoch time")
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
     print(f"full epoch (train + train accuracy + validation), fast vs classic: {ratio:.1f}x faster")
