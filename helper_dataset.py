@@ -250,13 +250,11 @@ def resized_shape(size: int | Sequence[int], height: int, width: int) -> tuple[i
 def crop_batch(batch: torch.Tensor, top: torch.Tensor, left: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """Crop image k of an (N, C, H, W) batch at (top[k], left[k]), all in one indexing operation.
 
-    The result has channels-last memory layout, which is what the convolutions want.
+    ``unfold`` turns the batch into a view of every possible crop position (no copy);
+    indexing that view with each image's own offset copies just the chosen crops.
     """
-    rows = top[:, None] + torch.arange(size[0], device=batch.device)  # (N, h)
-    cols = left[:, None] + torch.arange(size[1], device=batch.device)  # (N, w)
-    index = torch.arange(batch.shape[0], device=batch.device)[:, None, None]
-    cropped = batch[index, :, rows[:, :, None], cols[:, None, :]]  # (N, h, w, C)
-    return cropped.permute(0, 3, 1, 2)
+    windows = batch.unfold(2, size[0], 1).unfold(3, size[1], 1)  # (N, C, H - h + 1, W - w + 1, h, w)
+    return windows[torch.arange(batch.shape[0], device=batch.device), :, top, left]
 
 
 def resize_step(transform: transforms.Resize, scaled: bool) -> BatchStep:
@@ -393,7 +391,7 @@ class DeviceBatchLoader:
         *,
         shuffle: bool = False,
         drop_last: bool = False,
-        channels_last: bool = True,
+        channels_last: bool | None = None,
         chunk_size: int = 2048,
     ):
         steps = batched_steps(transform)
@@ -407,6 +405,8 @@ class DeviceBatchLoader:
         self.batch_size = batch_size
         self.shuffle = shuffle
         self.drop_last = drop_last
+        if channels_last is None:  # the layout fast GPU convolutions want; on a CPU the conversion only costs
+            channels_last = self.device.type == "cuda"
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
 
     @staticmethod

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import os
 import random
-import tempfile
+import uuid
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
@@ -283,8 +283,7 @@ def save_atomically(path: str | os.PathLike, write: Callable[[str], None]) -> Pa
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(handle)
+    temporary = str(path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"))
     try:
         write(temporary)
         with open(temporary, "rb") as written:

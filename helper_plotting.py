@@ -94,7 +94,12 @@ def label_name(label: int, class_dict: Mapping[int, str] | None) -> str:
 
 
 def image_grid(
-    images: torch.Tensor, titles: Sequence[str], unnormalizer: Callable | None, nrows: int = 3, ncols: int = 5
+    images: torch.Tensor,
+    titles: Sequence[str],
+    unnormalizer: Callable | None,
+    nrows: int = 3,
+    ncols: int = 5,
+    suptitle: str | None = None,
 ) -> Figure:
     """Show up to nrows x ncols images (N, C, H, W) with a title each, un-normalized for display."""
     fig = Figure(figsize=(2.2 * ncols, 2.4 * nrows))
@@ -109,6 +114,8 @@ def image_grid(
         image = images[index].permute(1, 2, 0).clamp(0, 1).numpy()
         ax.imshow(image.squeeze(-1) if image.shape[-1] == 1 else image, cmap="gray" if image.shape[-1] == 1 else None)
         ax.set_title(titles[index], fontsize=9)
+    if suptitle:
+        fig.suptitle(suptitle)
     fig.tight_layout()
     return fig
 
@@ -143,7 +150,7 @@ def show_confident_mistakes(
     num_images: int = 15,
     results_dir: str | os.PathLike | None = None,
 ) -> Figure:
-    """The wrongly classified images the model was most sure about, titled ``P: cat (0.97) | T: dog``.
+    """The wrongly classified images the model was most sure about, titled ``P: cat (97.0%) | T: dog``.
 
     These are the most instructive errors: ambiguous images, odd viewpoints, and now
     and then a wrong label in the data set itself.
@@ -163,11 +170,11 @@ def show_confident_mistakes(
         raise ValueError("The data loader yielded no images to look for mistakes in.")
     images, confidences, predictions, targets = mistakes
     titles = [
-        f"P: {label_name(int(p), class_dict)} ({float(c):.2f}) | T: {label_name(int(t), class_dict)}"
+        f"P: {label_name(int(p), class_dict)} ({100 * float(c):.1f}%) | T: {label_name(int(t), class_dict)}"
         for p, c, t in zip(predictions, confidences, targets, strict=True)
     ]
-    fig = image_grid(images, titles, unnormalizer, nrows=max(1, math.ceil(num_images / 5)), ncols=5)
-    fig.suptitle("Most confident mistakes" if len(images) else "No mistakes in these images")
+    fig = image_grid(images, titles, unnormalizer, nrows=max(1, math.ceil(num_images / 5)), ncols=5,
+                     suptitle="Most confident mistakes" if len(images) else "No mistakes in these images")
     save_figure(fig, results_dir, "confident_mistakes.png")
     return fig
 

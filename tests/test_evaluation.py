@@ -1,5 +1,7 @@
 """helper_evaluation: accuracy, confusion matrix, seeds, determinism and atomic saving."""
 
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -83,6 +85,9 @@ def test_save_atomically_keeps_the_old_file_when_writing_fails(tmp_path):
         save_atomically(target, failing_write)
     assert target.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["history.json"]  # no temporary file left behind
+    umask = os.umask(0)
+    os.umask(umask)
+    assert target.stat().st_mode & 0o777 == 0o666 & ~umask  # the permissions of any file the user writes
 
 
 # --- reading the confusion matrix -------------------------------------------------------------
