@@ -88,9 +88,11 @@ def plot_accuracy(
     return fig
 
 
-def label_name(label: int, class_dict: Mapping[int, str] | None) -> str:
-    """A class's name from ``class_dict``, or its number when there is no dictionary."""
-    return class_dict[label] if class_dict is not None else str(label)
+def prediction_title(predicted: int, true: int, class_dict: Mapping[int, str] | None, confidence=None) -> str:
+    """``P: cat | T: dog`` (class numbers without ``class_dict``), with the prediction's probability if given."""
+    names = [class_dict[label] if class_dict is not None else str(label) for label in (int(predicted), int(true))]
+    probability = f" ({100 * float(confidence):.1f}%)" if confidence is not None else ""
+    return f"P: {names[0]}{probability} | T: {names[1]}"
 
 
 def image_grid(
@@ -132,10 +134,7 @@ def show_examples(
     device = next(model.parameters()).device
     features, logits, targets = next(iter(predict_batches(model, data_loader, device)))
     predictions = logits.argmax(dim=1)
-    titles = [
-        f"P: {label_name(int(p), class_dict)} | T: {label_name(int(t), class_dict)}"
-        for p, t in zip(predictions, targets, strict=True)
-    ]
+    titles = [prediction_title(p, t, class_dict) for p, t in zip(predictions, targets, strict=True)]
     fig = image_grid(features, titles, unnormalizer)
     save_figure(fig, results_dir, "show_examples.png")
     return fig
@@ -169,10 +168,7 @@ def show_confident_mistakes(
     if mistakes is None:
         raise ValueError("The data loader yielded no images to look for mistakes in.")
     images, confidences, predictions, targets = mistakes
-    titles = [
-        f"P: {label_name(int(p), class_dict)} ({100 * float(c):.1f}%) | T: {label_name(int(t), class_dict)}"
-        for p, c, t in zip(predictions, confidences, targets, strict=True)
-    ]
+    titles = [prediction_title(p, t, class_dict, c) for p, c, t in zip(predictions, confidences, targets, strict=True)]
     fig = image_grid(images, titles, unnormalizer, nrows=max(1, math.ceil(num_images / 5)), ncols=5,
                      suptitle="Most confident mistakes" if len(images) else "No mistakes in these images")
     save_figure(fig, results_dir, "confident_mistakes.png")
