@@ -78,3 +78,19 @@ def test_notebook_runs_and_prints_the_lecture_log(executed):
     if name == "vgg16-cifar10-standardized.ipynb":
         assert "Computed over 288 training images" in text
         assert re.search(r"Per-channel mean \(R, G, B\): \[0\.\d+, 0\.\d+, 0\.\d+\]", text)
+
+
+def test_notebook_model_has_the_lecture_shape_and_parameter_count():
+    import torch
+
+    from benchmarks.notebook_code import cells_defining
+
+    VGG16 = cells_defining(ROOT / NOTEBOOKS[0], "class VGG16(")["VGG16"]
+    model = VGG16(num_classes=10).eval()
+    assert sum(p.numel() for p in model.parameters()) == 50_415_434
+    with torch.no_grad():
+        assert model(torch.zeros(2, 3, 64, 64)).shape == (2, 10)
+        assert model(torch.zeros(1, 3, 32, 32)).shape == (1, 10)  # adaptive pooling copes with a 1x1 map
+    assert isinstance(VGG16(10, dropout2d=0.2).feature_dropout, torch.nn.Dropout2d)
+    biases = [m.bias for m in model.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
+    assert len(biases) == 16 and all(torch.count_nonzero(b) == 0 for b in biases)
