@@ -34,7 +34,6 @@ import torch
 
 def set_all_seeds(seed: int) -> None:
     """Seed Python, NumPy and torch (CPU and every GPU), so weights and data order repeat."""
-    os.environ["PL_GLOBAL_SEED"] = str(seed)
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
