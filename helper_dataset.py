@@ -411,6 +411,7 @@ class DeviceBatchLoader:
 
     @staticmethod
     def apply(steps: list[BatchStep], batch: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        """Run ``batch`` through ``steps`` in order (used once for the fixed steps, per batch for the rest)."""
         for step in steps:
             batch = step.apply(batch, generator)
         return batch

@@ -71,18 +71,22 @@ def plot_training_loss(
     return fig
 
 
-def plot_accuracy(
-    train_acc_list: Sequence[float], valid_acc_list: Sequence[float], results_dir: str | os.PathLike | None = None
-) -> Figure:
-    """Training and validation accuracy per epoch (markers, so a one-epoch run is visible too)."""
-    fig = Figure(figsize=(7, 4.5))
-    ax = fig.add_subplot(1, 1, 1)
+def draw_accuracy_curves(ax, train_acc_list: Sequence[float], valid_acc_list: Sequence[float]) -> None:
+    """Training and validation accuracy per epoch on ``ax`` (markers, so a one-epoch run is visible too)."""
     epochs = np.arange(1, len(train_acc_list) + 1)
     ax.plot(epochs, train_acc_list, marker="o", label="Training")
     ax.plot(epochs, valid_acc_list, marker="o", label="Validation")
     ax.set_xlabel("Epoch")
     ax.set_ylabel("Accuracy (%)")
     ax.legend()
+
+
+def plot_accuracy(
+    train_acc_list: Sequence[float], valid_acc_list: Sequence[float], results_dir: str | os.PathLike | None = None
+) -> Figure:
+    """Training and validation accuracy per epoch."""
+    fig = Figure(figsize=(7, 4.5))
+    draw_accuracy_curves(fig.add_subplot(1, 1, 1), train_acc_list, valid_acc_list)
     fig.tight_layout()
     save_figure(fig, results_dir, "plot_accuracy.png")
     return fig
@@ -192,12 +196,7 @@ def plot_live_progress(
     loss_ax.set_xlabel("Epochs")
     loss_ax.set_ylabel("Loss")
     loss_ax.legend()
-    completed = np.arange(1, len(train_acc_list) + 1)
-    acc_ax.plot(completed, train_acc_list, marker="o", label="Training")
-    acc_ax.plot(completed, valid_acc_list, marker="o", label="Validation")
-    acc_ax.set_xlabel("Epoch")
-    acc_ax.set_ylabel("Accuracy (%)")
-    acc_ax.legend()
+    draw_accuracy_curves(acc_ax, train_acc_list, valid_acc_list)
     fig.tight_layout()
     return fig
 
