@@ -247,6 +247,18 @@ def resized_shape(size: int | Sequence[int], height: int, width: int) -> tuple[i
     return pair(size)
 
 
+def to_device_without_waiting(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """Copy random numbers drawn on the CPU to ``device`` without waiting for the GPU to catch up.
+
+    The random offsets are drawn with the loader's CPU generator (so they are the same
+    on every device). A plain ``.to("cuda")`` makes PyTorch wait until all queued GPU
+    work is done, once per batch; with ``non_blocking=True`` it does not, so the CPU can
+    prepare the next batch while the GPU still computes the last one. (Safe here: from
+    ordinary, unpinned memory CUDA copies the values to its own buffer before returning.)
+    """
+    return tensor.to(device, non_blocking=True)
+
+
 def crop_batch(batch: torch.Tensor, top: torch.Tensor, left: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """Crop image k of an (N, C, H, W) batch at (top[k], left[k]), all in one indexing operation.
 
@@ -284,7 +296,8 @@ def random_crop_step(transform: transforms.RandomCrop) -> BatchStep:
         count = batch.shape[0]
         top = torch.randint(0, batch.shape[2] - size[0] + 1, (count,), generator=generator)
         left = torch.randint(0, batch.shape[3] - size[1] + 1, (count,), generator=generator)
-        return crop_batch(batch, top.to(batch.device), left.to(batch.device), size)
+        top, left = to_device_without_waiting(torch.stack([top, left]), batch.device)
+        return crop_batch(batch, top, left, size)
 
     return BatchStep(random_crop, random=True)
 
@@ -305,7 +318,7 @@ def horizontal_flip_step(transform: transforms.RandomHorizontalFlip) -> BatchSte
     """Mirror each image independently with probability ``p``."""
 
     def horizontal_flip(batch, generator):
-        flip = (torch.rand(batch.shape[0], generator=generator) < transform.p).to(batch.device)
+        flip = to_device_without_waiting(torch.rand(batch.shape[0], generator=generator) < transform.p, batch.device)
         return torch.where(flip[:, None, None, None], batch.flip(-1), batch)
 
     return BatchStep(horizontal_flip, random=True)

@@ -154,14 +154,18 @@ def predict_batches(
 def compute_accuracy(
     model: torch.nn.Module, data_loader: Iterable, device: torch.device | str, *, use_amp: bool | None = None
 ) -> float:
-    """Percentage of correctly classified images in ``data_loader`` (0-100, a Python float)."""
+    """Percentage of correctly classified images in ``data_loader`` (0-100, a Python float).
+
+    The count of correct predictions stays on the device until the end: reading it
+    after every batch would make the CPU wait for the GPU each time.
+    """
     correct, total = 0, 0
     for _, logits, targets in predict_batches(model, data_loader, device, use_amp=use_amp):
-        correct += int((logits.argmax(dim=1) == targets).sum())
+        correct = correct + (logits.argmax(dim=1) == targets).sum()
         total += targets.numel()
     if total == 0:
         raise ValueError("The data loader yielded no images, so there is no accuracy to compute.")
-    return 100.0 * correct / total
+    return 100.0 * int(correct) / total
 
 
 def compute_confusion_matrix(
