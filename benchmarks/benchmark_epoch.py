@@ -14,6 +14,11 @@ the 5,000 validation images.
 It also times each data path alone (no model). The data are synthetic uint8 images of
 CIFAR-10's size and shape, so no download is needed; the model and the transforms are
 taken from vgg16-cifar10.ipynb itself. The last line is the full-epoch speed-up.
+
+Options for finding out where the fast path's time goes (see --help): --deterministic
+times what DETERMINISTIC = True costs, --compile times the fast path with the model
+wrapped in torch.compile (not used by the notebooks), and --profile prints the GPU
+kernels that take the most time in a few training steps and evaluation batches.
 """
 
 from __future__ import annotations
@@ -80,7 +85,9 @@ def time_epoch(model, optimizer, train_loader, valid_loader, device, use_amp, wa
     """Seconds for one notebook epoch: train pass + train-accuracy pass + validation pass.
 
     With ``warmup_batches`` it only runs that many training steps (untimed preparation:
-    cuDNN's algorithm search, memory allocation) and returns 0.
+    cuDNN's algorithm search, memory allocation) and returns 0. A compiled model needs
+    a whole untimed epoch instead: torch.compile builds separate code for training,
+    evaluation and the smaller last validation batch, each the first time it is seen.
     """
     amp_dtype = autocast_dtype(device, use_amp)
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
@@ -98,6 +105,28 @@ def time_epoch(model, optimizer, train_loader, valid_loader, device, use_amp, wa
     return time.perf_counter() - start
 
 
+def print_profile(model, optimizer, train_loader, valid_loader, device, steps: int = 10) -> None:
+    """Print the operations that took the most time in ``steps`` training steps and evaluation batches."""
+    from torch.profiler import ProfilerActivity, profile
+
+    on_cuda = device.type == "cuda"
+    amp_dtype = autocast_dtype(device)
+    scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if on_cuda else [])
+    train_batches = [batch for batch, _ in zip(train_loader, range(steps), strict=False)]
+    valid_batches = [batch for batch, _ in zip(valid_loader, range(steps), strict=False)]
+    model.train()
+    with profile(activities=activities) as profiler:
+        for features, targets in train_batches:
+            training_step(model, features, targets, optimizer, device, amp_dtype, scaler).item()
+        compute_accuracy(model, valid_batches, device)
+        synchronize(device)
+    sort_by = "self_cuda_time_total" if on_cuda else "self_cpu_time_total"
+    print(f"profile of {len(train_batches)} training steps and {len(valid_batches)} evaluation batches "
+          f"(fast path, data preparation not included), sorted by {sort_by}:")
+    print(profiler.key_averages().table(sort_by=sort_by, row_limit=20, max_name_column_width=60))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -110,6 +139,10 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=None, help="timed fast epochs (median; default 3 CUDA, 1 CPU)")
     parser.add_argument("--deterministic", action="store_true",
                         help="also time the fast path with set_deterministic() (what DETERMINISTIC = True costs)")
+    parser.add_argument("--compile", action="store_true",
+                        help="also time the fast path with torch.compile(model) (after one untimed epoch)")
+    parser.add_argument("--profile", action="store_true",
+                        help="also print the most expensive operations of the fast path (torch.profiler)")
     parser.add_argument("--json", type=Path, default=None, help="also write the numbers to this file")
     args = parser.parse_args()
 
@@ -145,7 +178,8 @@ def main() -> None:
     print(f"data path only, ratio fast/classic: {data_ratio:.1f}x")
 
     data = random_cifar10(epoch_images, seed=1)
-    variants = ["classic", "fast"] + (["fast+deterministic"] if args.deterministic else [])
+    variants = (["classic", "fast"] + (["fast+compile"] if args.compile else [])
+                + (["fast+deterministic"] if args.deterministic else []))
     for label in variants:
         fast = label != "classic"
         if label == "fast+deterministic":
@@ -156,9 +190,12 @@ def main() -> None:
             make_pooling_deterministic(model)
         model = prepare_model(model, device) if fast else model.to(device)
         optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+        if label == "fast+compile":
+            model = torch.compile(model)
         loaders = build_loaders(data, fast, device, args.batch_size, args.workers, notebook)
         use_amp = None if fast else False
-        time_epoch(model, optimizer, *loaders, device, use_amp, warmup_batches=5 if on_cuda else 1)
+        warmup_batches = 0 if label == "fast+compile" else 5 if on_cuda else 1
+        time_epoch(model, optimizer, *loaders, device, use_amp, warmup_batches=warmup_batches)
         timings = [time_epoch(model, optimizer, *loaders, device, use_amp) for _ in range(repeats if fast else 1)]
         seconds = statistics.median(timings)
         num_valid = int(0.1 * epoch_images)  # as split_train_valid
@@ -167,9 +204,16 @@ def main() -> None:
         results[f"epoch_{label}_all_seconds"] = timings
         print(f"epoch, {label:18s}: {seconds:8.2f} s per epoch ({images / seconds:9,.0f} images/s)"
               + (f", median of {len(timings)}" if len(timings) > 1 else ""))
+        if args.profile and label == "fast":
+            print_profile(model, optimizer, *loaders, device)  # after the timing: cuDNN's search is done
         del model, optimizer, loaders
     ratio = results["epoch_classic_seconds"] / results["epoch_fast_seconds"]
     results["epoch_ratio"] = ratio
+    if args.compile:
+        gain = results["epoch_fast_seconds"] / results["epoch_fast+compile_seconds"]
+        results["compile_speedup"] = gain
+        print(f"torch.compile: {gain:.2f}x the fast path's speed "
+              f"({results['epoch_classic_seconds'] / results['epoch_fast+compile_seconds']:.1f}x the classic path's)")
     if args.deterministic:
         cost = results["epoch_fast+deterministic_seconds"] / results["epoch_fast_seconds"]
         results["deterministic_slowdown"] = cost
