@@ -84,6 +84,11 @@ def check_model_output(model: torch.nn.Module, data_loader: Iterable, device, nu
 # ---------------------------------------------------------------------------
 
 
+def make_grad_scaler(device: torch.device, amp_dtype: torch.dtype | None) -> torch.amp.GradScaler:
+    """The gradient scaler for ``amp_dtype``: active for float16 (small gradients would underflow), else a no-op."""
+    return torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
+
+
 def training_step(
     model: torch.nn.Module,
     features: torch.Tensor,
@@ -338,7 +343,7 @@ def train_model(
     check_training_settings(num_epochs, scheduler_on)
     device = torch.device(device)
     amp_dtype = autocast_dtype(device, use_amp)
-    scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
+    scaler = make_grad_scaler(device, amp_dtype)
     prepare_model(model, device)
     num_classes = check_model_output(model, valid_loader, device, num_classes)
     history = {"minibatch_loss": [], "train_acc": [], "valid_acc": []}

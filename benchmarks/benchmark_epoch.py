@@ -45,7 +45,7 @@ from helper_evaluation import (  # noqa: E402
     make_pooling_deterministic,
     set_deterministic,
 )
-from helper_train import prepare_model, training_step  # noqa: E402
+from helper_train import make_grad_scaler, prepare_model, training_step  # noqa: E402
 
 
 def synchronize(device: torch.device) -> None:
@@ -90,7 +90,7 @@ def time_epoch(model, optimizer, train_loader, valid_loader, device, use_amp, wa
     evaluation and the smaller last validation batch, each the first time it is seen.
     """
     amp_dtype = autocast_dtype(device, use_amp)
-    scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
+    scaler = make_grad_scaler(device, amp_dtype)
     model.train()
     synchronize(device)
     start = time.perf_counter()
@@ -111,7 +111,7 @@ def print_profile(model, optimizer, train_loader, valid_loader, device, steps: i
 
     on_cuda = device.type == "cuda"
     amp_dtype = autocast_dtype(device)
-    scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
+    scaler = make_grad_scaler(device, amp_dtype)
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if on_cuda else [])
     train_batches = [batch for batch, _ in zip(train_loader, range(steps), strict=False)]
     valid_batches = [batch for batch, _ in zip(valid_loader, range(steps), strict=False)]

@@ -30,7 +30,7 @@ from helper_evaluation import (  # noqa: E402
     set_all_seeds,
     set_deterministic,
 )
-from helper_train import prepare_model, training_step  # noqa: E402
+from helper_train import make_grad_scaler, prepare_model, training_step  # noqa: E402
 
 
 def losses_of_one_run(namespace, device, steps, deterministic_pooling) -> list[float]:
@@ -44,7 +44,7 @@ def losses_of_one_run(namespace, device, steps, deterministic_pooling) -> list[f
     loader = make_loader(data, namespace["train_transforms"], 64, shuffle=True, drop_last=True, num_workers=0,
                          device=device)
     amp_dtype = autocast_dtype(device)
-    scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
+    scaler = make_grad_scaler(device, amp_dtype)
     return [training_step(model, x, y, optimizer, device, amp_dtype, scaler).item() for x, y in loader]
 
 
