@@ -23,6 +23,7 @@ import random
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -106,6 +107,19 @@ def make_pooling_deterministic(model: torch.nn.Module) -> int:
 # ---------------------------------------------------------------------------
 # 2. One prediction loop
 # ---------------------------------------------------------------------------
+
+
+class DevicePolicy(NamedTuple):
+    """How tensors are laid out and computed on one device: decided in one place, used everywhere."""
+
+    channels_last: bool  # NHWC layout: what fast GPU convolutions want; on a CPU the conversion only costs
+    amp_dtype: torch.dtype | None  # the mixed-precision type, or None for float32
+
+
+def device_policy(device: torch.device | str, use_amp: bool | None = None) -> DevicePolicy:
+    """The layout and precision that training, evaluation and the on-device loader all use on ``device``."""
+    device = torch.device(device)
+    return DevicePolicy(channels_last=device.type == "cuda", amp_dtype=autocast_dtype(device, use_amp))
 
 
 def autocast_dtype(device: torch.device | str, use_amp: bool | None = None) -> torch.dtype | None:
