@@ -4,6 +4,11 @@ Every function returns a ``matplotlib.figure.Figure`` and never calls ``plt.show
 in Jupyter the returned figure is drawn inline. Given ``results_dir``, a function also
 saves its figure there as PNG. The figures are built without pyplot's global state,
 so calling them in a loop does not pile up open figures.
+
+Every figure has a title, and every function takes ``subtitle`` (keyword-only), shown
+as the title's second line: the notebooks pass "smoke test (synthetic data)" in smoke
+mode, so a figure from a smoke test can never be mistaken for a real result. Every axis
+that counts epochs shows whole epochs only.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from helper_evaluation import predict_batches, save_atomically
 
@@ -24,6 +30,20 @@ def save_figure(fig: Figure, results_dir: str | os.PathLike | None, file_name: s
     """Save ``fig`` as ``results_dir/file_name`` (PNG) when a results folder is given."""
     if results_dir is not None:
         save_atomically(Path(results_dir) / file_name, lambda path: fig.savefig(path, format="png", dpi=150))
+
+
+def set_title(fig: Figure, title: str, subtitle: str | None = None) -> None:
+    """Title ``fig``; a ``subtitle`` (say "smoke test (synthetic data)") becomes the title's second line."""
+    fig.suptitle(title if not subtitle else f"{title}\n{subtitle}")
+
+
+def use_whole_epoch_ticks(axis) -> None:
+    """Put ticks on ``axis`` (an x- or y-axis counting epochs) at whole epochs only.
+
+    Matplotlib's default ticks divide a short range finely: a one-epoch run would show
+    0.96, 0.98, ... 1.04, and the live plot 0.5, 1.5 -- epochs that do not exist.
+    """
+    axis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
 
 
 def running_average(values: Sequence[float], window: int) -> tuple[np.ndarray, np.ndarray]:
@@ -44,8 +64,10 @@ def plot_training_loss(
     iter_per_epoch: int,
     results_dir: str | os.PathLike | None = None,
     averaging_iterations: int = 100,
+    *,
+    subtitle: str | None = None,
 ) -> Figure:
-    """Minibatch loss per iteration with its running average, and a second x-axis in epochs."""
+    """Minibatch loss per iteration with its running average, and a second x-axis in whole epochs."""
     fig = Figure(figsize=(7, 4.5))
     ax1 = fig.add_subplot(1, 1, 1)
     ax1.plot(range(len(minibatch_loss_list)), minibatch_loss_list, label="Minibatch loss")
@@ -55,6 +77,8 @@ def plot_training_loss(
     ax1.set_xlabel("Iterations")
     ax1.set_ylabel("Loss")
     ax1.legend()
+    last_epoch_end = num_epochs * iter_per_epoch  # one past the last iteration: outside the data's limits in short runs
+    ax1.set_xlim(right=max(ax1.get_xlim()[1], last_epoch_end))
 
     ax2 = ax1.twiny()
     epoch_step = max(1, num_epochs // 10)
@@ -66,6 +90,7 @@ def plot_training_loss(
     ax2.spines["bottom"].set_position(("outward", 45))
     ax2.set_xlabel("Epochs")
     ax2.set_xlim(ax1.get_xlim())
+    set_title(fig, "Training loss", subtitle)
     fig.tight_layout()
     save_figure(fig, results_dir, "plot_training_loss.png")
     return fig
@@ -77,26 +102,36 @@ def draw_accuracy_curves(ax, train_acc_list: Sequence[float], valid_acc_list: Se
     ax.plot(epochs, train_acc_list, marker="o", label="Training")
     ax.plot(epochs, valid_acc_list, marker="o", label="Validation")
     ax.set_xlabel("Epoch")
+    use_whole_epoch_ticks(ax.xaxis)
     ax.set_ylabel("Accuracy (%)")
     ax.legend()
 
 
 def plot_accuracy(
-    train_acc_list: Sequence[float], valid_acc_list: Sequence[float], results_dir: str | os.PathLike | None = None
+    train_acc_list: Sequence[float],
+    valid_acc_list: Sequence[float],
+    results_dir: str | os.PathLike | None = None,
+    *,
+    subtitle: str | None = None,
 ) -> Figure:
     """Training and validation accuracy per epoch."""
     fig = Figure(figsize=(7, 4.5))
     draw_accuracy_curves(fig.add_subplot(1, 1, 1), train_acc_list, valid_acc_list)
+    set_title(fig, "Accuracy", subtitle)
     fig.tight_layout()
     save_figure(fig, results_dir, "plot_accuracy.png")
     return fig
 
 
 def prediction_title(predicted: int, true: int, class_dict: Mapping[int, str] | None, confidence=None) -> str:
-    """``P: cat | T: dog`` (class numbers without ``class_dict``), with the prediction's probability if given."""
+    """``P: cat`` over ``T: dog`` (class numbers without ``class_dict``), with the prediction's probability if given.
+
+    Two lines, as in the lecture: on one line, long names such as "automobile (99.8%)"
+    run into the neighbouring image's title.
+    """
     names = [class_dict[label] if class_dict is not None else str(label) for label in (int(predicted), int(true))]
     probability = f" ({100 * float(confidence):.1f}%)" if confidence is not None else ""
-    return f"P: {names[0]}{probability} | T: {names[1]}"
+    return f"P: {names[0]}{probability}\nT: {names[1]}"
 
 
 def image_grid(
@@ -106,9 +141,15 @@ def image_grid(
     nrows: int = 3,
     ncols: int = 5,
     suptitle: str | None = None,
+    *,
+    subtitle: str | None = None,
 ) -> Figure:
-    """Show up to nrows x ncols images (N, C, H, W) with a title each, un-normalized for display."""
-    fig = Figure(figsize=(2.2 * ncols, 2.4 * nrows))
+    """Show up to nrows x ncols images (N, C, H, W) with a two-line title each, un-normalized for display.
+
+    Each row is 2.8 inches high: 2.2 for the image and the rest for its two title lines,
+    so a title never runs into the image above it.
+    """
+    fig = Figure(figsize=(2.2 * ncols, 2.8 * nrows + 0.6))
     axes = fig.subplots(nrows, ncols, squeeze=False)
     images = images.detach().float().cpu()
     if unnormalizer is not None:
@@ -121,7 +162,7 @@ def image_grid(
         ax.imshow(image.squeeze(-1) if image.shape[-1] == 1 else image, cmap="gray" if image.shape[-1] == 1 else None)
         ax.set_title(titles[index], fontsize=9)
     if suptitle:
-        fig.suptitle(suptitle)
+        set_title(fig, suptitle, subtitle)
     fig.tight_layout()
     return fig
 
@@ -133,13 +174,20 @@ def show_examples(
     class_dict: Mapping[int, str] | None = None,
     *,
     results_dir: str | os.PathLike | None = None,
+    use_amp: bool | None = None,
+    subtitle: str | None = None,
 ) -> Figure:
-    """A 3x5 grid of the first batch's images titled ``P: <prediction> | T: <true label>``."""
+    """A 3x5 grid of the first batch's images titled ``P: <prediction>`` over ``T: <true label>``.
+
+    ``use_amp`` is passed to ``predict_batches``: pass what training used, so the grid
+    shows the predictions that the printed accuracy counted (``False``: float32).
+    """
     device = next(model.parameters()).device
-    features, logits, targets = next(iter(predict_batches(model, data_loader, device)))
+    features, logits, targets = next(iter(predict_batches(model, data_loader, device, use_amp=use_amp)))
     predictions = logits.argmax(dim=1)
     titles = [prediction_title(p, t, class_dict) for p, t in zip(predictions, targets, strict=True)]
-    fig = image_grid(features, titles, unnormalizer)
+    fig = image_grid(features, titles, unnormalizer, suptitle="Predictions (P) and true labels (T)",
+                     subtitle=subtitle)
     save_figure(fig, results_dir, "show_examples.png")
     return fig
 
@@ -152,15 +200,17 @@ def show_confident_mistakes(
     *,
     num_images: int = 15,
     results_dir: str | os.PathLike | None = None,
+    use_amp: bool | None = None,
+    subtitle: str | None = None,
 ) -> Figure:
-    """The wrongly classified images the model was most sure about, titled ``P: cat (97.0%) | T: dog``.
+    """The wrongly classified images the model was most sure about, titled ``P: cat (97.0%)`` over ``T: dog``.
 
     These are the most instructive errors: ambiguous images, odd viewpoints, and now
-    and then a wrong label in the data set itself.
+    and then a wrong label in the data set itself. ``use_amp`` as in ``show_examples``.
     """
     device = next(model.parameters()).device
     mistakes = None  # (images, confidences, predictions, targets) of the most confident mistakes so far
-    for features, logits, targets in predict_batches(model, data_loader, device):
+    for features, logits, targets in predict_batches(model, data_loader, device, use_amp=use_amp):
         confidence, predictions = logits.softmax(dim=1).max(dim=1)
         wrong = (predictions != targets).cpu()
         batch = (features.float().cpu()[wrong], confidence.cpu()[wrong], predictions.cpu()[wrong],
@@ -174,7 +224,8 @@ def show_confident_mistakes(
     images, confidences, predictions, targets = mistakes
     titles = [prediction_title(p, t, class_dict, c) for p, c, t in zip(predictions, confidences, targets, strict=True)]
     fig = image_grid(images, titles, unnormalizer, nrows=max(1, math.ceil(num_images / 5)), ncols=5,
-                     suptitle="Most confident mistakes" if len(images) else "No mistakes in these images")
+                     suptitle="Most confident mistakes" if len(images) else "No mistakes in these images",
+                     subtitle=subtitle)
     save_figure(fig, results_dir, "confident_mistakes.png")
     return fig
 
@@ -185,22 +236,24 @@ def plot_live_progress(
     valid_acc_list: Sequence[float],
     iter_per_epoch: int,
     averaging_iterations: int = 100,
+    *,
+    subtitle: str | None = None,
 ) -> Figure:
     """One figure with the loss so far (left) and the accuracies so far (right), redrawn during training."""
-    fig = Figure(figsize=(11, 3.8))
+    fig = Figure(figsize=(11, 4.2))
     loss_ax, acc_ax = fig.subplots(1, 2)
     epochs = np.arange(len(minibatch_loss_list)) / max(1, iter_per_epoch)
     loss_ax.plot(epochs, minibatch_loss_list, alpha=0.4, label="Minibatch loss")
     x, average = running_average(minibatch_loss_list, averaging_iterations)
     loss_ax.plot(x / max(1, iter_per_epoch), average, label="Running average")
     loss_ax.set_xlabel("Epochs")
+    use_whole_epoch_ticks(loss_ax.xaxis)
     loss_ax.set_ylabel("Loss")
     loss_ax.legend()
     draw_accuracy_curves(acc_ax, train_acc_list, valid_acc_list)
+    set_title(fig, "Training progress", subtitle)
     fig.tight_layout()
     return fig
-
-
 def plot_confusion_matrix(
     conf_mat: np.ndarray,
     hide_spines: bool = False,
@@ -213,6 +266,7 @@ def plot_confusion_matrix(
     class_names: Sequence[str] | None = None,
     *,
     results_dir: str | os.PathLike | None = None,
+    subtitle: str | None = None,
 ) -> Figure:
     """Draw a confusion matrix (rows: true labels, columns: predictions) with counts and/or row fractions."""
     conf_mat = np.asarray(conf_mat)
@@ -259,6 +313,7 @@ def plot_confusion_matrix(
         ax.set_yticks([])
     ax.set_xlabel("predicted label")
     ax.set_ylabel("true label")
+    set_title(fig, "Confusion matrix", subtitle)
     fig.tight_layout()
     save_figure(fig, results_dir, "plot_confusion_matrix.png")
     return fig

@@ -8,7 +8,9 @@ import torch
 from conftest import MEAN, STD, TinyNet, lecture_test_transforms
 from matplotlib.figure import Figure
 
+import helper_plotting
 from helper_dataset import CIFAR10_CLASSES, UnNormalize, get_dataloaders_cifar10
+from helper_evaluation import predict_batches
 from helper_plotting import (
     plot_accuracy,
     plot_confusion_matrix,
@@ -54,8 +56,8 @@ def test_show_examples_titles_predictions_and_true_labels(tmp_path):
                         results_dir=tmp_path)
     titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
     assert len(fig.axes) == 15 and len(titles) == 15
-    assert all(title.startswith("P: ") and " | T: " in title for title in titles)
-    assert all(title.split(" | T: ")[1] in CIFAR10_CLASSES for title in titles)
+    assert all(title.startswith("P: ") and "\nT: " in title for title in titles)
+    assert all(title.split("\nT: ")[1] in CIFAR10_CLASSES for title in titles)
     image = fig.axes[0].get_images()[0].get_array()
     assert image.min() >= 0.0 and image.max() <= 1.0  # un-normalized for display
     assert (tmp_path / "show_examples.png").exists()
@@ -65,7 +67,7 @@ def test_show_examples_without_class_names_uses_numbers():
     batch = [(torch.rand(3, 3, 64, 64), torch.tensor([1, 2, 3]))]
     fig = show_examples(TinyNet(), batch)
     titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
-    assert len(titles) == 3 and all(title.split(" | T: ")[1] in {"1", "2", "3"} for title in titles)
+    assert len(titles) == 3 and all(title.split("\nT: ")[1] in {"1", "2", "3"} for title in titles)
 
 
 def test_confusion_matrix_plot_labels_classes_and_counts(tmp_path):
@@ -86,23 +88,29 @@ def test_confusion_matrix_plot_handles_an_empty_row():
     assert "0\n(0.00)" in [t.get_text() for t in fig.axes[0].texts]
 
 
+class ConfidentlyWrong(torch.nn.Module):
+    """Predicts class 0 with a confidence set by the image's brightness; the labels of ``graded_images`` are all 1."""
+
+    def __init__(self):
+        super().__init__()
+        self.dummy = torch.nn.Parameter(torch.zeros(1))
+
+    def forward(self, x):
+        brightness = x.mean(dim=(1, 2, 3))
+        return torch.stack([10 * brightness, torch.zeros_like(brightness)], dim=1) + self.dummy
+
+
+def graded_images(count=40, batch_size=16):
+    """Batches of uniformly grey images from black to white, all labelled 1."""
+    images = torch.linspace(0, 1, count)[:, None, None, None].expand(count, 3, 8, 8)
+    return [(images[i : i + batch_size], torch.ones(len(images[i : i + batch_size]), dtype=torch.long))
+            for i in range(0, count, batch_size)]
+
+
 def test_confident_mistakes_shows_the_most_confident_wrong_predictions(tmp_path):
-    class Confident(torch.nn.Module):
-        """Predicts class 0 with a confidence set by the image's brightness; labels are all 1."""
-
-        def __init__(self):
-            super().__init__()
-            self.dummy = torch.nn.Parameter(torch.zeros(1))
-
-        def forward(self, x):
-            brightness = x.mean(dim=(1, 2, 3))
-            return torch.stack([10 * brightness, torch.zeros_like(brightness)], dim=1) + self.dummy
-
-    images = torch.linspace(0, 1, 40)[:, None, None, None].expand(40, 3, 8, 8)
-    batches = [(images[i : i + 16], torch.ones(len(images[i : i + 16]), dtype=torch.long)) for i in range(0, 40, 16)]
-    fig = show_confident_mistakes(Confident(), batches, num_images=5, results_dir=tmp_path)
+    fig = show_confident_mistakes(ConfidentlyWrong(), graded_images(), num_images=5, results_dir=tmp_path)
     titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
-    assert len(titles) == 5 and all(re.fullmatch(r"P: 0 \(\d+\.\d%\) \| T: 1", t) for t in titles)
+    assert len(titles) == 5 and all(re.fullmatch(r"P: 0 \(\d+\.\d%\)\nT: 1", t) for t in titles)
     shown = [float(ax.get_images()[0].get_array().mean()) for ax in fig.axes if ax.get_images()]
     assert shown == sorted(shown, reverse=True) and shown[0] == pytest.approx(1.0)  # brightest first
     assert (tmp_path / "confident_mistakes.png").exists()
@@ -113,3 +121,87 @@ def test_live_progress_has_loss_and_accuracy_panels():
     loss_ax, acc_ax = fig.axes
     assert loss_ax.get_ylabel() == "Loss" and acc_ax.get_ylabel() == "Accuracy (%)"
     assert list(acc_ax.get_lines()[1].get_ydata()) == [28.0, 35.0]
+
+
+# --- titles, epoch ticks, readable grids ------------------------------------------------------
+
+SMOKE = "smoke test (synthetic data)"
+
+
+def random_batch(count=15):
+    return [(torch.rand(count, 3, 64, 64), torch.arange(count) % 10)]
+
+
+FIGURES = {
+    "loss": lambda **kw: plot_training_loss([2.3, 2.0, 1.8, 1.5], 2, 2, **kw),
+    "accuracy": lambda **kw: plot_accuracy([30.0, 40.0], [28.0, 35.0], **kw),
+    "examples": lambda **kw: show_examples(TinyNet(), random_batch(), **kw),
+    "mistakes": lambda **kw: show_confident_mistakes(ConfidentlyWrong(), graded_images(), **kw),
+    "confusion": lambda **kw: plot_confusion_matrix(np.eye(3, dtype=int), **kw),
+    "live": lambda **kw: plot_live_progress([2.3, 2.0, 1.8, 1.5], [30.0, 40.0], [28.0, 35.0], 2, **kw),
+}
+
+
+@pytest.mark.parametrize("name", FIGURES)
+def test_every_figure_has_a_title_and_shows_the_subtitle_as_its_second_line(name):
+    title = FIGURES[name]().get_suptitle()
+    assert title and "\n" not in title
+    assert FIGURES[name](subtitle=SMOKE).get_suptitle() == f"{title}\n{SMOKE}"
+
+
+def visible_tick_labels(axis):
+    low, high = sorted(axis.get_view_interval())
+    return [label.get_text() for loc, label in zip(axis.get_ticklocs(), axis.get_ticklabels(), strict=True)
+            if low <= loc <= high]
+
+
+@pytest.mark.parametrize("num_epochs", [1, 2, 3])
+def test_every_epoch_axis_shows_whole_epochs_only(num_epochs):
+    iter_per_epoch = 7
+    losses = list(np.linspace(2.3, 0.5, num_epochs * iter_per_epoch))
+    accuracies = list(np.linspace(20.0, 60.0, num_epochs))
+    loss_fig = plot_training_loss(losses, num_epochs, iter_per_epoch)
+    accuracy_fig = plot_accuracy(accuracies, accuracies)
+    live_fig = plot_live_progress(losses, accuracies, accuracies, iter_per_epoch)
+    for fig in (loss_fig, accuracy_fig, live_fig):
+        fig.draw_without_rendering()  # tick labels are only computed when the figure is drawn
+    epoch_axes = {"loss": loss_fig.axes[1].xaxis, "accuracy": accuracy_fig.axes[0].xaxis,
+                  "live loss": live_fig.axes[0].xaxis, "live accuracy": live_fig.axes[1].xaxis}
+    for name, axis in epoch_axes.items():
+        labels = visible_tick_labels(axis)
+        assert labels and all(re.fullmatch(r"\d+", label) for label in labels), f"{name} epoch axis: {labels}"
+    for name in ("loss", "accuracy"):  # the last epoch is marked too
+        labels = visible_tick_labels(epoch_axes[name])
+        assert labels[-1] == str(num_epochs), f"{name} epoch axis: {labels}"
+
+
+def overlap(box, other):
+    return min(box.x1, other.x1) > max(box.x0, other.x0) and min(box.y1, other.y1) > max(box.y0, other.y0)
+
+
+def test_mistake_titles_have_two_lines_and_run_into_nothing():
+    class_dict = {0: "automobile", 1: "truck"}  # the longest CIFAR-10 name, with "(100.0%)" after it
+    fig = show_confident_mistakes(ConfidentlyWrong(), graded_images(), class_dict=class_dict, subtitle=SMOKE)
+    fig.draw_without_rendering()
+    titles = [ax.title for ax in fig.axes if ax.get_title()]
+    assert len(titles) == 15 and all(title.get_text().count("\n") == 1 for title in titles)
+    texts = titles + list(fig.texts)  # fig.texts holds the figure's title
+    images = [ax.get_window_extent() for ax in fig.axes if ax.get_images()]
+    for i, text in enumerate(texts):
+        box = text.get_window_extent()
+        others = [other.get_window_extent() for other in texts[:i] + texts[i + 1 :]]
+        assert not any(overlap(box, other) for other in others + images), f"{text.get_text()!r} overlaps"
+    assert min(image.height for image in images) >= 1.5 * fig.dpi  # the images were not squeezed to make room
+
+
+@pytest.mark.parametrize("show", [show_examples, show_confident_mistakes])
+def test_grids_predict_in_the_precision_they_are_given(monkeypatch, show):
+    seen = []
+
+    def spy(model, data_loader, device, *, use_amp=None):
+        seen.append(use_amp)
+        return predict_batches(model, data_loader, device, use_amp=use_amp)
+
+    monkeypatch.setattr(helper_plotting, "predict_batches", spy)
+    show(TinyNet(), random_batch(), use_amp=False)
+    assert seen == [False]
