@@ -19,7 +19,13 @@ This module knows nothing about models.
 from __future__ import annotations
 
 import math
+import numbers
+import operator
 import os
+import socket
+import tarfile
+import warnings
+import zlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NamedTuple
@@ -27,9 +33,10 @@ from typing import NamedTuple
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 from torch.utils.data import DataLoader, Dataset
 from torchvision import datasets, transforms
+from torchvision.datasets.utils import check_integrity, download_and_extract_archive
 
 CIFAR10_CLASSES = (
     "airplane",
@@ -60,36 +67,84 @@ class ImageArrays(NamedTuple):
 # 2. Reading CIFAR-10 into arrays
 # ---------------------------------------------------------------------------
 
+CIFAR10_TRAIN_IMAGES = 50_000
+"""Images in CIFAR-10's training set (its test set has 10,000)."""
 
-def missing_data_message(root: str | os.PathLike, reason: str) -> str:
-    """Explain, for a student on an offline machine, where CIFAR-10 must go."""
+SMOKE_TRAIN_IMAGES, SMOKE_TEST_IMAGES = 320, 80
+"""Sizes of the synthetic training and test sets that ``smoke_test=True`` reads."""
+
+
+# 2a. One image file ------------------------------------------------------------
+
+
+def load_image(path: str | os.PathLike) -> Image.Image:
+    """Open one image file as an RGB PIL image, fully decoded, or say which file is wrong and what to do.
+
+    PIL reads a file lazily: ``Image.open`` only looks at the header, so a truncated or
+    corrupt file would fail later, deep inside a DataLoader, with a bare "image file is
+    truncated". We force the full decode here, inside the ``try``, so the error names the
+    file. An image so large that PIL suspects a decompression bomb is refused the same
+    way, whether PIL raises its error or only warns (the warning is turned into the error).
+    Used for the data set's files and for "classify your own picture".
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"No image file at '{path}': check the path (and that it is a file, not a folder).")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                return image.convert("RGB")  # convert() decodes every pixel
+    except UnidentifiedImageError:
+        raise ValueError(f"'{path}' is not an image file PIL can read (PNG or JPEG expected): replace it.") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+        raise ValueError(
+            f"'{path}' is refused as a possible decompression bomb ({error}). CIFAR-10 images are 32x32: "
+            "delete or replace this file (re-export the data set if it came from one)."
+        ) from error
+    except (OSError, SyntaxError, ValueError) as error:  # PIL's "image file is truncated", "broken data stream"
+        raise ValueError(
+            f"'{path}' is damaged (truncated or corrupt; PIL says: {error}). Delete or replace this file "
+            "(if it belongs to a data set folder, re-export or re-copy the data set)."
+        ) from error
+
+
+def decode_image(path: Path) -> np.ndarray:
+    """Read one 32x32 image file as a uint8 RGB array, or say which file is wrong."""
+    array = np.asarray(load_image(path))
+    if array.shape != (32, 32, 3):
+        raise ValueError(f"'{path}' is {array.shape[1]}x{array.shape[0]} pixels; CIFAR-10 images are 32x32.")
+    return array
+
+
+# 2b. The offline image-folder layout: root/train/<class>/*, root/test/<class>/* -------
+
+
+def uses_image_folders(root: str | os.PathLike) -> bool:
+    """True when ``root`` holds the ``train/`` and ``test/`` folders; an error naming the one that is missing.
+
+    Without this check a lone ``train/`` would be ignored and CIFAR-10 downloaded instead,
+    and the student would never learn that ``test/`` was what the layout lacked.
+    """
     root = Path(root)
-    return (
-        f"CIFAR-10 was not found under '{root}' and could not be downloaded ({reason}).\n"
-        "Fix it in one of two ways:\n"
-        f"  1. Put the torchvision files in '{root / 'cifar-10-batches-py'}': data_batch_1 ... "
-        "data_batch_5, test_batch and batches.meta (unpacked from cifar-10-python.tar.gz), or "
-        f"copy cifar-10-python.tar.gz itself into '{root}'.\n"
-        f"  2. Put one image per file in '{root / 'train'}/<class>/' and '{root / 'test'}/<class>/' "
-        f"(PNG or JPEG), with the ten class folders {', '.join(CIFAR10_CLASSES)}.\n"
-        "Or set SMOKE_TEST = True to run the notebook on synthetic data."
-    )
+    has_train, has_test = (root / "train").is_dir(), (root / "test").is_dir()
+    if has_train != has_test:
+        present, missing = ("train", "test") if has_train else ("test", "train")
+        raise FileNotFoundError(
+            f"'{root / present}' exists but '{root / missing}' does not. The image-folder layout needs both, "
+            f"each with the ten class folders: add '{root / missing}', or remove '{root / present}' "
+            "to use torchvision's CIFAR-10 files instead."
+        )
+    return has_train
 
 
-def is_image_folder(root: str | os.PathLike) -> bool:
-    """True when ``root`` holds the offline ``train/`` and ``test/`` folder layout."""
-    return (Path(root) / "train").is_dir() and (Path(root) / "test").is_dir()
-
-
-def read_image_folder(folder: str | os.PathLike) -> ImageArrays:
-    """Decode every image in ``folder/<class>/`` into arrays, in a fixed shuffled order.
+def list_image_folder(folder: Path) -> tuple[list[Path], list[int]]:
+    """The image files of ``folder/<class>/`` and their labels, class by class, without decoding them.
 
     The class folders must be exactly CIFAR-10's ten names, so that folder name and
-    label agree with the torchvision files. Files are listed class by class; we shuffle
-    them once with a fixed seed so that the last images of the training set (the
-    validation split) contain every class, as they do in the torchvision files.
+    label agree with the torchvision files, and none may be empty: a missing class
+    would otherwise train silently on nine.
     """
-    folder = Path(folder)
     found = sorted(p.name for p in folder.iterdir() if p.is_dir())
     if tuple(found) != CIFAR10_CLASSES:
         raise ValueError(
@@ -102,29 +157,136 @@ def read_image_folder(folder: str | os.PathLike) -> ImageArrays:
         files = sorted(p for p in (folder / name).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
         paths += files
         labels += [label] * len(files)
-    if not paths:
-        raise FileNotFoundError(f"No PNG or JPEG images found in the class folders of '{folder}'.")
+    empty = [str(folder / name) for label, name in enumerate(CIFAR10_CLASSES) if label not in labels]
+    if empty:
+        raise FileNotFoundError(
+            f"No PNG or JPEG images in {', '.join(repr(e) for e in empty)}. Every class needs its images: "
+            "copy them there (one image per file), or re-export the data set."
+        )
+    return paths, labels
+
+
+def read_image_folder(folder: str | os.PathLike) -> ImageArrays:
+    """Decode every image in ``folder/<class>/`` into arrays, in a fixed shuffled order.
+
+    Files are listed class by class; we shuffle them once with a fixed seed so that the
+    last images of the training set (the validation split) contain every class, as they
+    do in the torchvision files.
+    """
+    paths, labels = list_image_folder(Path(folder))
     images = np.stack([decode_image(path) for path in paths])
     order = np.random.default_rng(FOLDER_SHUFFLE_SEED).permutation(len(paths))
     return ImageArrays(images[order], np.asarray(labels, dtype=np.int64)[order])
 
 
-def decode_image(path: Path) -> np.ndarray:
-    """Read one 32x32 image file as a uint8 RGB array, or say which file is wrong."""
-    with Image.open(path) as image:
-        array = np.asarray(image.convert("RGB"))
-    if array.shape != (32, 32, 3):
-        raise ValueError(f"'{path}' is {array.shape[1]}x{array.shape[0]} pixels; CIFAR-10 images are 32x32.")
-    return array
+# 2c. torchvision's files: root/cifar-10-batches-py/, or the archive they come in ------
 
 
-def read_torchvision_cifar10(root: str | os.PathLike, train: bool, download: bool = True) -> ImageArrays:
-    """Read the torchvision CIFAR-10 files under ``root``, downloading them if needed."""
+def torchvision_files() -> list[tuple[str, str]]:
+    """(file name, MD5) of every file torchvision's CIFAR10 checks in ``cifar-10-batches-py``."""
+    cifar = datasets.CIFAR10
+    return [(name, md5) for name, md5 in cifar.train_list + cifar.test_list] + [
+        (cifar.meta["filename"], cifar.meta["md5"])
+    ]
+
+
+def torchvision_file_problems(root: str | os.PathLike) -> list[str]:
+    """One line per missing or damaged torchvision file under ``root``; empty when all are intact.
+
+    torchvision itself only says "Dataset not found or corrupted"; naming the file
+    (a truncated ``data_batch_3`` after an interrupted copy, say) tells the student what to fix.
+    """
+    folder = Path(root) / datasets.CIFAR10.base_folder
+    problems = []
+    for name, md5 in torchvision_files():
+        path = folder / name
+        if not path.is_file():
+            problems.append(f"'{path}' is missing")
+        elif not check_integrity(str(path), md5):
+            problems.append(f"'{path}' is damaged (its MD5 checksum is not torchvision's: truncated or changed)")
+    return problems
+
+
+def archive_problem(root: str | os.PathLike, download: bool) -> str:
+    """Say what is wrong with a ``cifar-10-python.tar.gz`` that is already in ``root``; '' when there is none."""
+    archive = Path(root) / datasets.CIFAR10.filename
+    if not archive.is_file():
+        return ""
+    if not check_integrity(str(archive), datasets.CIFAR10.tgz_md5):
+        return (
+            f"'{archive}' is there but damaged (its MD5 checksum is not torchvision's: an interrupted "
+            f"download or copy?). Delete it and download it again from {datasets.CIFAR10.url}"
+        )
+    if not download:
+        return f"'{archive}' is intact but not unpacked: pass download=True (nothing is downloaded) or unpack it"
+    return f"'{archive}' is intact but could not be unpacked into '{root}': check free disk space and permissions"
+
+
+def download_cifar10(root: str | os.PathLike, timeout: float) -> str:
+    """Download and unpack ``cifar-10-python.tar.gz`` into ``root``; return why that failed, or ''.
+
+    torchvision's download has no timeout: a server that accepts the connection and
+    never answers would hang the notebook forever, silently. ``timeout`` bounds every
+    wait on the network (connecting, each read). It is set as the socket default for
+    the duration of the download only, since torchvision offers no other way to pass it.
+    An intact archive already in ``root`` is only unpacked.
+    """
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(timeout)
     try:
-        dataset = datasets.CIFAR10(root=str(root), train=train, download=download)
-    except (OSError, RuntimeError) as error:  # URLError is an OSError; a missing file a RuntimeError
-        raise FileNotFoundError(missing_data_message(root, str(error))) from error
+        download_and_extract_archive(
+            datasets.CIFAR10.url, str(root), filename=datasets.CIFAR10.filename, md5=datasets.CIFAR10.tgz_md5
+        )
+    except (OSError, RuntimeError, EOFError, tarfile.TarError, zlib.error) as error:  # URLError is an OSError
+        if isinstance(error, TimeoutError) or isinstance(getattr(error, "reason", None), TimeoutError):
+            return f"the server did not answer within {timeout:g} s"
+        return f"{type(error).__name__}: {error}"
+    finally:
+        socket.setdefaulttimeout(previous)
+    return ""
+
+
+def missing_data_message(root: str | os.PathLike, reason: str, problems: Sequence[str] = ()) -> str:
+    """Explain, for a student on an offline machine, what is wrong under ``root`` and where CIFAR-10 must go."""
+    root = Path(root)
+    found = "".join(f"  - {problem}.\n" for problem in problems)
+    return (
+        f"CIFAR-10 could not be read from '{root}' and could not be downloaded ({reason}).\n"
+        + (f"What is wrong:\n{found}" if found else "")
+        + "Fix it in one of two ways:\n"
+        f"  1. Put intact torchvision files in '{root / 'cifar-10-batches-py'}': data_batch_1 ... "
+        "data_batch_5, test_batch and batches.meta (unpacked from cifar-10-python.tar.gz), or "
+        f"copy an intact cifar-10-python.tar.gz into '{root}'.\n"
+        f"  2. Put one image per file in '{root / 'train'}/<class>/' and '{root / 'test'}/<class>/' "
+        f"(PNG or JPEG), with the ten class folders {', '.join(CIFAR10_CLASSES)}.\n"
+        "Or set SMOKE_TEST = True to run the notebook on synthetic data."
+    )
+
+
+def read_torchvision_cifar10(
+    root: str | os.PathLike, train: bool, download: bool = True, *, download_timeout: float = 60.0
+) -> ImageArrays:
+    """Read the torchvision CIFAR-10 files under ``root``, downloading them if needed.
+
+    We check the files ourselves first, so that a failure names each missing or damaged
+    file. The offline message is raised ``from None``: it already quotes the network
+    error, and in Jupyter a chained traceback would bury it under 190 lines.
+    """
+    problems = torchvision_file_problems(root)
+    reason = "download=False"
+    if problems and download:
+        reason = download_cifar10(root, download_timeout) or "the download did not restore the files"
+        problems = torchvision_file_problems(root)
+    if problems:
+        if not (Path(root) / datasets.CIFAR10.base_folder).is_dir():
+            problems = []  # nothing there at all: the two ways to fix it say everything
+        problems += [line for line in [archive_problem(root, download)] if line]
+        raise FileNotFoundError(missing_data_message(root, reason, problems)) from None
+    dataset = datasets.CIFAR10(root=str(root), train=train, download=False)
     return ImageArrays(np.asarray(dataset.data, dtype=np.uint8), np.asarray(dataset.targets, dtype=np.int64))
+
+
+# 2d. Synthetic data for the smoke test -----------------------------------------
 
 
 def make_synthetic_cifar10(num_images: int, seed: int = 0) -> ImageArrays:
@@ -145,20 +307,55 @@ def make_synthetic_cifar10(num_images: int, seed: int = 0) -> ImageArrays:
     return ImageArrays(np.clip(images, 0, 255).round().astype(np.uint8), labels)
 
 
+# 2e. One entry point for all three sources -------------------------------------
+
+
+def check_data_root(root: str | os.PathLike) -> None:
+    """Refuse a ``root`` that is a file (torchvision would fail with a bare "[Errno 17] File exists")."""
+    if Path(root).exists() and not Path(root).is_dir():
+        raise NotADirectoryError(
+            f"DATA_ROOT '{root}' is a file, not a folder. Set DATA_ROOT to the folder that holds "
+            "(or will hold) CIFAR-10, for example 'data'."
+        )
+
+
+def count_training_images(root: str | os.PathLike, *, smoke_test: bool = False) -> int:
+    """How many training images ``read_cifar10`` will return, found without decoding any.
+
+    Lets ``get_dataloaders_cifar10`` check the split and the batch size before the long
+    work. For image folders it lists both ``train/`` and ``test/``, so that a wrong class
+    folder in either is reported at once, not after 50,000 images have been decoded.
+    """
+    if smoke_test:
+        return SMOKE_TRAIN_IMAGES
+    check_data_root(root)
+    if uses_image_folders(root):
+        list_image_folder(Path(root) / "test")
+        return len(list_image_folder(Path(root) / "train")[0])
+    return CIFAR10_TRAIN_IMAGES
+
+
 def read_cifar10(
-    root: str | os.PathLike = "data", train: bool = True, *, download: bool = True, smoke_test: bool = False
+    root: str | os.PathLike = "data",
+    train: bool = True,
+    *,
+    download: bool = True,
+    smoke_test: bool = False,
+    download_timeout: float = 60.0,
 ) -> ImageArrays:
     """Read one CIFAR-10 split (training: 50,000 images; test: 10,000) as uint8 arrays.
 
-    ``root`` may hold the torchvision files (downloaded there on first use) or the
-    offline ``train/<class>/*`` and ``test/<class>/*`` folders, detected automatically.
-    With ``smoke_test=True`` a small synthetic set (320 training, 80 test images) stands in.
+    ``root`` may hold the torchvision files (downloaded there on first use, waiting at
+    most ``download_timeout`` seconds for the server each time) or the offline
+    ``train/<class>/*`` and ``test/<class>/*`` folders, detected automatically.
+    With ``smoke_test=True`` a small synthetic set stands in (``SMOKE_TRAIN_IMAGES``, ``SMOKE_TEST_IMAGES``).
     """
     if smoke_test:
-        return make_synthetic_cifar10(320, seed=1) if train else make_synthetic_cifar10(80, seed=2)
-    if is_image_folder(root):
+        return make_synthetic_cifar10(SMOKE_TRAIN_IMAGES if train else SMOKE_TEST_IMAGES, seed=1 if train else 2)
+    check_data_root(root)
+    if uses_image_folders(root):
         return read_image_folder(Path(root) / ("train" if train else "test"))
-    return read_torchvision_cifar10(root, train, download=download)
+    return read_torchvision_cifar10(root, train, download=download, download_timeout=download_timeout)
 
 
 # ---------------------------------------------------------------------------
@@ -167,17 +364,36 @@ def read_cifar10(
 
 
 def check_validation_fraction(validation_fraction: float | None) -> None:
-    """Reject a validation fraction outside (0, 1) before any data is read."""
-    if validation_fraction is not None and not 0.0 < validation_fraction < 1.0:
+    """Reject a validation fraction that is not a number in (0, 1) before any data is read."""
+    if validation_fraction is None:
+        return
+    if isinstance(validation_fraction, bool) or not isinstance(validation_fraction, numbers.Real):
+        raise ValueError(
+            f"validation_fraction must be a number between 0 and 1, for example 0.1 (without quotes) for 10%; "
+            f"got {validation_fraction!r} ({type(validation_fraction).__name__})."
+        )
+    if not 0.0 < validation_fraction < 1.0:
         raise ValueError(
             f"validation_fraction must be between 0 and 1 (for example 0.1 for 10%), got {validation_fraction!r}."
         )
 
 
+def validation_size(num_images: int, validation_fraction: float) -> int:
+    """How many of ``num_images`` validate (the lecture's ``int(fraction * n)``); an error when none would."""
+    check_validation_fraction(validation_fraction)
+    num_valid = int(validation_fraction * num_images)
+    if num_valid == 0:
+        raise ValueError(
+            f"validation_fraction={validation_fraction!r} of {num_images:,} training images is less than one "
+            f"image, so the validation set would be empty. Use at least 1/{num_images} (for example 0.1), "
+            "or validation_fraction=None for no validation set."
+        )
+    return num_valid
+
+
 def split_train_valid(data: ImageArrays, validation_fraction: float) -> tuple[ImageArrays, ImageArrays]:
     """Split off the *last* ``validation_fraction`` of the images for validation (45,000 / 5,000)."""
-    check_validation_fraction(validation_fraction)
-    num_valid = int(validation_fraction * len(data.labels))
+    num_valid = validation_size(len(data.labels), validation_fraction)
     num_train = len(data.labels) - num_valid
     train = ImageArrays(data.images[:num_train], data.labels[:num_train])
     valid = ImageArrays(data.images[num_train:], data.labels[num_train:])
@@ -449,10 +665,29 @@ class DeviceBatchLoader:
 # ---------------------------------------------------------------------------
 
 
-def check_batch_size(batch_size: int) -> None:
-    """Reject a batch size that is not a positive integer before any data is read."""
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size <= 0:
-        raise ValueError(f"batch_size must be a positive whole number such as 256, got {batch_size!r}.")
+def check_batch_size(batch_size: int, name: str = "batch_size") -> int:
+    """Return ``batch_size`` as an int, or reject one that is not a positive whole number, before any work.
+
+    Any integer type is accepted (``numpy.int64(256)`` from a NumPy calculation, say),
+    but not ``True``, a float such as ``2.5`` or a string such as ``"256"``.
+    """
+    try:
+        value = operator.index(batch_size)  # any integer type, NumPy's included; not floats or strings
+    except TypeError:
+        value = None
+    if isinstance(batch_size, bool) or value is None or value <= 0:
+        raise ValueError(f"{name} must be a positive whole number such as 256 (without quotes), got {batch_size!r}.")
+    return value
+
+
+def check_training_batches(num_images: int, validation_fraction: float | None, batch_size: int) -> None:
+    """Refuse a split or batch size that leaves no validation image or no full training batch."""
+    num_train = num_images - (0 if validation_fraction is None else validation_size(num_images, validation_fraction))
+    if batch_size > num_train:
+        raise ValueError(
+            f"batch_size={batch_size} is larger than the {num_train:,} training images, and the training loader "
+            f"drops its last incomplete batch, so it would have no batches at all. Use batch_size <= {num_train}."
+        )
 
 
 def make_loader(
@@ -489,6 +724,7 @@ def get_dataloaders_cifar10(
     download: bool = True,
     smoke_test: bool = False,
     device: torch.device | str | None = None,
+    download_timeout: float = 60.0,
 ):
     """Return ``(train_loader, valid_loader, test_loader)``, or ``(train_loader, test_loader)``.
 
@@ -496,11 +732,15 @@ def get_dataloaders_cifar10(
     the validation images are the last ``validation_fraction`` of the training set (seen
     through ``test_transforms``, so without augmentation), and the test set is the
     official 10,000 images. ``device="cuda"`` switches to the fast on-device batches.
+    The settings are checked against the number of training images before any image is
+    read, so a mistake costs seconds, not a decode of 50,000 files.
     """
-    check_batch_size(batch_size)
+    batch_size = check_batch_size(batch_size)
     check_validation_fraction(validation_fraction)
-    train_data = read_cifar10(root, train=True, download=download, smoke_test=smoke_test)
-    test_data = read_cifar10(root, train=False, download=download, smoke_test=smoke_test)
+    check_training_batches(count_training_images(root, smoke_test=smoke_test), validation_fraction, batch_size)
+    reading = dict(download=download, smoke_test=smoke_test, download_timeout=download_timeout)
+    train_data = read_cifar10(root, train=True, **reading)
+    test_data = read_cifar10(root, train=False, **reading)
     options = dict(batch_size=batch_size, num_workers=num_workers, device=device)
     valid_loader = None
     if validation_fraction is not None:

@@ -1,16 +1,20 @@
 """Shared generated data and a tiny model for the test suite (no CIFAR-10 download needed)."""
 
+import pickle
 import sys
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 import pytest
 import torch
+import torchvision
+from PIL import Image
 from torchvision import transforms
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from helper_dataset import ImageArrays, make_synthetic_cifar10  # noqa: E402
+from helper_dataset import CIFAR10_CLASSES, ImageArrays  # noqa: E402
 
 MEAN = (0.5, 0.5, 0.5)
 STD = (0.5, 0.5, 0.5)
@@ -47,11 +51,6 @@ class TinyNet(torch.nn.Module):
 
 
 @pytest.fixture
-def synthetic_train() -> ImageArrays:
-    return make_synthetic_cifar10(200, seed=1)
-
-
-@pytest.fixture
 def tiny_net():
     torch.manual_seed(0)
     return TinyNet()
@@ -62,3 +61,44 @@ def random_images(count: int, seed: int = 0) -> ImageArrays:
     rng = np.random.default_rng(seed)
     images = rng.integers(0, 256, size=(count, 32, 32, 3), dtype=np.uint8)
     return ImageArrays(images, rng.integers(0, 10, size=count).astype(np.int64))
+
+
+def write_pickled_cifar10(root: Path, per_batch: int = 20, seed: int = 0) -> ImageArrays:
+    """Write a miniature CIFAR-10 in torchvision's on-disk format (cifar-10-batches-py)."""
+    rng = np.random.default_rng(seed)
+    folder = root / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    all_images, all_labels = [], []
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        data = rng.integers(0, 256, size=(per_batch, 3 * 32 * 32), dtype=np.uint8)
+        labels = rng.integers(0, 10, size=per_batch).tolist()
+        with open(folder / name, "wb") as f:
+            pickle.dump({"data": data, "labels": labels, "batch_label": name}, f)
+        if name != "test_batch":
+            all_images.append(data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
+            all_labels += labels
+    with open(folder / "batches.meta", "wb") as f:
+        pickle.dump({"label_names": list(CIFAR10_CLASSES)}, f)
+    return ImageArrays(np.concatenate(all_images), np.asarray(all_labels))
+
+
+def checksums_of(folder: Path):
+    """Patch torchvision's expected MD5s to those of the miniature files in ``folder`` (nothing else)."""
+    md5 = {path.name: torchvision.datasets.utils.calculate_md5(str(path)) for path in folder.iterdir()}
+    cifar = torchvision.datasets.CIFAR10
+    return mock.patch.multiple(
+        cifar,
+        train_list=[[name, md5[name]] for name, _ in cifar.train_list],
+        test_list=[[name, md5[name]] for name, _ in cifar.test_list],
+        meta={**cifar.meta, "md5": md5[cifar.meta["filename"]]},
+    )
+
+
+def write_image_folder(root: Path, per_class: int = 3, suffix: str = ".png", classes=CIFAR10_CLASSES):
+    """Write root/train/<class>/ and root/test/<class>/ with flat images whose grey level encodes the class."""
+    for split in ("train", "test"):
+        for label, name in enumerate(classes):
+            (root / split / name).mkdir(parents=True)
+            for k in range(per_class):
+                pixels = np.full((32, 32, 3), 20 * label + k, dtype=np.uint8)
+                Image.fromarray(pixels).save(root / split / name / f"{k:03d}{suffix}")

@@ -1,15 +1,18 @@
 """helper_dataset: reading, splitting, both batch paths, UnNormalize and channel statistics."""
 
-import pickle
-from pathlib import Path
-from unittest import mock
-
 import numpy as np
 import pytest
 import torch
-import torchvision
-from conftest import MEAN, STD, lecture_test_transforms, lecture_train_transforms, random_images
-from PIL import Image
+from conftest import (
+    MEAN,
+    STD,
+    checksums_of,
+    lecture_test_transforms,
+    lecture_train_transforms,
+    random_images,
+    write_image_folder,
+    write_pickled_cifar10,
+)
 from torchvision import transforms
 
 import helper_dataset as hd
@@ -26,41 +29,12 @@ from helper_dataset import (
     split_train_valid,
 )
 
-
-def write_pickled_cifar10(root: Path, per_batch: int = 20, seed: int = 0) -> ImageArrays:
-    """Write a miniature CIFAR-10 in torchvision's on-disk format (cifar-10-batches-py)."""
-    rng = np.random.default_rng(seed)
-    folder = root / "cifar-10-batches-py"
-    folder.mkdir(parents=True)
-    all_images, all_labels = [], []
-    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
-        data = rng.integers(0, 256, size=(per_batch, 3 * 32 * 32), dtype=np.uint8)
-        labels = rng.integers(0, 10, size=per_batch).tolist()
-        with open(folder / name, "wb") as f:
-            pickle.dump({"data": data, "labels": labels, "batch_label": name}, f)
-        if name != "test_batch":
-            all_images.append(data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
-            all_labels += labels
-    with open(folder / "batches.meta", "wb") as f:
-        pickle.dump({"label_names": list(CIFAR10_CLASSES)}, f)
-    return ImageArrays(np.concatenate(all_images), np.asarray(all_labels))
-
-
-def write_image_folder(root: Path, per_class: int = 3, suffix: str = ".png", classes=CIFAR10_CLASSES):
-    for split in ("train", "test"):
-        for label, name in enumerate(classes):
-            (root / split / name).mkdir(parents=True)
-            for k in range(per_class):
-                pixels = np.full((32, 32, 3), 20 * label + k, dtype=np.uint8)
-                Image.fromarray(pixels).save(root / split / name / f"{k:03d}{suffix}")
-
-
 # --- reading -------------------------------------------------------------------------------
 
 
 def test_reads_torchvision_pickles_with_only_the_checksum_patched(tmp_path):
     expected = write_pickled_cifar10(tmp_path)
-    with mock.patch.object(torchvision.datasets.cifar, "check_integrity", return_value=True):
+    with checksums_of(tmp_path / "cifar-10-batches-py"):
         train = read_cifar10(tmp_path, train=True, download=False)
         test = read_cifar10(tmp_path, train=False, download=False)
     assert train.images.shape == (100, 32, 32, 3) and train.images.dtype == np.uint8
@@ -71,7 +45,7 @@ def test_reads_torchvision_pickles_with_only_the_checksum_patched(tmp_path):
 
 def test_pickled_files_feed_the_lecture_loaders(tmp_path):
     write_pickled_cifar10(tmp_path)
-    with mock.patch.object(torchvision.datasets.cifar, "check_integrity", return_value=True):
+    with checksums_of(tmp_path / "cifar-10-batches-py"):
         train_loader, valid_loader, test_loader = get_dataloaders_cifar10(
             8, 0, 0.1, lecture_train_transforms(), lecture_test_transforms(), root=tmp_path, download=False
         )
