@@ -4,7 +4,7 @@ Read top to bottom:
 
 1. ``set_all_seeds``, ``set_deterministic`` and ``make_pooling_deterministic``:
    reproducible runs, on CPU and CUDA.
-2. ``autocast_dtype`` and ``predict_batches``: the one loop that runs a model over a
+2. ``device_policy`` and ``predict_batches``: the one loop that runs a model over a
    loader (mixed precision and channels-last on CUDA). Accuracy, the confusion
    matrix and the example grids are all computed from it.
 3. ``compute_accuracy`` and ``compute_confusion_matrix``: the lecture's functions.
@@ -135,29 +135,45 @@ def autocast_dtype(device: torch.device | str, use_amp: bool | None = None) -> t
     return torch.bfloat16 if major >= 8 else torch.float16
 
 
-def predict_batches(
-    model: torch.nn.Module, data_loader: Iterable, device: torch.device | str, *, use_amp: bool | None = None
-) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
-    """Yield ``(features, logits, targets)`` for every batch, in eval mode and without gradients.
+def forward_in_eval_mode(model: torch.nn.Module, features: torch.Tensor, policy: DevicePolicy) -> torch.Tensor:
+    """The model's float32 outputs for ``features``, computed in eval mode, inference mode and ``policy``'s precision.
 
-    The model's train/eval mode is restored afterwards, so evaluating in the middle of
-    training (as ``train_model`` does every epoch) does not switch dropout off for good.
+    Eval and inference mode are on only for this forward pass: the model's train/eval
+    mode is restored before returning, so whatever the caller does next (a loop body,
+    the rest of a training epoch) runs in the mode the caller chose. The outputs are
+    copied out of inference mode (a few numbers per image), so the caller may change
+    them in place like any other tensor.
     """
-    device = torch.device(device)
-    dtype = autocast_dtype(device, use_amp)
     was_training = model.training
     model.eval()
     try:
-        with torch.inference_mode():
-            for features, targets in data_loader:
-                features = features.to(device, non_blocking=True)
-                if device.type == "cuda":
-                    features = features.contiguous(memory_format=torch.channels_last)
-                with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
-                    logits = model(features)
-                yield features, logits.float(), targets.to(device)
+        with torch.inference_mode(), torch.autocast(
+            features.device.type, dtype=policy.amp_dtype or torch.float32, enabled=policy.amp_dtype is not None
+        ):
+            logits = model(features).float()
     finally:
         model.train(was_training)
+    return logits.clone()
+
+
+def predict_batches(
+    model: torch.nn.Module, data_loader: Iterable, device: torch.device | str, *, use_amp: bool | None = None
+) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """Yield ``(features, logits, targets)`` for every batch; the model runs in eval mode without gradients.
+
+    Layout and precision come from ``device_policy`` (channels-last and mixed precision
+    on CUDA, float32 elsewhere or with ``use_amp=False``). Only the forward pass runs in
+    eval and inference mode (see ``forward_in_eval_mode``): between batches the model is
+    in the mode it was in, so evaluating in the middle of training (as ``train_model``
+    does every epoch), or stopping the loop early, never switches dropout off for good.
+    """
+    device = torch.device(device)
+    policy = device_policy(device, use_amp)
+    for features, targets in data_loader:
+        features = features.to(device, non_blocking=True)
+        if policy.channels_last:
+            features = features.contiguous(memory_format=torch.channels_last)
+        yield features, forward_in_eval_mode(model, features, policy), targets.to(device)
 
 
 # ---------------------------------------------------------------------------

@@ -6,12 +6,15 @@ import numpy as np
 import pytest
 import torch
 
+import helper_evaluation
 from helper_evaluation import (
+    DevicePolicy,
     autocast_dtype,
     compute_accuracy,
     compute_confusion_matrix,
     most_confused_pairs,
     per_class_accuracy,
+    predict_batches,
     print_confusion_summary,
     print_layer_shapes,
     save_atomically,
@@ -54,6 +57,49 @@ def test_evaluation_restores_training_mode():
     model = FixedPredictions().train()
     compute_accuracy(model, batches([0], [0]), "cpu")
     assert model.training
+
+
+class ModeRecorder(FixedPredictions):
+    """FixedPredictions that records, at each forward pass, its mode, inference mode and the CPU autocast type."""
+
+    def __init__(self):
+        super().__init__()
+        self.seen_in_forward = []
+
+    def forward(self, x):
+        autocast = torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else None
+        self.seen_in_forward.append((self.training, torch.is_inference_mode_enabled(), autocast))
+        return super().forward(x.flatten(1))  # the class is the first value of each image
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_prediction_loop_is_in_eval_and_inference_mode_only_during_the_forward_pass(training):
+    model = ModeRecorder().train(training)
+    seen_in_loop_body = []
+    for _, logits, _ in predict_batches(model, batches([0, 1, 2, 3, 1], [0, 1, 2, 3, 0], batch_size=2), "cpu"):
+        seen_in_loop_body.append((model.training, torch.is_inference_mode_enabled(), logits.is_inference()))
+    assert model.seen_in_forward == [(False, True, None)] * 3
+    assert seen_in_loop_body == [(training, False, False)] * 3  # the caller's mode, and plain tensors
+
+
+def test_prediction_loop_gives_the_eval_mode_outputs(tiny_net):
+    tiny_net.features.insert(2, torch.nn.Dropout(0.5))  # eval and train mode differ
+    images = torch.randn(5, 3, 16, 16)
+    with torch.no_grad():
+        expected = tiny_net.eval()(images)
+    tiny_net.train()
+    loader = [(images[:3], torch.tensor([0, 1, 2])), (images[3:], torch.tensor([3, 4]))]
+    features, logits, targets = zip(*predict_batches(tiny_net, loader, "cpu"), strict=True)
+    assert torch.equal(torch.cat(features), images) and torch.equal(torch.cat(targets), torch.arange(5))
+    assert torch.equal(torch.cat(logits), expected)
+
+
+def test_prediction_loop_takes_layout_and_precision_from_the_device_policy(monkeypatch):
+    monkeypatch.setattr(helper_evaluation, "device_policy", lambda device, use_amp: DevicePolicy(True, torch.bfloat16))
+    model = ModeRecorder()
+    [(features, logits, _)] = predict_batches(model, [(torch.zeros(2, 3, 4, 4), torch.tensor([0, 0]))], "cpu")
+    assert features.is_contiguous(memory_format=torch.channels_last) and not features.is_contiguous()
+    assert model.seen_in_forward == [(False, True, torch.bfloat16)] and logits.dtype == torch.float32
 
 
 def test_empty_loader_is_a_clear_error():
