@@ -11,7 +11,8 @@ Read top to bottom:
 4. Reading the confusion matrix: per-class accuracy and the most confused pairs.
 5. ``print_layer_shapes``: each block's output shape, found with forward hooks.
 6. ``save_atomically``: the one function that writes result files, so that a crash
-   mid-write never leaves half a file behind.
+   mid-write never leaves half a file behind; ``remove_stale_temporary_files`` clears
+   what a killed process could not.
 
 This module never loads data; it receives loaders.
 """
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -308,21 +310,59 @@ def print_shape_table(rows: list[tuple[str, tuple[int, ...], int]], input_size: 
 # ---------------------------------------------------------------------------
 
 
+TEMPORARY_FILE_NAME = re.compile(r"\..+\.\d+\.[0-9a-f]{8}\.tmp")  # .NAME.PID.HEX.tmp, see temporary_path_for
+
+
+def temporary_path_for(path: Path) -> Path:
+    """``.NAME.PID.HEX.tmp`` beside ``path``: hidden, unique to this process and call, and easy to recognize later."""
+    return path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+
+
+def flush_to_disk(path: str | os.PathLike) -> None:
+    """Make the operating system write ``path``'s contents to the disk now (``fsync``).
+
+    The handle is opened for writing: Windows refuses ``fsync`` on a read-only handle
+    (OSError, EBADF), where POSIX systems accept either.
+    """
+    descriptor = os.open(path, os.O_RDWR)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
 def save_atomically(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
     """Call ``write(temporary_path)``, then rename the finished file to ``path``.
 
     The temporary file lives in the same folder, so the rename is atomic: readers see
-    either the previous file or the complete new one, never half a file.
+    either the previous file or the complete new one, never half a file. It is flushed
+    to the disk before the rename, so a power cut cannot leave an empty file behind it.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = str(path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"))
+    temporary = str(temporary_path_for(path))
     try:
         write(temporary)
-        with open(temporary, "rb") as written:
-            os.fsync(written.fileno())
+        flush_to_disk(temporary)
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
     return path
+
+
+def remove_stale_temporary_files(folder: str | os.PathLike) -> list[Path]:
+    """Delete the temporary files that killed saves left in ``folder`` (not its subfolders); return them, sorted.
+
+    ``save_atomically`` removes its temporary file when writing fails, but a process that
+    is killed mid-write (the kernel dies, Colab disconnects) cannot, and each leftover can
+    be as large as a checkpoint. Only names of the form ``.NAME.PID.HEX.tmp`` are touched.
+    Call it when nothing is saving into ``folder``, as training does at the start of a run.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    stale = sorted(p for p in folder.iterdir() if TEMPORARY_FILE_NAME.fullmatch(p.name) and p.is_file())
+    for leftover in stale:
+        leftover.unlink(missing_ok=True)
+    return stale

@@ -1,6 +1,8 @@
 """helper_evaluation: accuracy, confusion matrix, seeds, determinism and atomic saving."""
 
+import errno
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,6 +19,7 @@ from helper_evaluation import (
     predict_batches,
     print_confusion_summary,
     print_layer_shapes,
+    remove_stale_temporary_files,
     save_atomically,
     set_all_seeds,
 )
@@ -134,6 +137,49 @@ def test_save_atomically_keeps_the_old_file_when_writing_fails(tmp_path):
     umask = os.umask(0)
     os.umask(umask)
     assert target.stat().st_mode & 0o777 == 0o666 & ~umask  # the permissions of any file the user writes
+
+
+def test_save_atomically_flushes_through_a_handle_open_for_writing_as_windows_requires(tmp_path, monkeypatch):
+    fcntl = pytest.importorskip("fcntl")  # to tell a read-only descriptor from a writable one, as Windows does
+    real_fsync, flushed = os.fsync, []
+
+    def windows_fsync(descriptor):
+        if fcntl.fcntl(descriptor, fcntl.F_GETFL) & os.O_ACCMODE == os.O_RDONLY:
+            raise OSError(errno.EBADF, "Bad file descriptor (Windows refuses fsync on a read-only handle)")
+        flushed.append(descriptor)
+        real_fsync(descriptor)
+
+    monkeypatch.setattr(os, "fsync", windows_fsync)
+    target = tmp_path / "history.json"
+    save_atomically(target, lambda path: Path(path).write_text("new"))
+    assert target.read_text() == "new" and len(flushed) == 1
+
+
+def test_remove_stale_temporary_files_removes_what_killed_saves_left_and_nothing_else(tmp_path):
+    names_used = []
+
+    def write(path):
+        names_used.append(Path(path))
+        Path(path).write_text("complete")
+
+    save_atomically(tmp_path / "checkpoint.pt", write)
+    killed_save = names_used[0]
+    killed_save.write_text("half a checkpoint")  # what a save killed mid-write leaves, under the name it used
+    other_process = tmp_path / ".best_model.pt.4242.0123abcd.tmp"
+    other_process.write_text("half the best weights")
+    kept = ["checkpoint.pt", ".checkpoint.pt.tmp", "notes.12.0123abcd.tmp", ".checkpoint.pt.12.0123abcd.tmp.bak",
+            ".checkpoint.pt.12.0123ABCD.tmp", ".checkpoint.pt.x.0123abcd.tmp"]
+    for name in kept[1:]:
+        (tmp_path / name).write_text("not ours")
+    (tmp_path / ".folder.12.0123abcd.tmp").mkdir()
+    (tmp_path / "run" / ".history.json.12.0123abcd.tmp").parent.mkdir()
+    (tmp_path / "run" / ".history.json.12.0123abcd.tmp").write_text("in a subfolder")
+
+    assert remove_stale_temporary_files(tmp_path) == sorted([killed_save, other_process])
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([*kept, ".folder.12.0123abcd.tmp", "run"])
+    assert (tmp_path / "run" / ".history.json.12.0123abcd.tmp").exists()
+    assert remove_stale_temporary_files(tmp_path) == []
+    assert remove_stale_temporary_files(tmp_path / "no such folder") == []
 
 
 # --- reading the confusion matrix -------------------------------------------------------------
