@@ -34,9 +34,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, RandomSampler
 from torchvision import datasets, transforms
 from torchvision.datasets.utils import check_integrity, download_and_extract_archive
+
+from helper_evaluation import device_policy
 
 CIFAR10_CLASSES = (
     "airplane",
@@ -57,10 +59,16 @@ FOLDER_SHUFFLE_SEED = 0
 
 
 class ImageArrays(NamedTuple):
-    """One split of a data set: uint8 images (N, 32, 32, 3) and int64 labels (N,)."""
+    """One split of a data set: uint8 images (N, 32, 32, 3), int64 labels (N,), and where they came from.
+
+    ``source`` is part of a training run's identity, so it names the kind of data and
+    the split but never an absolute path: moving the data folder does not change it.
+    Example: ``"CIFAR-10 torchvision files, training split, 50,000 images, first 45,000"``.
+    """
 
     images: np.ndarray
     labels: np.ndarray
+    source: str = ""
 
 
 # ---------------------------------------------------------------------------
@@ -173,10 +181,12 @@ def read_image_folder(folder: str | os.PathLike) -> ImageArrays:
     last images of the training set (the validation split) contain every class, as they
     do in the torchvision files.
     """
-    paths, labels = list_image_folder(Path(folder))
+    folder = Path(folder)
+    paths, labels = list_image_folder(folder)
     images = np.stack([decode_image(path) for path in paths])
     order = np.random.default_rng(FOLDER_SHUFFLE_SEED).permutation(len(paths))
-    return ImageArrays(images[order], np.asarray(labels, dtype=np.int64)[order])
+    source = f"image folder {folder.name}/, {len(paths):,} images"
+    return ImageArrays(images[order], np.asarray(labels, dtype=np.int64)[order], source)
 
 
 # 2c. torchvision's files: root/cifar-10-batches-py/, or the archive they come in ------
@@ -283,7 +293,8 @@ def read_torchvision_cifar10(
         problems += [line for line in [archive_problem(root, download)] if line]
         raise FileNotFoundError(missing_data_message(root, reason, problems)) from None
     dataset = datasets.CIFAR10(root=str(root), train=train, download=False)
-    return ImageArrays(np.asarray(dataset.data, dtype=np.uint8), np.asarray(dataset.targets, dtype=np.int64))
+    source = f"CIFAR-10 torchvision files, {'training' if train else 'test'} split, {len(dataset):,} images"
+    return ImageArrays(np.asarray(dataset.data, dtype=np.uint8), np.asarray(dataset.targets, dtype=np.int64), source)
 
 
 # 2d. Synthetic data for the smoke test -----------------------------------------
@@ -304,7 +315,8 @@ def make_synthetic_cifar10(num_images: int, seed: int = 0) -> ImageArrays:
     images[:] = palette[labels, 0][:, None, None, :]
     images[:, 8:24, 8:24, :] = palette[labels, 1][:, None, None, :]
     images += rng.normal(0.0, 20.0, size=images.shape)
-    return ImageArrays(np.clip(images, 0, 255).round().astype(np.uint8), labels)
+    source = f"synthetic smoke-test data, seed {seed}, {num_images:,} images"
+    return ImageArrays(np.clip(images, 0, 255).round().astype(np.uint8), labels, source)
 
 
 # 2e. One entry point for all three sources -------------------------------------
@@ -395,8 +407,8 @@ def split_train_valid(data: ImageArrays, validation_fraction: float) -> tuple[Im
     """Split off the *last* ``validation_fraction`` of the images for validation (45,000 / 5,000)."""
     num_valid = validation_size(len(data.labels), validation_fraction)
     num_train = len(data.labels) - num_valid
-    train = ImageArrays(data.images[:num_train], data.labels[:num_train])
-    valid = ImageArrays(data.images[num_train:], data.labels[num_train:])
+    train = ImageArrays(data.images[:num_train], data.labels[:num_train], f"{data.source}, first {num_train:,}")
+    valid = ImageArrays(data.images[num_train:], data.labels[num_train:], f"{data.source}, last {num_valid:,}")
     return train, valid
 
 
@@ -609,6 +621,7 @@ class DeviceBatchLoader:
     once per image, so the CPU never becomes the bottleneck. Leading transforms that
     give the same result every epoch (the resize to 70x70, the evaluation's centre crop)
     are applied once, when the loader is built, and their uint8 result is stored.
+    ``transform`` and ``source`` (where the images came from) are kept for ``describe_loader``.
     """
 
     def __init__(
@@ -623,7 +636,9 @@ class DeviceBatchLoader:
         channels_last: bool | None = None,
         chunk_size: int = 2048,
     ):
-        steps = batched_steps(transform)
+        self.transform = transform if transform is not None else transforms.ToTensor()  # as the DataLoader path
+        self.source = data.source
+        steps = batched_steps(self.transform)
         fixed = count_fixed_leading_steps(steps)
         self.steps = steps[fixed:]
         self.device = torch.device(device)
@@ -634,8 +649,8 @@ class DeviceBatchLoader:
         self.batch_size = batch_size
         self.shuffle = shuffle
         self.drop_last = drop_last
-        if channels_last is None:  # the layout fast GPU convolutions want; on a CPU the conversion only costs
-            channels_last = self.device.type == "cuda"
+        if channels_last is None:  # the layout fast GPU convolutions want; the one rule shared with training
+            channels_last = device_policy(self.device).channels_last
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
 
     @staticmethod
@@ -700,7 +715,16 @@ def make_loader(
     num_workers: int,
     device: torch.device | str | None,
 ):
-    """Build one split's loader: a DeviceBatchLoader when ``device`` is given, else a DataLoader."""
+    """Build one split's loader: a DeviceBatchLoader when ``device`` is given, else a DataLoader.
+
+    The DataLoader's workers are not persistent, on purpose. Persistent workers draw
+    their random seeds once, when the first epoch starts, and carry their RNG state
+    from epoch to epoch; a run resumed from a checkpoint starts new workers, so it would
+    draw different random crops than the run that was never interrupted. Without them,
+    every epoch's iterator draws its worker seeds from torch's global RNG, which the
+    checkpoint saves and restores, so a resumed run is bit-identical. The price is
+    starting the workers again each epoch (well under a second for two workers).
+    """
     if device is not None:
         return DeviceBatchLoader(data, transform, batch_size, device, shuffle=shuffle, drop_last=drop_last)
     return DataLoader(
@@ -709,7 +733,7 @@ def make_loader(
         shuffle=shuffle,
         drop_last=drop_last,
         num_workers=num_workers,
-        persistent_workers=num_workers > 0,
+        persistent_workers=False,
     )
 
 
@@ -725,6 +749,7 @@ def get_dataloaders_cifar10(
     smoke_test: bool = False,
     device: torch.device | str | None = None,
     download_timeout: float = 60.0,
+    eval_batch_size: int | None = None,
 ):
     """Return ``(train_loader, valid_loader, test_loader)``, or ``(train_loader, test_loader)``.
 
@@ -732,25 +757,66 @@ def get_dataloaders_cifar10(
     the validation images are the last ``validation_fraction`` of the training set (seen
     through ``test_transforms``, so without augmentation), and the test set is the
     official 10,000 images. ``device="cuda"`` switches to the fast on-device batches.
+    ``eval_batch_size`` sets the validation and test batches (None: ``batch_size``, as
+    in the lecture); evaluation keeps no gradients, so it can often use larger ones.
     The settings are checked against the number of training images before any image is
     read, so a mistake costs seconds, not a decode of 50,000 files.
     """
     batch_size = check_batch_size(batch_size)
+    eval_batch_size = batch_size if eval_batch_size is None else check_batch_size(eval_batch_size, "eval_batch_size")
     check_validation_fraction(validation_fraction)
     check_training_batches(count_training_images(root, smoke_test=smoke_test), validation_fraction, batch_size)
     reading = dict(download=download, smoke_test=smoke_test, download_timeout=download_timeout)
     train_data = read_cifar10(root, train=True, **reading)
     test_data = read_cifar10(root, train=False, **reading)
-    options = dict(batch_size=batch_size, num_workers=num_workers, device=device)
+    options = dict(num_workers=num_workers, device=device)
+    evaluation = dict(batch_size=eval_batch_size, shuffle=False, drop_last=False, **options)
     valid_loader = None
     if validation_fraction is not None:
         train_data, valid_data = split_train_valid(train_data, validation_fraction)
-        valid_loader = make_loader(valid_data, test_transforms, shuffle=False, drop_last=False, **options)
-    train_loader = make_loader(train_data, train_transforms, shuffle=True, drop_last=True, **options)
-    test_loader = make_loader(test_data, test_transforms, shuffle=False, drop_last=False, **options)
+        valid_loader = make_loader(valid_data, test_transforms, **evaluation)
+    train_loader = make_loader(train_data, train_transforms, batch_size, shuffle=True, drop_last=True, **options)
+    test_loader = make_loader(test_data, test_transforms, **evaluation)
     if valid_loader is None:
         return train_loader, test_loader
     return train_loader, valid_loader, test_loader
+
+
+def describe_loader(loader) -> dict:
+    """What a loader serves, as plain values for a training run's identity.
+
+    Returns ``batch_size``, ``transform`` (its repr), ``data`` (the ``ImageArrays.source``
+    string), ``num_images``, ``shuffle`` and ``drop_last``, the same way for a DataLoader
+    over ``ArrayDataset`` and for ``DeviceBatchLoader``. For any other loader (a student's
+    own) it reports what it can find and ``"unknown"`` for the rest; it never raises.
+    """
+    if isinstance(loader, DeviceBatchLoader):
+        return {
+            "batch_size": loader.batch_size,
+            "transform": repr(loader.transform),
+            "data": known(lambda: loader.source),
+            "num_images": len(loader.labels),
+            "shuffle": loader.shuffle,
+            "drop_last": loader.drop_last,
+        }
+    dataset = getattr(loader, "dataset", None)
+    return {
+        "batch_size": known(lambda: loader.batch_size),
+        "transform": known(lambda: repr(dataset.transform)),
+        "data": known(lambda: dataset.data.source),
+        "num_images": known(lambda: len(dataset)),
+        "shuffle": known(lambda: isinstance(loader.sampler, RandomSampler)),
+        "drop_last": known(lambda: loader.drop_last),
+    }
+
+
+def known(get: Callable[[], object]) -> object:
+    """``get()``, or ``"unknown"`` when it fails or finds nothing (None or an empty string)."""
+    try:
+        value = get()
+    except Exception:  # a student's loader may lack any of these attributes, or fail in len()
+        return "unknown"
+    return "unknown" if value is None or value == "" else value
 
 
 # ---------------------------------------------------------------------------

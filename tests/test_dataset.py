@@ -232,3 +232,113 @@ def test_loaders_built_with_a_device_are_device_loaders():
     assert all(isinstance(loader, DeviceBatchLoader) for loader in (train_loader, valid_loader, test_loader))
     assert len(train_loader) == 288 // 32 and len(valid_loader) == 1 and len(test_loader) == 3
     assert hd.SUPPORTED_BATCH_TRANSFORMS[0].startswith("Resize")
+
+
+# --- where the data came from, and what a loader serves (a run's identity) -------------------
+
+
+def test_sources_name_the_data_and_split_without_absolute_paths(tmp_path):
+    write_pickled_cifar10(tmp_path / "pickles")
+    with checksums_of(tmp_path / "pickles" / "cifar-10-batches-py"):
+        pickled = read_cifar10(tmp_path / "pickles", train=True, download=False)
+        pickled_test = read_cifar10(tmp_path / "pickles", train=False, download=False)
+    assert pickled.source == "CIFAR-10 torchvision files, training split, 100 images"
+    assert pickled_test.source == "CIFAR-10 torchvision files, test split, 20 images"
+    write_image_folder(tmp_path / "folders")
+    assert read_cifar10(tmp_path / "folders", train=False).source == "image folder test/, 30 images"
+    assert make_synthetic_cifar10(640, seed=1).source == "synthetic smoke-test data, seed 1, 640 images"
+    train, valid = split_train_valid(ImageArrays(np.zeros((50000, 1, 1, 1), np.uint8), np.arange(50000), "X"), 0.1)
+    assert (train.source, valid.source) == ("X, first 45,000", "X, last 5,000")
+
+
+def test_moving_the_data_folder_keeps_the_source(tmp_path):
+    write_image_folder(tmp_path / "here")
+    (tmp_path / "here").rename(tmp_path / "there")
+    write_image_folder(tmp_path / "here")
+    assert read_cifar10(tmp_path / "here").source == read_cifar10(tmp_path / "there").source
+
+
+def lecture_loaders(device=None, **options):
+    return get_dataloaders_cifar10(
+        32, 0, 0.1, lecture_train_transforms(), lecture_test_transforms(), smoke_test=True, device=device, **options
+    )
+
+
+@pytest.mark.parametrize("device", [None, "cpu"])
+def test_describe_loader_says_what_each_loader_serves(device):
+    train_loader, valid_loader, test_loader = lecture_loaders(device, eval_batch_size=100)
+    train, valid, test = (hd.describe_loader(loader) for loader in (train_loader, valid_loader, test_loader))
+    assert train == {
+        "batch_size": 32, "transform": repr(lecture_train_transforms()), "num_images": 288, "shuffle": True,
+        "drop_last": True, "data": "synthetic smoke-test data, seed 1, 320 images, first 288",
+    }
+    assert valid == {
+        "batch_size": 100, "transform": repr(lecture_test_transforms()), "num_images": 32, "shuffle": False,
+        "drop_last": False, "data": "synthetic smoke-test data, seed 1, 320 images, last 32",
+    }
+    assert test["data"] == "synthetic smoke-test data, seed 2, 80 images" and test["num_images"] == 80
+
+
+def test_both_paths_describe_the_same_run_alike():
+    for classic, fast in zip(lecture_loaders(), lecture_loaders("cpu"), strict=True):
+        assert hd.describe_loader(classic) == hd.describe_loader(fast)
+    data = random_images(10)
+    no_transform = [hd.make_loader(data, None, 4, shuffle=False, drop_last=False, num_workers=0, device=device)
+                    for device in (None, "cpu")]
+    assert hd.describe_loader(no_transform[0]) == hd.describe_loader(no_transform[1])
+    assert hd.describe_loader(no_transform[0])["transform"] == "ToTensor()"
+
+
+def test_describe_loader_never_fails_on_a_students_own_loader():
+    class Broken:
+        def __len__(self):
+            raise RuntimeError("no length")
+
+    tensors = torch.utils.data.TensorDataset(torch.zeros(10, 3), torch.zeros(10))
+    own = torch.utils.data.DataLoader(tensors, batch_size=4, shuffle=True)
+    assert hd.describe_loader(own) == {"batch_size": 4, "transform": "unknown", "data": "unknown",
+                                       "num_images": 10, "shuffle": True, "drop_last": False}
+    for loader in ([(torch.zeros(2, 3), torch.zeros(2))], Broken(), None):
+        description = hd.describe_loader(loader)
+        assert set(description) == {"batch_size", "transform", "data", "num_images", "shuffle", "drop_last"}
+        assert description["data"] == "unknown" and description["batch_size"] == "unknown"
+
+
+def test_eval_batch_size_sets_validation_and_test_batches_only():
+    train_loader, valid_loader, test_loader = lecture_loaders(eval_batch_size=64)
+    assert (train_loader.batch_size, valid_loader.batch_size, test_loader.batch_size) == (32, 64, 64)
+    assert [len(t) for _, t in test_loader] == [64, 16]
+    assert [loader.batch_size for loader in lecture_loaders()] == [32, 32, 32]  # None: the lecture's one size
+    with pytest.raises(ValueError, match="eval_batch_size must be a positive whole number"):
+        lecture_loaders(eval_batch_size=0)
+
+
+def test_restoring_the_rng_state_replays_a_later_epoch_with_worker_processes():
+    """What a resumed run relies on: the global RNG state alone fixes an epoch's order and crops."""
+    data = random_images(24, seed=7)
+
+    def build():
+        return hd.make_loader(data, lecture_train_transforms(), 8, shuffle=True, drop_last=True, num_workers=2,
+                              device=None)
+
+    torch.manual_seed(0)
+    uninterrupted = build()
+    list(uninterrupted)  # epoch 1
+    state = torch.get_rng_state()  # what the checkpoint after epoch 1 saves
+    epoch_2 = list(uninterrupted)
+    resumed = build()  # a new process builds its loaders again
+    torch.set_rng_state(state)
+    replayed = list(resumed)
+    assert len(replayed) == len(epoch_2) == 3
+    for (features, targets), (features_again, targets_again) in zip(epoch_2, replayed, strict=True):
+        assert torch.equal(targets, targets_again) and torch.equal(features, features_again)
+
+
+def test_device_loader_layout_comes_from_the_device_policy(monkeypatch):
+    data = random_images(4)
+    batch, _ = next(iter(DeviceBatchLoader(data, None, 4, "cpu")))
+    assert batch.is_contiguous()  # the CPU's policy: no channels-last
+    policy = hd.device_policy("cpu")._replace(channels_last=True)
+    monkeypatch.setattr(hd, "device_policy", lambda device: policy)
+    batch, _ = next(iter(DeviceBatchLoader(data, None, 4, "cpu")))
+    assert batch.is_contiguous(memory_format=torch.channels_last) and not batch.is_contiguous()
