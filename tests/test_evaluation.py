@@ -2,14 +2,17 @@
 
 import errno
 import os
+import random
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from conftest import TinyNet
 
 import helper_evaluation
 from helper_evaluation import (
+    DeterministicAdaptiveAvgPool2d,
     DevicePolicy,
     autocast_dtype,
     compute_accuracy,
@@ -98,7 +101,7 @@ def test_prediction_loop_gives_the_eval_mode_outputs(tiny_net):
 
 
 def test_prediction_loop_takes_layout_and_precision_from_the_device_policy(monkeypatch):
-    monkeypatch.setattr(helper_evaluation, "device_policy", lambda device, use_amp: DevicePolicy(True, torch.bfloat16))
+    monkeypatch.setattr(helper_evaluation, "device_policy", lambda *_: DevicePolicy(True, torch.bfloat16))
     model = ModeRecorder()
     [(features, logits, _)] = predict_batches(model, [(torch.zeros(2, 3, 4, 4), torch.tensor([0, 0]))], "cpu")
     assert features.is_contiguous(memory_format=torch.channels_last) and not features.is_contiguous()
@@ -110,12 +113,29 @@ def test_empty_loader_is_a_clear_error():
         compute_accuracy(FixedPredictions(), [], "cpu")
 
 
-def test_seeds_give_identical_weights_and_draws(tiny_net):
+def test_seeds_give_identical_weights_and_draws():
     set_all_seeds(7)
-    first = [torch.rand(3), np.random.rand(3)]
+    first = [TinyNet().state_dict(), torch.rand(3), np.random.rand(3), random.random()]
     set_all_seeds(7)
-    second = [torch.rand(3), np.random.rand(3)]
-    assert torch.equal(first[0], second[0]) and np.array_equal(first[1], second[1])
+    second = [TinyNet().state_dict(), torch.rand(3), np.random.rand(3), random.random()]
+    assert all(torch.equal(first[0][name], second[0][name]) for name in first[0])
+    assert torch.equal(first[1], second[1]) and np.array_equal(first[2], second[2]) and first[3] == second[3]
+
+
+@pytest.mark.parametrize(
+    "in_size, out_size",
+    [((2, 2), 3), ((1, 1), 3), ((5, 7), 3), ((5, 7), (4, 2)), ((64, 64), 4)],  # the notebook's 2x2 and 1x1 maps, odd
+)
+def test_deterministic_pooling_matches_adaptive_pooling_forward_and_backward(in_size, out_size):
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, *in_size, dtype=torch.float64, requires_grad=True)
+    expected = torch.nn.AdaptiveAvgPool2d(out_size)(x)
+    actual = DeterministicAdaptiveAvgPool2d(out_size)(x)
+    torch.testing.assert_close(actual, expected, rtol=0, atol=1e-12)
+    upstream = torch.randn_like(expected)  # gradients flowing back from the classifier
+    (expected_grad,) = torch.autograd.grad(expected, x, upstream)
+    (actual_grad,) = torch.autograd.grad(actual, x, upstream)
+    torch.testing.assert_close(actual_grad, expected_grad, rtol=0, atol=1e-12)
 
 
 def test_mixed_precision_is_off_on_cpu():

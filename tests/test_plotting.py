@@ -59,8 +59,19 @@ def test_show_examples_titles_predictions_and_true_labels(tmp_path):
     assert all(title.startswith("P: ") and "\nT: " in title for title in titles)
     assert all(title.split("\nT: ")[1] in CIFAR10_CLASSES for title in titles)
     image = fig.axes[0].get_images()[0].get_array()
-    assert image.min() >= 0.0 and image.max() <= 1.0  # un-normalized for display
+    assert image.min() >= 0.0 and image.max() <= 1.0  # clipped to the range imshow can draw
     assert (tmp_path / "show_examples.png").exists()
+
+
+def test_show_examples_draws_the_un_normalized_images():
+    mean, std = (0.1, 0.5, 0.9), (0.2, 0.25, 0.5)  # different per channel, so a mix-up of channels shows too
+    seen = torch.rand(3, 3, 8, 8)  # what the eye should see, in [0, 1]
+    normalized = (seen - torch.tensor(mean)[:, None, None]) / torch.tensor(std)[:, None, None]
+    fig = show_examples(TinyNet(), [(normalized, torch.tensor([0, 1, 2]))], UnNormalize(mean, std))
+    drawn = [ax.get_images()[0].get_array() for ax in fig.axes if ax.get_images()]
+    assert len(drawn) == 3
+    for image, expected in zip(drawn, seen, strict=True):
+        np.testing.assert_allclose(image, expected.permute(1, 2, 0).numpy(), atol=1e-6)
 
 
 def test_show_examples_without_class_names_uses_numbers():
