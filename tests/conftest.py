@@ -63,9 +63,9 @@ def random_images(count: int, seed: int = 0) -> ImageArrays:
     return ImageArrays(images, rng.integers(0, 10, size=count).astype(np.int64))
 
 
-def write_pickled_cifar10(root: Path, per_batch: int = 20, seed: int = 0) -> ImageArrays:
-    """Write a miniature CIFAR-10 in torchvision's on-disk format (cifar-10-batches-py)."""
-    rng = np.random.default_rng(seed)
+def write_pickled_cifar10(root: Path) -> ImageArrays:
+    """Write a miniature CIFAR-10 in torchvision's on-disk format (cifar-10-batches-py), 20 images per file."""
+    rng, per_batch = np.random.default_rng(0), 20
     folder = root / "cifar-10-batches-py"
     folder.mkdir(parents=True)
     all_images, all_labels = [], []
