@@ -3,17 +3,22 @@
 Read top to bottom:
 
 1. ``CIFAR10_CLASSES``: the one place that knows the class names and their label order.
-2. Reading images into uint8 arrays: the torchvision files (downloaded on first use),
-   an offline ``train/<class>/*`` + ``test/<class>/*`` folder, or synthetic smoke-test data.
+2. Reading images into uint8 arrays: one image file (``load_image``, also for the
+   student's own picture), an offline ``train/<class>/*`` + ``test/<class>/*`` folder,
+   the torchvision files (downloaded on first use), or synthetic smoke-test data.
+   Each result says where it came from (``ImageArrays.source``). Anything wrong with
+   the data stops with an error that names the file or folder and the fix.
 3. ``split_train_valid``: the lecture's split (the *last* images of the training set validate).
 4. Two ways to batch the arrays, both yielding ``(features, targets)``:
    the classic ``DataLoader`` with per-image PIL transforms, and ``DeviceBatchLoader``,
    which keeps the uint8 images on the GPU and applies the *same* torchvision transforms
    to whole batches there.
-5. ``get_dataloaders_cifar10``: the lecture's entry point, tying 2-4 together.
+5. ``get_dataloaders_cifar10``: the lecture's entry point, tying 2-4 together, with its
+   settings checked before any work; ``describe_loader`` says what a loader serves.
 6. ``UnNormalize`` and ``compute_channel_mean_std`` for showing and standardizing images.
 
-This module knows nothing about models.
+This module knows nothing about models; from ``helper_evaluation`` it takes only
+``device_policy``, so that loader, training and evaluation agree on the memory layout.
 """
 
 from __future__ import annotations
