@@ -13,12 +13,15 @@ Read top to bottom:
 6. ``save_atomically``: the one function that writes result files, so that a crash
    mid-write never leaves half a file behind; ``remove_stale_temporary_files`` clears
    what a killed process could not.
+7. ``load_run_histories`` and ``print_run_table``: your runs side by side, one folder
+   per run under ``RESULTS_DIR``.
 
 This module never loads data; it receives loaders.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import re
@@ -366,3 +369,77 @@ def remove_stale_temporary_files(folder: str | os.PathLike) -> list[Path]:
     for leftover in stale:
         leftover.unlink(missing_ok=True)
     return stale
+
+
+# ---------------------------------------------------------------------------
+# 7. Comparing runs
+# ---------------------------------------------------------------------------
+
+HISTORY_FILE = "history.json"  # each run's record, in RESULTS_DIR/<run name>/, written by train_model
+
+
+def read_history(path: Path) -> dict:
+    """One run's history from ``path``; ValueError or OSError if it is not a history."""
+    history = json.loads(path.read_text(encoding="utf-8"))
+    if not isinstance(history, dict):
+        raise ValueError("not a JSON object")
+    if not isinstance(history.get("valid_acc"), list):
+        raise ValueError("no per-epoch validation accuracy ('valid_acc')")
+    return history
+
+
+def load_run_histories(results_dir: str | os.PathLike) -> dict[str, dict]:
+    """Every run's ``history.json`` in ``results_dir/<run folder>/``, keyed by run name and sorted by it.
+
+    A run without a ``run_name`` is named after its folder; a name that two folders share
+    gets the folder's name added. A file that cannot be read (truncated, edited by hand)
+    is skipped with a printed line naming it, so one bad file never stops the comparison.
+    No runs yet (or no such folder): an empty dict.
+    """
+    histories = {}
+    for path in sorted(Path(results_dir).glob(f"*/{HISTORY_FILE}")):
+        try:
+            history = read_history(path)
+        except (OSError, ValueError) as error:  # ValueError covers bad JSON and bad text encoding
+            print(f"Skipped {path}: cannot read it as a run history ({error}).")
+            continue
+        name = str(history.get("run_name") or path.parent.name)
+        histories[f"{name} ({path.parent.name})" if name in histories else name] = history
+    return dict(sorted(histories.items()))
+
+
+def percent_or_dash(value: float | None) -> str:
+    """``81.86%``, or ``-`` for a value not known (yet)."""
+    return "-" if value is None else f"{value:.2f}%"
+
+
+def run_table_row(name: str, history: dict) -> list[str]:
+    """The cells of one run's row in ``print_run_table``."""
+    valid = history["valid_acc"]
+    best_epoch = int(np.argmax(valid)) + 1 if valid else None
+    seconds = history.get("epoch_seconds")
+    return [
+        name,
+        str(len(valid)),
+        percent_or_dash(valid[-1] if valid else None),
+        f"{percent_or_dash(valid[best_epoch - 1])} ({best_epoch})" if valid else "-",
+        percent_or_dash(history.get("test_acc")),
+        f"{sum(seconds) / 60:.1f}" if seconds else "-",
+    ]
+
+
+def print_run_table(histories: dict[str, dict]) -> None:
+    """Print one row per run: name, epochs, final and best validation accuracy (epoch), test accuracy, minutes.
+
+    The test accuracy is ``-`` until the run has finished training; the minutes are the
+    training time summed over the epochs (``epoch_seconds``).
+    """
+    if not histories:
+        print("No runs to compare yet: each training run writes RESULTS_DIR/<run name>/history.json.")
+        return
+    header = ["run", "epochs", "final valid", "best valid (epoch)", "test", "training min"]
+    rows = [header] + [run_table_row(name, history) for name, history in histories.items()]
+    widths = [max(len(row[column]) for row in rows) for column in range(len(header))]
+    for row in rows:
+        cells = [row[0].ljust(widths[0])] + [cell.rjust(width) for cell, width in zip(row[1:], widths[1:], strict=True)]
+        print("  ".join(cells))

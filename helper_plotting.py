@@ -254,6 +254,33 @@ def plot_live_progress(
     set_title(fig, "Training progress", subtitle)
     fig.tight_layout()
     return fig
+def plot_run_comparison(
+    histories: Mapping[str, Mapping],
+    results_dir: str | os.PathLike | None = None,
+    *,
+    subtitle: str | None = None,
+) -> Figure:
+    """Validation accuracy per epoch of each run, one labelled curve per run (from ``load_run_histories``)."""
+    if not histories:
+        raise ValueError(
+            "There are no runs to compare yet: each training run writes RESULTS_DIR/<run name>/history.json, "
+            "and none was found. Train a model first, or check RESULTS_DIR."
+        )
+    fig = Figure(figsize=(8, 4.5))
+    ax = fig.add_subplot(1, 1, 1)
+    for name, history in histories.items():
+        valid_acc = history["valid_acc"]
+        ax.plot(np.arange(1, len(valid_acc) + 1), valid_acc, marker="o", markersize=3, label=name)
+    ax.set_xlabel("Epoch")
+    use_whole_epoch_ticks(ax.xaxis)
+    ax.set_ylabel("Validation accuracy (%)")
+    ax.legend(fontsize=8)
+    set_title(fig, "Validation accuracy of each run", subtitle)
+    fig.tight_layout()
+    save_figure(fig, results_dir, "run_comparison.png")
+    return fig
+
+
 def plot_confusion_matrix(
     conf_mat: np.ndarray,
     hide_spines: bool = False,

@@ -7,6 +7,7 @@ import pytest
 import torch
 from conftest import MEAN, STD, TinyNet, lecture_test_transforms
 from matplotlib.figure import Figure
+from test_evaluation_runs import make_history
 
 import helper_plotting
 from helper_dataset import CIFAR10_CLASSES, UnNormalize, get_dataloaders_cifar10
@@ -15,6 +16,7 @@ from helper_plotting import (
     plot_accuracy,
     plot_confusion_matrix,
     plot_live_progress,
+    plot_run_comparison,
     plot_training_loss,
     running_average,
     show_confident_mistakes,
@@ -150,6 +152,7 @@ FIGURES = {
     "mistakes": lambda **kw: show_confident_mistakes(ConfidentlyWrong(), graded_images(), **kw),
     "confusion": lambda **kw: plot_confusion_matrix(np.eye(3, dtype=int), **kw),
     "live": lambda **kw: plot_live_progress([2.3, 2.0, 1.8, 1.5], [30.0, 40.0], [28.0, 35.0], 2, **kw),
+    "runs": lambda **kw: plot_run_comparison({"baseline": make_history("baseline", [30.0, 40.0])}, **kw),
 }
 
 
@@ -216,3 +219,35 @@ def test_grids_predict_in_the_precision_they_are_given(monkeypatch, show):
     monkeypatch.setattr(helper_plotting, "predict_batches", spy)
     show(TinyNet(), random_batch(), use_amp=False)
     assert seen == [False]
+
+
+# --- comparing runs ----------------------------------------------------------------------------
+
+
+def test_run_comparison_without_runs_says_there_are_none_yet():
+    with pytest.raises(ValueError, match="no runs to compare yet"):
+        plot_run_comparison({})
+
+
+@pytest.mark.parametrize("num_epochs", [1, 3])
+def test_run_comparison_of_one_run(tmp_path, num_epochs):
+    valid_acc = list(np.linspace(30.0, 50.0, num_epochs))
+    fig = plot_run_comparison({"baseline": make_history("baseline", valid_acc)}, tmp_path)
+    fig.draw_without_rendering()
+    ax = fig.axes[0]
+    [line] = ax.get_lines()
+    assert line.get_label() == "baseline" and list(line.get_ydata()) == valid_acc
+    assert [text.get_text() for text in ax.get_legend().get_texts()] == ["baseline"]
+    assert visible_tick_labels(ax.xaxis) == [str(epoch) for epoch in range(1, num_epochs + 1)]
+    assert ax.get_xlabel() == "Epoch" and "accuracy" in ax.get_ylabel().lower()
+    assert (tmp_path / "run_comparison.png").stat().st_size > 0
+
+
+def test_run_comparison_draws_each_run_labelled_by_name():
+    histories = {"baseline": make_history("baseline", [30.0, 40.0, 45.0]),
+                 "lr=0.1": make_history("lr=0.1", [10.0, 12.0])}
+    fig = plot_run_comparison(histories, subtitle=SMOKE)
+    lines = fig.axes[0].get_lines()
+    assert [(line.get_label(), list(line.get_xdata()), list(line.get_ydata())) for line in lines] == [
+        ("baseline", [1, 2, 3], [30.0, 40.0, 45.0]), ("lr=0.1", [1, 2], [10.0, 12.0])]
+    assert [text.get_text() for text in fig.axes[0].get_legend().get_texts()] == ["baseline", "lr=0.1"]

@@ -1,0 +1,101 @@
+"""helper_evaluation: reading every run's history.json and printing the runs side by side."""
+
+import json
+import re
+
+import pytest
+
+from helper_evaluation import load_run_histories, print_run_table
+
+
+def make_history(run_name, valid_acc, *, test_acc=None, epoch_seconds=None):
+    """A history.json as train_model writes it (the fields this module reads, plus the rest)."""
+    return {
+        "run_name": run_name,
+        "settings": {"learning_rate": 0.01, "batch_size": 256},
+        "minibatch_loss": [2.3, 2.1],
+        "train_acc": [acc + 2.0 for acc in valid_acc],
+        "valid_acc": valid_acc,
+        "iter_per_epoch": 1,
+        "epoch_seconds": epoch_seconds if epoch_seconds is not None else [30.0] * len(valid_acc),
+        "test_acc": test_acc,
+        "device": "cpu",
+        "precision": "float32",
+    }
+
+
+def write_run(results_dir, folder, history):
+    """Write ``history`` to results_dir/folder/history.json."""
+    path = results_dir / folder / "history.json"
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps(history))
+
+
+def test_no_runs_is_an_empty_dict(tmp_path):
+    assert load_run_histories(tmp_path) == {}
+    assert load_run_histories(tmp_path / "results not made yet") == {}
+
+
+def test_one_run_is_read_with_everything_it_holds(tmp_path):
+    history = make_history("lr=0.01", [40.0, 50.0], test_acc=49.5)
+    write_run(tmp_path, "lr=0.01", history)
+    assert load_run_histories(tmp_path) == {"lr=0.01": history}
+
+
+def test_runs_are_keyed_by_run_name_and_sorted_by_it(tmp_path):
+    write_run(tmp_path, "a-folder", make_history("zeta", [10.0]))
+    write_run(tmp_path, "z-folder", make_history("alpha", [20.0]))
+    no_name = make_history(None, [30.0])
+    del no_name["run_name"]
+    write_run(tmp_path, "middle", no_name)
+    (tmp_path / "history.json").write_text(json.dumps(make_history("not in a run folder", [1.0])))
+    histories = load_run_histories(tmp_path)
+    assert list(histories) == ["alpha", "middle", "zeta"]
+    assert histories["alpha"]["valid_acc"] == [20.0] and histories["middle"]["valid_acc"] == [30.0]
+
+
+def test_two_folders_with_one_run_name_are_both_kept(tmp_path):
+    write_run(tmp_path, "baseline", make_history("baseline", [10.0]))
+    write_run(tmp_path, "baseline-copy", make_history("baseline", [20.0]))
+    assert load_run_histories(tmp_path) == {"baseline": make_history("baseline", [10.0]),
+                                            "baseline (baseline-copy)": make_history("baseline", [20.0])}
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b'{"run_name": "cut off", "valid_acc": [40.0, 5', b"[1, 2, 3]", b'{"run_name": "no accuracies"}', b"\xff\xfe\x00"],
+    ids=["truncated", "not an object", "no valid_acc", "not text"],
+)
+def test_a_file_that_cannot_be_read_is_skipped_with_a_line_naming_it(tmp_path, capsys, content):
+    write_run(tmp_path, "good", make_history("good", [40.0]))
+    bad = tmp_path / "broken" / "history.json"
+    bad.parent.mkdir()
+    bad.write_bytes(content)
+    assert list(load_run_histories(tmp_path)) == ["good"]
+    assert f"Skipped {bad}" in capsys.readouterr().out
+
+
+def table_rows(capsys):
+    return [re.split(r"\s{2,}", line.strip()) for line in capsys.readouterr().out.splitlines()]
+
+
+def test_run_table_has_one_row_per_run_with_final_best_test_and_minutes(capsys):
+    print_run_table({
+        "baseline": make_history("baseline", [40.0, 55.5, 50.25], test_acc=51.0, epoch_seconds=[60.0, 60.0, 60.0]),
+        "lr=0.1 (running)": make_history("lr=0.1 (running)", [10.0], test_acc=None, epoch_seconds=[90.0]),
+    })
+    header, *rows = table_rows(capsys)
+    assert header == ["run", "epochs", "final valid", "best valid (epoch)", "test", "training min"]
+    assert rows == [["baseline", "3", "50.25%", "55.50% (2)", "51.00%", "3.0"],
+                    ["lr=0.1 (running)", "1", "10.00%", "10.00% (1)", "-", "1.5"]]
+
+
+def test_run_table_of_a_run_without_epochs_or_timings(capsys):
+    history = make_history("just started", [], epoch_seconds=[])
+    print_run_table({"just started": history})
+    assert table_rows(capsys)[1] == ["just started", "0", "-", "-", "-", "-"]
+
+
+def test_run_table_without_runs_says_so(capsys):
+    print_run_table({})
+    assert "No runs to compare yet" in capsys.readouterr().out
