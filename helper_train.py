@@ -4,42 +4,83 @@
 run needs is one call to a small function defined above it, whose name says what it does:
 
 1. settings checks that fail before any work starts;
-2. one training step, with mixed precision on CUDA;
-3. checkpoints: the random-number state, an atomic save every epoch, a resume that
-   refuses a checkpoint from another model or a damaged file;
-4. guards: a non-finite loss stops the run at once, an interrupt returns what was learned,
-   a run stuck at chance level after a few epochs gets a warning;
-5. the live plot, redrawn in place after every epoch in Jupyter.
+2. the run's identity: the settings that define what is trained, stored with the
+   checkpoint, so that a run is only ever continued with the settings it started with;
+3. one training step, with mixed precision on CUDA, and optional compilation;
+4. the minibatch losses, kept on the device and brought to the host only at the logging
+   points, and the divergence guard that checks them before anything is saved;
+5. checkpoints: written in a background thread while the next epoch trains, atomically,
+   verified when loaded;
+6. watching the run: the stall warning and the live plot;
+7. the loop itself.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import random
+import threading
 import time
 import warnings
-from collections.abc import Iterable
+import zipfile
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from helper_evaluation import autocast_dtype, compute_accuracy, predict_batches, save_atomically
+from helper_dataset import describe_loader
+from helper_evaluation import (
+    compute_accuracy,
+    device_policy,
+    predict_batches,
+    remove_stale_temporary_files,
+    save_atomically,
+)
 from helper_plotting import plot_live_progress
 
 SCHEDULER_SIGNALS = ("valid_acc", "minibatch_loss")
 CHECKPOINT_FILE = "checkpoint.pt"
 BEST_MODEL_FILE = "best_model.pt"
 INTERRUPTED_MODEL_FILE = "interrupted_model.pt"
+HISTORY_FILE = "history.json"
+
+DIVERGENCE_FACTOR = 100.0
+"""A minibatch loss above DIVERGENCE_FACTOR x ln(num_classes) counts as divergence.
+
+ln(num_classes) is the loss of a model that guesses (2.303 for CIFAR-10); the notebook's
+freshly initialized VGG-16 starts at about 5. A loss of 230 means the model puts
+probability e^-230 on the right class: its outputs have grown by orders of magnitude,
+which only an exploding run does. Waiting for NaN is too late: by then the weights of
+the last complete epoch may already be 1e15 and worthless.
+"""
+
+LECTURE_SETTINGS = {
+    "seed": 123,
+    "batch_size": 256,
+    "learning_rate": 0.01,
+    "dropout2d": 0.0,
+    "normalization": "mean=std=0.5",
+    "image_size": 64,
+    "precision": "auto",
+    "deterministic": False,
+}
+"""The lecture's values of the settings a student changes most; a run's name lists those that differ."""
 
 
 class TrainingDivergedError(RuntimeError):
-    """The loss became NaN or infinite: training cannot recover from that by itself."""
+    """The loss exploded (NaN, infinite, or far above the guessing loss): training cannot recover by itself."""
 
 
 class TrainingStalledWarning(UserWarning):
-    """After a few epochs the model still guesses: accuracy at chance level, loss at ln(num_classes)."""
+    """After a few epochs the model still guesses: accuracy near chance level, loss near ln(num_classes)."""
+
+
+class RunMismatchError(RuntimeError):
+    """The checkpoint in the folder belongs to a run with other settings: continuing it would mix two runs."""
 
 
 # ---------------------------------------------------------------------------
@@ -47,10 +88,20 @@ class TrainingStalledWarning(UserWarning):
 # ---------------------------------------------------------------------------
 
 
-def check_training_settings(num_epochs: int, scheduler_on: str) -> None:
+def is_whole_number(value) -> bool:
+    """True for Python and NumPy integers (not for bool, float or str)."""
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def check_training_settings(num_epochs: int, scheduler_on: str, logging_interval: int) -> None:
     """Reject settings that would fail (or silently do nothing) before any training starts."""
-    if isinstance(num_epochs, bool) or not isinstance(num_epochs, int) or num_epochs < 1:
+    if not is_whole_number(num_epochs) or num_epochs < 1:
         raise ValueError(f"num_epochs must be a whole number of at least 1, got {num_epochs!r}.")
+    if not is_whole_number(logging_interval) or logging_interval < 1:
+        raise ValueError(
+            f"logging_interval must be a whole number of at least 1 (print every Nth batch's loss), "
+            f"got {logging_interval!r}."
+        )
     if scheduler_on not in SCHEDULER_SIGNALS:
         raise ValueError(
             f"scheduler_on must be one of {SCHEDULER_SIGNALS} (the value the scheduler watches), "
@@ -58,13 +109,46 @@ def check_training_settings(num_epochs: int, scheduler_on: str) -> None:
         )
 
 
-def check_model_output(model: torch.nn.Module, data_loader: Iterable, device, num_classes: int | None) -> int:
+def check_scheduler_mode(scheduler, scheduler_on: str) -> None:
+    """Refuse a ReduceLROnPlateau whose mode contradicts the value it watches.
+
+    Accuracy should go up (mode="max"), a loss down (mode="min"). With the wrong mode the
+    scheduler sees every improvement as a setback and lowers the learning rate for no reason.
+    """
+    if not isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+        return
+    wanted = "max" if scheduler_on == "valid_acc" else "min"
+    if scheduler.mode != wanted:
+        raise ValueError(
+            f"ReduceLROnPlateau(mode={scheduler.mode!r}) watches scheduler_on={scheduler_on!r}, which should "
+            f"{'rise' if wanted == 'max' else 'fall'}: create it with mode={wanted!r}."
+        )
+
+
+def number_of_classes_in(data_loader) -> int | None:
+    """The number of classes in a loader's labels (largest label + 1), where the loader lets us see them."""
+    labels = getattr(data_loader, "labels", None)  # DeviceBatchLoader
+    if labels is None:
+        dataset = getattr(data_loader, "dataset", None)
+        labels = getattr(getattr(dataset, "data", None), "labels", None)  # DataLoader over ArrayDataset
+        if labels is None:
+            labels = getattr(dataset, "targets", None)  # torchvision data sets
+    if labels is None or len(labels) == 0:
+        return None
+    return int(torch.as_tensor(labels).max()) + 1
+
+
+def check_model_output(model: torch.nn.Module, data_loader: Iterable, device, num_classes: int | None,
+                       *, use_amp: bool | None = None) -> int:
     """Run one batch through the model, check that it outputs one score per class, and return that number.
 
-    A model built for the wrong number of classes either crashes deep inside the loss
-    (too few outputs) or trains while wasting outputs (too many); both are caught here.
+    Without ``num_classes`` (a lecture-style call) the number of classes is taken from the
+    data. A model built for the wrong number of classes either crashes deep inside the
+    loss (too few outputs) or trains while wasting outputs (too many); both are caught here.
     """
-    _, logits, targets = next(iter(predict_batches(model, data_loader, device)))
+    if num_classes is None:
+        num_classes = number_of_classes_in(data_loader)
+    _, logits, targets = next(iter(predict_batches(model, data_loader, device, use_amp=use_amp)))
     width = logits.shape[-1]
     if num_classes is not None and width != num_classes:
         raise ValueError(
@@ -80,7 +164,151 @@ def check_model_output(model: torch.nn.Module, data_loader: Iterable, device, nu
 
 
 # ---------------------------------------------------------------------------
-# 2. One training step
+# 2. The run's identity
+# ---------------------------------------------------------------------------
+
+SCHEDULER_PROGRESS_KEYS = {"last_epoch", "_step_count", "_last_lr", "best", "num_bad_epochs", "cooldown_counter",
+                           "_get_lr_called_within_step", "_is_initial"}
+
+
+def describe_optimizer(optimizer: torch.optim.Optimizer) -> str:
+    """The optimizer's class and constructor hyperparameters (not its momentum or the current rate)."""
+    settings = ", ".join(f"{name}={value!r}" for name, value in sorted(optimizer.defaults.items()))
+    return f"{type(optimizer).__name__}({settings}; {len(optimizer.param_groups)} parameter group(s))"
+
+
+def describe_scheduler(scheduler) -> str:
+    """The scheduler's class and configuration, without its progress (epoch count, best value so far)."""
+    if scheduler is None:
+        return "none"
+    settings = {k: v for k, v in scheduler.state_dict().items() if k not in SCHEDULER_PROGRESS_KEYS}
+    return f"{type(scheduler).__name__}({', '.join(f'{k}={v!r}' for k, v in sorted(settings.items()))})"
+
+
+def describe_precision(device: torch.device | str, use_amp: bool | None) -> str:
+    """"float32" or "mixed": whether the forward pass runs in reduced precision.
+
+    Which reduced type (bf16 or float16) depends on the GPU, not on the recipe, so a run
+    started on a bf16 GPU can continue on Colab's T4 (float16); the type used is recorded
+    in each run's history.
+    """
+    return "mixed" if device_policy(device, use_amp).amp_dtype is not None else "float32"
+
+
+def describe_run(
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler,
+    train_loader: Iterable,
+    valid_loader: Iterable,
+    *,
+    device: torch.device | str,
+    use_amp: bool | None = None,
+    settings: Mapping[str, object] | None = None,
+) -> dict[str, str]:
+    """Everything that defines what a run trains, as strings: the run's identity.
+
+    Model class and architecture (its printout and every parameter's shape, so that
+    ``Dropout2d(0.2)`` differs from ``Identity``), optimizer and scheduler settings, batch
+    size, both transforms, the data, the precision, the determinism switch, plus the
+    caller's ``settings`` (the notebook adds the seed and its named settings). Not the
+    number of epochs: more epochs continue the same run.
+    """
+    train, valid = describe_loader(train_loader), describe_loader(valid_loader)
+    identity = {
+        "model": f"{type(model).__name__}: {model!r}",
+        "parameter_shapes": "; ".join(f"{name} {tuple(p.shape)}" for name, p in model.named_parameters()),
+        "optimizer": describe_optimizer(optimizer),
+        "scheduler": describe_scheduler(scheduler),
+        "batch_size": str(train["batch_size"]),
+        "train_transform": str(train["transform"]),
+        "eval_transform": str(valid["transform"]),
+        "train_data": str(train["data"]),
+        "valid_data": str(valid["data"]),
+        "precision": describe_precision(device, use_amp),
+        "deterministic": str(torch.are_deterministic_algorithms_enabled()),
+    }
+    identity.update({f"setting: {name}": repr(value) for name, value in (settings or {}).items()})
+    return identity
+
+
+def run_hash(identity: Mapping[str, str]) -> str:
+    """Six hexadecimal digits that differ for (almost) any two different identities."""
+    return hashlib.sha256(json.dumps(dict(identity), sort_keys=True).encode()).hexdigest()[:6]
+
+
+def run_name(identity: Mapping[str, str], settings: Mapping[str, object], *, smoke_test: bool = False,
+             defaults: Mapping[str, object] = LECTURE_SETTINGS) -> str:
+    """A short folder name for the run: the settings that differ from ``defaults``, then the identity's hash.
+
+    ``lecture-3f2a1c`` is the lecture's configuration, ``dropout2d=0.2-8e41b0`` the Dropout2d
+    exercise; smoke-test runs always start with ``smoke-``. The hash covers the whole
+    identity, so two runs that differ in anything (an edited transform, say) get two folders.
+    """
+    changed = [f"{name}={value}" for name, value in settings.items() if name in defaults and defaults[name] != value]
+    label = "_".join(changed) or "lecture"
+    safe = "".join(c if c.isalnum() or c in "=._+-" else "-" for c in label)[:80]
+    return f"{'smoke-' if smoke_test else ''}{safe}-{run_hash(identity)}"
+
+
+def choose_run_folder(results_dir: str | Path, identity: Mapping[str, str], settings: Mapping[str, object], *,
+                      smoke_test: bool = False, defaults: Mapping[str, object] = LECTURE_SETTINGS) -> Path:
+    """The folder of this configuration under ``results_dir``; print which one and why.
+
+    Same settings as an earlier run: the same folder, so training continues from its
+    checkpoint. Different settings: a new folder, and the earlier runs stay for comparison.
+    """
+    folder = Path(results_dir) / run_name(identity, settings, smoke_test=smoke_test, defaults=defaults)
+    changed = [f"{name}={value!r}" for name, value in settings.items() if name in defaults and defaults[name] != value]
+    print(f"This run's folder: {folder}")
+    print(f"  settings that differ from the {'smoke test' if smoke_test else 'lecture'}'s: "
+          f"{', '.join(changed) or 'none'} (the six characters at the end identify all settings)")
+    checkpoint = folder / CHECKPOINT_FILE
+    if checkpoint.exists():
+        print("  a checkpoint of exactly these settings is there: training continues from it")
+    else:
+        print("  a configuration not trained before: training starts from scratch, earlier runs keep their folders")
+    return folder
+
+
+def identity_differences(saved: Mapping[str, str], current: Mapping[str, str]) -> list[str]:
+    """One line per setting that differs between two identities: ``name: old -> new``."""
+    lines = []
+    for name in sorted(set(saved) | set(current)):
+        old, new = saved.get(name, "(not recorded)"), current.get(name, "(not recorded)")
+        if old != new:
+            lines.append(f"  {name}: {shorten_difference(old, new)}")
+    return lines
+
+
+def shorten_difference(old: str, new: str) -> str:
+    """``old -> new``, or for long multi-line values (the model's printout) the first lines that differ."""
+    if len(old) <= 120 and len(new) <= 120:
+        return f"{old} -> {new}"
+    old_lines, new_lines = old.splitlines(), new.splitlines()
+    for index in range(max(len(old_lines), len(new_lines))):
+        a = old_lines[index].strip() if index < len(old_lines) else "(nothing)"
+        b = new_lines[index].strip() if index < len(new_lines) else "(nothing)"
+        if a != b:
+            return f"{a[:100]} -> {b[:100]}"
+    return f"{old[:60]}... -> {new[:60]}..."
+
+
+def check_same_run(path: Path, saved: Mapping[str, str] | None, current: Mapping[str, str]) -> None:
+    """Refuse to continue a checkpoint whose run had other settings, listing each difference."""
+    differences = identity_differences(saved or {}, current)
+    if differences:
+        raise RunMismatchError(
+            f"The checkpoint '{path}' belongs to a run with other settings, so continuing it would mix "
+            "two different runs:\n" + "\n".join(differences) + "\n"
+            "Either train the new settings in another folder (the notebooks do this by themselves: each "
+            "configuration gets its own folder under RESULTS_DIR), or delete this folder's checkpoint to "
+            "start this folder over."
+        )
+
+
+# ---------------------------------------------------------------------------
+# 3. One training step
 # ---------------------------------------------------------------------------
 
 
@@ -98,15 +326,16 @@ def training_step(
     amp_dtype: torch.dtype | None,
     scaler: torch.amp.GradScaler,
 ) -> torch.Tensor:
-    """One forward and backward pass and one optimizer step; returns the (detached) loss.
+    """One forward and backward pass and one optimizer step; returns the loss, still on the device.
 
-    With ``amp_dtype`` set, the forward pass runs in mixed precision; for float16 the
-    gradient scaler keeps small gradients from underflowing (bf16 does not need it,
-    and then the scaler is a no-op).
+    Reading the loss (``.item()``) here would make the CPU wait for the GPU after every
+    step; the caller reads the losses in bulk instead. With ``amp_dtype`` set, the
+    forward pass runs in mixed precision; for float16 the gradient scaler keeps small
+    gradients from underflowing (bf16 does not need it, and then the scaler is a no-op).
     """
     features = features.to(device, non_blocking=True)
     targets = targets.to(device, non_blocking=True)
-    if device.type == "cuda":
+    if device_policy(device).channels_last:
         features = features.contiguous(memory_format=torch.channels_last)
     with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
         logits = model(features)
@@ -118,44 +347,154 @@ def training_step(
     return loss.detach()
 
 
-def check_finite_loss(loss: float, epoch: int, batch_idx: int, num_batches: int) -> None:
-    """Stop at the first NaN or infinite loss, saying where it happened and what usually causes it."""
-    if not math.isfinite(loss):
-        raise TrainingDivergedError(
-            f"The loss became {loss} in epoch {epoch + 1}, batch {batch_idx}/{num_batches}: training diverged. "
-            "Likely fixes: lower the learning rate (e.g. LEARNING_RATE = 0.001), check that the inputs are "
-            "normalized (values around -1..1, not 0..255), and check the labels. "
-            "The checkpoint of the last complete epoch was not touched."
-        )
-
-
 def step_scheduler(scheduler, scheduler_on: str, valid_acc: float, minibatch_loss: float) -> None:
-    """Step the scheduler on the value the lecture chose, and say when the learning rate drops."""
+    """Step the scheduler once per epoch, and say when the learning rate drops.
+
+    ``ReduceLROnPlateau`` gets the value it watches; every other scheduler (StepLR, ...)
+    is stepped without an argument, since its ``step`` takes an epoch number, not a metric.
+    """
     before = [group["lr"] for group in scheduler.optimizer.param_groups]
-    scheduler.step(valid_acc if scheduler_on == "valid_acc" else minibatch_loss)
+    if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+        scheduler.step(valid_acc if scheduler_on == "valid_acc" else minibatch_loss)
+    else:
+        scheduler.step()
     after = [group["lr"] for group in scheduler.optimizer.param_groups]
     if after != before:
         print(f"Learning rate lowered from {before[0]:g} to {after[0]:g}")
 
 
 def prepare_model(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
-    """Move the model to the device; on CUDA store its weights channels-last (faster convolutions)."""
+    """Move the model to the device, in the memory layout the device policy asks for."""
     model.to(device)
-    if device.type == "cuda":
+    if device_policy(device).channels_last:
         model.to(memory_format=torch.channels_last)
     return model
 
 
+COMPILE_MEASUREMENTS: dict[str, tuple[float, float]] = {}
+"""Per GPU name: (seconds torch.compile takes, seconds it saves per epoch), as measured by the benchmark.
+
+``COMPILE = "auto"`` compiles only on a GPU listed here, and only when the run is long
+enough for the saving to repay the compilation. A GPU that was never measured is not
+compiled: compilation can also make a run slower, and it takes minutes on 2 CPU cores.
+"""
+
+
+def should_compile(setting: bool | str, device: torch.device | str, num_epochs: int, *,
+                   smoke_test: bool = False) -> tuple[bool, str]:
+    """Decide the notebook's COMPILE setting ("auto", True or False); return (compile?, the reason)."""
+    device = torch.device(device)
+    if setting not in ("auto", True, False):
+        raise ValueError(f'COMPILE must be "auto", True or False, got {setting!r}.')
+    if setting is not True and setting is not False:
+        if smoke_test or device.type != "cuda":
+            return False, "no: COMPILE = \"auto\" compiles only on a CUDA GPU, never in a smoke test"
+        name = torch.cuda.get_device_name(device)
+        measured = next((value for key, value in COMPILE_MEASUREMENTS.items() if key in name), None)
+        if measured is None:
+            return False, f"no: COMPILE = \"auto\" and compiling was never measured on the {name}"
+        compile_seconds, saved_per_epoch = measured
+        if saved_per_epoch * num_epochs <= compile_seconds:
+            return False, (f"no: on the {name} compiling takes about {compile_seconds:.0f} s and saves "
+                           f"{saved_per_epoch:.2f} s per epoch, which {num_epochs} epochs do not repay")
+        return True, f"yes: on the {name} it saves about {saved_per_epoch * num_epochs - compile_seconds:.0f} s"
+    return setting, f"{'yes' if setting else 'no'}: COMPILE = {setting}"
+
+
+def compile_for_training(model: torch.nn.Module, train_loader: Iterable, device: torch.device,
+                         amp_dtype: torch.dtype | None) -> torch.nn.Module:
+    """``torch.compile(model)``, tried once on one batch; the plain model if compilation fails.
+
+    Compilation needs a C compiler and a supported GPU; where it fails (a laptop without
+    one, an old driver) training goes on uncompiled with a warning instead of crashing.
+    The trial runs a forward and backward pass in training mode and a forward pass in
+    evaluation mode, so both graphs are compiled up front (the first compile takes a
+    minute or so); it changes no weights and, thanks to ``fork_rng``, no random numbers.
+    """
+    compiled = torch.compile(model)
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        features = next(iter(train_loader))[0].to(device)  # drawing a batch uses random numbers: not the run's
+    if device_policy(device).channels_last:
+        features = features.contiguous(memory_format=torch.channels_last)
+    was_training = model.training
+    try:
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), \
+                torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+            model.train()
+            compiled(features).float().sum().backward()
+            model.eval()
+            with torch.no_grad():
+                compiled(features)
+    except Exception as error:  # the compiler stack raises many kinds
+        warnings.warn(f"torch.compile failed ({type(error).__name__}: {str(error).splitlines()[0][:200]}); "
+                      "training without compilation.", stacklevel=3)
+        return model
+    finally:
+        model.zero_grad(set_to_none=True)
+        model.train(was_training)
+    return compiled
+
+
 # ---------------------------------------------------------------------------
-# 3. Checkpoints
+# 4. Minibatch losses and the divergence guard
+# ---------------------------------------------------------------------------
+
+
+def divergence_limit(num_classes: int) -> float:
+    """The minibatch loss above which a run counts as diverged (see ``DIVERGENCE_FACTOR``)."""
+    return DIVERGENCE_FACTOR * math.log(num_classes)
+
+
+def divergence_message(what: str, epoch: int, batch: int | None, num_batches: int, epochs_saved: int) -> str:
+    """Say where the run broke, what usually causes it, and that the saved state is still good."""
+    where = f"epoch {epoch + 1}, batch {batch}/{num_batches}" if batch is not None else f"epoch {epoch + 1}"
+    saved = (f"The checkpoint holds the last good epoch ({epochs_saved}); the broken epoch was not saved. "
+             if epochs_saved else "")
+    return (
+        f"{what} in {where}: training diverged. Likely fixes: lower the learning rate (e.g. LEARNING_RATE = "
+        "0.001), check that the inputs are normalized (values around -1..1, not 0..255), and check the labels. "
+        f"{saved}A run with a new learning rate is a new run: the notebook trains it from scratch in its own folder."
+    )
+
+
+def record_losses(pending: list[torch.Tensor], first_batch: int, minibatch_loss_list: list[float], limit: float,
+                  epoch: int, num_batches: int, epochs_saved: int) -> None:
+    """Bring the losses kept on the device to the host in one transfer, check them, and append them.
+
+    ``first_batch`` is the batch index of ``pending[0]``. The first loss that is NaN,
+    infinite or above ``limit`` raises ``TrainingDivergedError`` naming its epoch and
+    batch, before that epoch can be checkpointed.
+    """
+    if not pending:
+        return
+    values = torch.stack(pending).float().tolist()
+    pending.clear()
+    for offset, loss in enumerate(values):
+        if not math.isfinite(loss) or loss > limit:
+            what = f"The loss became {loss:.4g}" + ("" if not math.isfinite(loss) else f" (limit {limit:.0f})")
+            raise TrainingDivergedError(divergence_message(what, epoch, first_batch + offset, num_batches,
+                                                           epochs_saved))
+    minibatch_loss_list.extend(values)
+
+
+def check_finite_weights(model: torch.nn.Module, epoch: int, epochs_saved: int) -> None:
+    """Refuse to save an epoch whose weights hold NaN or infinity (one check on the device, one read)."""
+    finite = torch.stack([p.detach().isfinite().all() for p in model.parameters()]).all()
+    if not bool(finite):
+        raise TrainingDivergedError(divergence_message("The weights became NaN or infinite", epoch, None, 0,
+                                                       epochs_saved))
+
+
+# ---------------------------------------------------------------------------
+# 5. Checkpoints
 # ---------------------------------------------------------------------------
 
 
 def capture_rng_state() -> dict:
     """Python's, NumPy's, torch's and CUDA's random-number state, as plain tensors and numbers.
 
-    The data order and the random crops of the next epoch are drawn from torch's state,
-    so restoring it at an epoch boundary replays the same data order.
+    The data order, the random crops and the DataLoader workers' seeds of the next epoch
+    are all drawn from these, so restoring them at an epoch boundary replays the same data.
     """
     _, keys, position, has_gauss, cached_gaussian = np.random.get_state()
     return {
@@ -178,66 +517,173 @@ def restore_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def save_checkpoint(path: Path, model, optimizer, scheduler, scaler, epochs_done: int, history: dict) -> None:
-    """Write everything needed to continue the run, atomically (a kill mid-save keeps the old file)."""
-    checkpoint = {
+def copy_to_host(value, buffers: dict, key: str = ""):
+    """A copy of ``value`` (nested dicts/lists of tensors and numbers) that training cannot change.
+
+    GPU tensors go to pinned CPU buffers that are reused every epoch (allocating 400 MB of
+    pinned memory each time would cost more than the copy); the copies are queued on
+    the GPU without waiting, in order before the next epoch's first weight update.
+    """
+    if isinstance(value, torch.Tensor):
+        if value.device.type != "cuda":
+            return value.detach().clone()
+        buffer = buffers.get(key)
+        if buffer is None or buffer.shape != value.shape or buffer.dtype != value.dtype:
+            buffer = buffers[key] = torch.empty(value.shape, dtype=value.dtype, pin_memory=True)
+        return buffer.copy_(value.detach(), non_blocking=True)
+    if isinstance(value, dict):
+        return {name: copy_to_host(item, buffers, f"{key}/{name}") for name, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(copy_to_host(item, buffers, f"{key}/{index}") for index, item in enumerate(value))
+    return value
+
+
+class CheckpointWriter:
+    """Writes checkpoints in a background thread, so the next epoch trains while the disk works.
+
+    ``save`` waits for the previous write (if the disk is slower than an epoch), copies the
+    state to CPU memory, and hands the writing to a thread: first the best weights (when
+    this epoch is the best so far), then the checkpoint. That order means ``best_model.pt``
+    is never older than the best epoch the checkpoint records. Both files are written
+    atomically. An error in the thread (a full disk) is raised at the next ``save`` or ``wait``.
+    """
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        self.thread: threading.Thread | None = None
+        self.error: BaseException | None = None
+        self.buffers: dict = {}
+
+    def wait(self) -> None:
+        """Block until the write in progress (if any) is finished; raise its error if it failed."""
+        if self.thread is not None:
+            self.thread.join()
+            self.thread = None
+        if self.error is not None:
+            error, self.error = self.error, None
+            raise RuntimeError(f"Writing a checkpoint to '{self.folder}' failed: {error}") from error
+
+    def save(self, checkpoint: dict, is_best: bool) -> None:
+        """Start writing ``checkpoint`` (and its weights as the best model when ``is_best``)."""
+        self.wait()
+        snapshot = copy_to_host(checkpoint, self.buffers)
+        copied = torch.cuda.Event() if any(b.is_pinned() for b in self.buffers.values()) else None
+        if copied is not None:
+            copied.record()
+        self.thread = threading.Thread(target=self.write, args=(snapshot, is_best, copied),
+                                       name="checkpoint-writer")
+        self.thread.start()
+
+    def write(self, snapshot: dict, is_best: bool, copied) -> None:
+        """The thread's work: wait for the GPU copies, then write both files."""
+        try:
+            if copied is not None:
+                copied.synchronize()
+            if is_best:
+                save_atomically(self.folder / BEST_MODEL_FILE, lambda path: torch.save(snapshot["model"], path))
+            save_atomically(self.folder / CHECKPOINT_FILE, lambda path: torch.save(snapshot, path))
+        except BaseException as error:  # surfaced on the training thread by wait()
+            self.error = error
+
+
+def make_checkpoint(model, optimizer, scheduler, scaler, epochs_done: int, history: dict, identity: dict) -> dict:
+    """Everything needed to continue the run: a plain dict of tensors, numbers and strings."""
+    return {
         "epochs_done": epochs_done,
-        "history": history,
+        "run": dict(identity),
+        "history": {name: list(values) for name, values in history.items()},
         "model": model.state_dict(),
         "optimizer": optimizer.state_dict(),
         "scheduler": scheduler.state_dict() if scheduler is not None else None,
         "scaler": scaler.state_dict(),
         "rng": capture_rng_state(),
     }
-    save_atomically(path, lambda temporary: torch.save(checkpoint, temporary))
 
 
-def load_checkpoint(path: Path, model, optimizer, scheduler, scaler) -> tuple[int, dict]:
-    """Restore a run from ``path``; return (epochs done, history). Only tensors and numbers are unpickled."""
+def load_verified(path: str | Path):
+    """``torch.load(path, weights_only=True)`` after checking every byte of the file.
+
+    torch does not check the checksums its zip archive stores, so a flipped bit inside
+    the weights would load silently; ``zipfile.testzip`` recomputes them all first.
+    """
+    path = Path(path)
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-        epochs_done, history = int(checkpoint["epochs_done"]), checkpoint["history"]
-    except Exception as error:  # truncated, corrupt or foreign file: torch raises many kinds
+        with zipfile.ZipFile(path) as archive:
+            damaged = archive.testzip()
+        if damaged is not None:
+            raise ValueError(f"the stored checksum of '{damaged}' does not match its bytes")
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # truncated, corrupt or foreign file: several kinds of error
         raise RuntimeError(
-            f"The checkpoint '{path}' is damaged or not a checkpoint of this tutorial ({error}). "
-            "It was left as it is: delete or rename it to start training from scratch."
+            f"'{path}' is damaged or not a file of this tutorial ({error}). It was left as it is: "
+            "delete or rename it (to start training from scratch, delete the run's checkpoint)."
         ) from error
+
+
+def load_checkpoint(path: Path, model, optimizer, scheduler, scaler, identity: Mapping[str, str] | None = None
+                    ) -> tuple[int, dict]:
+    """Restore a run from ``path``; return (epochs done, history).
+
+    The file is verified first, then its run's settings are compared with ``identity``
+    (when given): nothing is loaded into the model or optimizer unless they match.
+    """
+    checkpoint = load_verified(path)
+    if not {"epochs_done", "history", "model", "optimizer", "rng"} <= set(checkpoint):
+        raise RuntimeError(f"'{path}' is not a checkpoint of this tutorial. Delete or rename it to start over.")
+    if identity is not None:
+        check_same_run(path, checkpoint.get("run"), identity)
     try:
         model.load_state_dict(checkpoint["model"])
     except RuntimeError as error:
-        raise RuntimeError(
+        raise RunMismatchError(
             f"The checkpoint '{path}' was saved from a different model, so it cannot continue this one "
-            f"({str(error).splitlines()[0]}). Use another checkpoint folder, or delete this checkpoint "
-            "to start from scratch."
+            f"({str(error).splitlines()[0]}). Use another folder, or delete this checkpoint to start from scratch."
         ) from error
     optimizer.load_state_dict(checkpoint["optimizer"])
     if scheduler is not None and checkpoint["scheduler"] is not None:
         scheduler.load_state_dict(checkpoint["scheduler"])
-    scaler.load_state_dict(checkpoint["scaler"])
+    if checkpoint.get("scaler"):  # empty when saved with the scaler off (CPU, bf16): the new scaler starts fresh
+        scaler.load_state_dict(checkpoint["scaler"])
     restore_rng_state(checkpoint["rng"])
-    return epochs_done, history
+    return int(checkpoint["epochs_done"]), checkpoint["history"]
 
 
-def save_best_model(path: Path, model, valid_acc_list: list[float]) -> None:
-    """Keep the weights of the epoch with the highest validation accuracy so far in their own file."""
-    if valid_acc_list[-1] >= max(valid_acc_list):
-        save_atomically(path, lambda temporary: torch.save(model.state_dict(), temporary))
+def prepare_run_folder(folder: Path) -> None:
+    """Create the run's folder (or fail now, not after the first epoch) and remove leftovers of killed saves."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        save_atomically(folder / ".write-test", lambda path: Path(path).write_bytes(b"ok"))
+        (folder / ".write-test").unlink()
+    except OSError as error:
+        raise OSError(f"Cannot write to the run folder '{folder}' ({error}). Choose another RESULTS_DIR "
+                      "(or checkpoint_dir) that you can write to.") from error
+    for leftover in remove_stale_temporary_files(folder):
+        print(f"Removed '{leftover.name}', a temporary file left by an interrupted save.")
+
+
+def write_history(path: Path, history: dict, extra: Mapping[str, object]) -> None:
+    """Write the run's self-describing history (settings, device, precision, times, accuracies) as JSON."""
+    record = {**extra, **history}
+    save_atomically(path, lambda temporary: Path(temporary).write_text(json.dumps(record, indent=1)))
 
 
 # ---------------------------------------------------------------------------
-# 4. Watching the run
+# 6. Watching the run
 # ---------------------------------------------------------------------------
 
 
 def warn_if_stalled(epoch_losses: list[float], valid_acc: float, num_classes: int, epoch: int) -> None:
-    """Warn when the model still guesses: validation accuracy within 2 points of chance, loss within 2% of ln(C).
+    """Warn when the model still guesses: validation accuracy under 1.5 x chance and loss above 0.9 x ln(C).
 
     This is the symptom users of VGG-16 notebooks report most ("loss stuck at 2.303,
-    accuracy 10%"). Waiting longer rarely helps; the usual causes are listed.
+    accuracy 10%"). The thresholds: a stuck VGG-16 on the smoke data measured a mean loss
+    of 2.24 (0.97 x ln 10) and 6.25% validation accuracy after 2 epochs, while learning
+    runs are below 0.9 x ln(C) or above 1.5 x chance by then (see the tests). Waiting
+    longer rarely helps; the usual causes are listed.
     """
     chance, guessing_loss = 100.0 / num_classes, math.log(num_classes)
     mean_loss = sum(epoch_losses) / len(epoch_losses)
-    if abs(valid_acc - chance) <= 2.0 and abs(mean_loss - guessing_loss) <= 0.02 * guessing_loss:
+    if valid_acc < 1.5 * chance and mean_loss > 0.9 * guessing_loss:
         with warnings.catch_warnings():
             warnings.simplefilter("always", TrainingStalledWarning)  # also on a re-run of the same cell
             warnings.warn(
@@ -259,49 +705,68 @@ def running_in_jupyter() -> bool:
     return getattr(get_ipython(), "kernel", None) is not None
 
 
-def refresh_live_plot(display_handle, history: dict, iter_per_epoch: int):
-    """Draw the curves so far into one inline output, replacing the previous drawing; return its handle."""
+def show_live_plot(history: dict, iter_per_epoch: int, subtitle: str | None):
+    """Show the curves so far (none yet, or those of a resumed run) in one inline output; return its handle.
+
+    Shown before the first epoch, the figure stays above the training log instead of
+    scrolling away with it; ``handle.update(figure)`` redraws it in place after every epoch.
+    """
     from IPython.display import display
 
-    fig = plot_live_progress(history["minibatch_loss"], history["train_acc"], history["valid_acc"], iter_per_epoch)
-    if display_handle is None:
-        return display(fig, display_id=True)
-    display_handle.update(fig)
-    return display_handle
+    fig = plot_live_progress(history["minibatch_loss"], history["train_acc"], history["valid_acc"], iter_per_epoch,
+                             subtitle=subtitle)
+    return display(fig, display_id=True)
 
 
 # ---------------------------------------------------------------------------
-# 5. The loop
+# 7. The loop
 # ---------------------------------------------------------------------------
 
 
-def train_one_epoch(model, train_loader, optimizer, device, amp_dtype, scaler, epoch, num_epochs,
-                    logging_interval, minibatch_loss_list) -> None:
-    """The lecture's inner loop: one pass over the training batches, logging every few batches."""
+def train_one_epoch(step: Callable, model, train_loader, epoch: int, num_epochs: int, logging_interval: int,
+                    minibatch_loss_list: list[float], loss_limit: float, epochs_saved: int) -> None:
+    """The lecture's inner loop: one pass over the training batches, logging every few batches.
+
+    The losses stay on the device; they are read (and checked for divergence) in one
+    transfer at each logging point and at the end of the epoch, not after every step.
+    """
     model.train()
-    for batch_idx, (features, targets) in enumerate(train_loader):
-        loss = training_step(model, features, targets, optimizer, device, amp_dtype, scaler).item()
-        check_finite_loss(loss, epoch, batch_idx, len(train_loader))
-        minibatch_loss_list.append(loss)
-        if not batch_idx % logging_interval:
-            print(f"Epoch: {epoch + 1:03d}/{num_epochs:03d} "
-                  f"| Batch {batch_idx:04d}/{len(train_loader):04d} "
-                  f"| Loss: {loss:.4f}")
+    num_batches = len(train_loader)
+    pending: list[torch.Tensor] = []  # losses of the batches since the last logging point, on the device
+    batch_idx = -1
+    try:
+        for batch_idx, (features, targets) in enumerate(train_loader):
+            pending.append(step(features, targets))
+            if not batch_idx % logging_interval:
+                record_losses(pending, batch_idx + 1 - len(pending), minibatch_loss_list, loss_limit, epoch,
+                              num_batches, epochs_saved)
+                print(f"Epoch: {epoch + 1:03d}/{num_epochs:03d} "
+                      f"| Batch {batch_idx:04d}/{num_batches:04d} "
+                      f"| Loss: {minibatch_loss_list[-1]:.4f}")
+    except KeyboardInterrupt:  # keep the losses of the batches that did finish, for the plots
+        minibatch_loss_list.extend(torch.stack(pending).float().tolist() if pending else [])
+        raise
+    record_losses(pending, batch_idx + 1 - len(pending), minibatch_loss_list, loss_limit, epoch, num_batches,
+                  epochs_saved)
 
 
 def resume_if_possible(checkpoint: Path | None, resume: bool, model, optimizer, scheduler, scaler,
-                       history: dict, num_epochs: int) -> int:
+                       history: dict, num_epochs: int, identity: dict) -> int:
     """Load ``checkpoint`` into the run if asked and present; return the number of epochs already done."""
     if checkpoint is None or not resume or not checkpoint.exists():
         return 0
-    epochs_done, saved = load_checkpoint(checkpoint, model, optimizer, scheduler, scaler)
+    epochs_done, saved = load_checkpoint(checkpoint, model, optimizer, scheduler, scaler, identity)
     for name, values in saved.items():
-        history[name].extend(values)
+        history.setdefault(name, []).extend(values)
     if epochs_done < num_epochs:
-        print(f"Resuming from epoch {epochs_done + 1} (checkpoint '{checkpoint}'; delete it to start over)")
-    else:
+        print(f"Resuming from epoch {epochs_done + 1} (checkpoint '{checkpoint}')")
+    elif epochs_done == num_epochs:
         print(f"The checkpoint '{checkpoint}' already holds all {epochs_done} epochs: nothing left to train "
-              "(delete it to start over, or raise num_epochs to train longer).")
+              "(raise num_epochs to train longer).")
+    else:
+        print(f"The checkpoint '{checkpoint}' holds {epochs_done} epochs, more than num_epochs={num_epochs}: "
+              f"nothing to train. The model and the history are those after epoch {epochs_done}, not "
+              f"{num_epochs}; to stop at {num_epochs} epochs, train this configuration in a new folder.")
     return epochs_done
 
 
@@ -321,7 +786,11 @@ def train_model(
     num_classes: int | None = None,
     checkpoint_dir: str | Path | None = None,
     resume: bool = True,
+    history_file: str | Path | None = None,
+    run_settings: Mapping[str, object] | None = None,
+    compile_model: bool = False,
     live_plot: bool = False,
+    figure_subtitle: str | None = None,
     stall_check_epoch: int | None = 2,
 ) -> tuple[list[float], list[float], list[float]]:
     """Train ``model`` and return ``(minibatch_loss_list, train_acc_list, valid_acc_list)``.
@@ -332,62 +801,113 @@ def train_model(
     is printed. New, all optional:
 
     - ``use_amp``: mixed precision (None: automatic, on for CUDA only).
-    - ``num_classes``: checked against the model's output width before training.
-    - ``checkpoint_dir``: save a checkpoint there after every epoch (and the best
-      validation weights); with ``resume=True`` an existing checkpoint is continued.
+    - ``num_classes``: checked against the model's output width (None: taken from the data).
+    - ``checkpoint_dir``: the run's folder; a checkpoint and the best validation weights
+      are saved there after every epoch (in the background), and with ``resume=True`` a
+      checkpoint of the same run is continued. A checkpoint of a run with other settings
+      (see ``describe_run``; ``run_settings`` adds the caller's, e.g. the seed) is refused.
+    - ``history_file``: where to keep the run's history as JSON (default: in ``checkpoint_dir``).
+    - ``compile_model``: train with ``torch.compile`` (falls back to the plain model if it fails).
     - ``live_plot``: in Jupyter, redraw the loss and accuracy curves after every epoch.
     - ``stall_check_epoch``: after this epoch, warn if the model is still guessing (None: never).
-    - Interrupting (Ctrl-C, Jupyter's stop button) returns the history so far; a NaN
-      or infinite loss raises ``TrainingDivergedError`` at once.
+    - Interrupting (Ctrl-C, Jupyter's stop button), also during a save or the final test
+      pass, returns the history so far; a loss that explodes raises ``TrainingDivergedError``
+      before the broken epoch is saved.
     """
-    check_training_settings(num_epochs, scheduler_on)
+    check_training_settings(num_epochs, scheduler_on, logging_interval)
+    check_scheduler_mode(scheduler, scheduler_on)
     device = torch.device(device)
-    amp_dtype = autocast_dtype(device, use_amp)
+    amp_dtype = device_policy(device, use_amp).amp_dtype
     scaler = make_grad_scaler(device, amp_dtype)
+    identity = describe_run(model, optimizer, scheduler, train_loader, valid_loader, device=device,
+                            use_amp=use_amp, settings=run_settings)
+    folder = Path(checkpoint_dir) if checkpoint_dir is not None else None
+    if folder is not None:
+        prepare_run_folder(folder)
+    history_path = Path(history_file) if history_file is not None else (folder / HISTORY_FILE if folder else None)
     prepare_model(model, device)
-    num_classes = check_model_output(model, valid_loader, device, num_classes)
-    history = {"minibatch_loss": [], "train_acc": [], "valid_acc": []}
-    minibatch_loss_list, train_acc_list, valid_acc_list = history.values()
-    checkpoint = Path(checkpoint_dir) / CHECKPOINT_FILE if checkpoint_dir is not None else None
-    first_epoch = resume_if_possible(checkpoint, resume, model, optimizer, scheduler, scaler, history, num_epochs)
-    live_display = None
+    num_classes = check_model_output(model, valid_loader, device, num_classes, use_amp=use_amp)
+    forward = compile_for_training(model, train_loader, device, amp_dtype) if compile_model else model
+    history = {"minibatch_loss": [], "train_acc": [], "valid_acc": [], "epoch_seconds": [], "checkpoint_seconds": []}
+    minibatch_loss_list, train_acc_list, valid_acc_list = (history[k] for k in ("minibatch_loss", "train_acc",
+                                                                                 "valid_acc"))
+    checkpoint = folder / CHECKPOINT_FILE if folder is not None else None
+    first_epoch = resume_if_possible(checkpoint, resume, model, optimizer, scheduler, scaler, history, num_epochs,
+                                     identity)
+
+    def step(features, targets):
+        return training_step(forward, features, targets, optimizer, device, amp_dtype, scaler)
+
+    run_info = {"run_name": history_path.parent.name if history_path else None,
+                "settings": dict(run_settings or {}), "identity": identity, "device": str(device),
+                "precision": str(amp_dtype).replace("torch.", "") if amp_dtype else "float32",
+                "iter_per_epoch": len(train_loader), "test_acc": None}
+    writer = CheckpointWriter(folder) if folder is not None else None
+    live = show_live_plot(history, len(train_loader), figure_subtitle) if live_plot and running_in_jupyter() else None
+    epochs_saved, epoch = first_epoch, first_epoch
     start_time = time.perf_counter()
-
-    for epoch in range(first_epoch, num_epochs):
-        try:
-            train_one_epoch(model, train_loader, optimizer, device, amp_dtype, scaler, epoch, num_epochs,
-                            logging_interval, minibatch_loss_list)
-            train_acc = compute_accuracy(model, train_loader, device, use_amp=use_amp)
-            valid_acc = compute_accuracy(model, valid_loader, device, use_amp=use_amp)
-        except KeyboardInterrupt:
-            report_interrupt(model, checkpoint, epoch, num_epochs)
-            return minibatch_loss_list, train_acc_list, valid_acc_list
-        print(f"Epoch: {epoch + 1:03d}/{num_epochs:03d} | Train: {train_acc:.2f}% | Validation: {valid_acc:.2f}%")
-        train_acc_list.append(train_acc)
-        valid_acc_list.append(valid_acc)
-        print(f"Time elapsed: {(time.perf_counter() - start_time) / 60:.2f} min")
-        if scheduler is not None:
-            step_scheduler(scheduler, scheduler_on, valid_acc, minibatch_loss_list[-1])
-        if checkpoint is not None:
-            save_checkpoint(checkpoint, model, optimizer, scheduler, scaler, epoch + 1, history)
-            save_best_model(checkpoint.parent / BEST_MODEL_FILE, model, valid_acc_list)
-        if epoch + 1 == stall_check_epoch:
-            warn_if_stalled(minibatch_loss_list[-len(train_loader):], valid_acc, num_classes, epoch)
-        if live_plot and running_in_jupyter():
-            live_display = refresh_live_plot(live_display, history, len(train_loader))
-
-    print(f"Total Training Time: {(time.perf_counter() - start_time) / 60:.2f} min")
-    test_acc = compute_accuracy(model, test_loader, device, use_amp=use_amp)
-    print(f"Test accuracy {test_acc:.2f}%")
+    try:
+        for epoch in range(first_epoch, num_epochs):
+            epoch_start = time.perf_counter()
+            train_one_epoch(step, model, train_loader, epoch, num_epochs, logging_interval, minibatch_loss_list,
+                            divergence_limit(num_classes), epochs_saved)
+            train_acc = compute_accuracy(forward, train_loader, device, use_amp=use_amp)
+            valid_acc = compute_accuracy(forward, valid_loader, device, use_amp=use_amp)
+            print(f"Epoch: {epoch + 1:03d}/{num_epochs:03d} | Train: {train_acc:.2f}% | Validation: {valid_acc:.2f}%")
+            train_acc_list.append(train_acc)
+            valid_acc_list.append(valid_acc)
+            history["epoch_seconds"].append(time.perf_counter() - epoch_start)
+            print(f"Time elapsed: {(time.perf_counter() - start_time) / 60:.2f} min")
+            if live is not None:
+                live.update(plot_live_progress(minibatch_loss_list, train_acc_list, valid_acc_list,
+                                               len(train_loader), subtitle=figure_subtitle))
+            if scheduler is not None:
+                step_scheduler(scheduler, scheduler_on, valid_acc, minibatch_loss_list[-1])
+            check_finite_weights(model, epoch, epochs_saved)
+            save_start = time.perf_counter()
+            if writer is not None:
+                writer.save(make_checkpoint(model, optimizer, scheduler, scaler, epoch + 1, history, identity),
+                            is_best=valid_acc >= max(valid_acc_list))
+                epochs_saved = epoch + 1
+            history["checkpoint_seconds"].append(time.perf_counter() - save_start)
+            if history_path is not None:
+                write_history(history_path, history, run_info)
+            if epoch + 1 == stall_check_epoch:
+                warn_if_stalled(minibatch_loss_list[-len(train_loader):], valid_acc, num_classes, epoch)
+        if writer is not None:
+            writer.wait()
+        print(f"Total Training Time: {(time.perf_counter() - start_time) / 60:.2f} min")
+        run_info["test_acc"] = compute_accuracy(forward, test_loader, device, use_amp=use_amp)
+        print(f"Test accuracy {run_info['test_acc']:.2f}%")
+    except KeyboardInterrupt:
+        report_interrupt(model, writer, folder, epoch, num_epochs, len(valid_acc_list))
+    finally:
+        if writer is not None:
+            finish_writing(writer)
+    if history_path is not None:
+        write_history(history_path, history, run_info)
     return minibatch_loss_list, train_acc_list, valid_acc_list
 
 
-def report_interrupt(model, checkpoint: Path | None, epoch: int, num_epochs: int) -> None:
+def finish_writing(writer: CheckpointWriter) -> None:
+    """Let a checkpoint write in progress finish, so the files on disk are complete (also after Ctrl-C)."""
+    try:
+        writer.wait()
+    except KeyboardInterrupt:
+        print("The checkpoint write in progress continues in the background; its file appears when it is complete.")
+
+
+def report_interrupt(model, writer: CheckpointWriter | None, folder: Path | None, epoch: int, num_epochs: int,
+                     epochs_complete: int) -> None:
     """After Ctrl-C: save the current weights, and say what was completed and how to continue."""
-    print(f"\nTraining interrupted during epoch {epoch + 1}/{num_epochs} after {epoch} complete epoch(s). "
+    where = ("during the final test pass" if epochs_complete >= num_epochs
+             else f"during epoch {epoch + 1}/{num_epochs}")
+    print(f"\nTraining interrupted {where} after {epochs_complete} complete epoch(s). "
           "The history so far is returned, so the plots below still work.")
-    if checkpoint is not None:
-        saved = save_atomically(checkpoint.parent / INTERRUPTED_MODEL_FILE,
-                                lambda temporary: torch.save(model.state_dict(), temporary))
-        print(f"The weights at the moment of the interrupt are in '{saved}'. "
-              f"Run the training cell again to resume from epoch {epoch + 1} (checkpoint '{checkpoint}').")
+    if folder is None:
+        return
+    finish_writing(writer)
+    saved = save_atomically(folder / INTERRUPTED_MODEL_FILE, lambda path: torch.save(model.state_dict(), path))
+    print(f"The weights at the moment of the interrupt are in '{saved}'. "
+          f"Run the training again with the same settings to resume from the last saved epoch "
+          f"(checkpoint '{folder / CHECKPOINT_FILE}').")

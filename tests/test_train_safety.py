@@ -1,17 +1,28 @@
 """helper_train for long runs: checkpoints, exact resume after a kill, interrupts, divergence, bad input."""
 
+import json
 import signal
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
 import torch
 from conftest import TinyNet, lecture_test_transforms, lecture_train_transforms
 
+import helper_train
 from helper_dataset import get_dataloaders_cifar10
 from helper_evaluation import make_pooling_deterministic, set_all_seeds
-from helper_train import BEST_MODEL_FILE, CHECKPOINT_FILE, INTERRUPTED_MODEL_FILE, TrainingDivergedError, train_model
+from helper_train import (
+    BEST_MODEL_FILE,
+    CHECKPOINT_FILE,
+    HISTORY_FILE,
+    INTERRUPTED_MODEL_FILE,
+    RunMismatchError,
+    train_model,
+)
 
 WORKER = Path(__file__).with_name("resume_worker.py")
 
@@ -35,7 +46,27 @@ def run_worker(*args):
     return subprocess.run([sys.executable, str(WORKER), *map(str, args)], capture_output=True, text=True, timeout=300)
 
 
-def test_killed_run_resumes_bit_for_bit(tmp_path):
+TIMINGS = {"epoch_seconds", "checkpoint_seconds"}
+
+
+def assert_same_state(a, b, path="checkpoint"):
+    """Equal nested dicts/lists of tensors and numbers, bit for bit (tensors with torch.equal)."""
+    if isinstance(a, torch.Tensor):
+        assert torch.equal(a, b), path
+    elif isinstance(a, dict):
+        assert set(a) == set(b), path
+        for key in a:
+            assert_same_state(a[key], b[key], f"{path}/{key}")
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b), path
+        for index, (x, y) in enumerate(zip(a, b, strict=True)):
+            assert_same_state(x, y, f"{path}/{index}")
+    else:
+        assert a == b, path
+
+
+def test_killed_run_resumes_bit_for_bit_with_two_workers(tmp_path):
+    """SIGKILL in epoch 2, resume: weights, optimizer, scheduler, scaler and history equal the uninterrupted run."""
     uninterrupted = run_worker(tmp_path / "a", tmp_path / "a.pt")
     assert uninterrupted.returncode == 0, uninterrupted.stderr
 
@@ -48,19 +79,24 @@ def test_killed_run_resumes_bit_for_bit(tmp_path):
 
     a = torch.load(tmp_path / "a.pt", weights_only=True)
     b = torch.load(tmp_path / "b.pt", weights_only=True)
-    assert a["history"] == b["history"]
-    for name, tensor in a["model"].items():
-        assert torch.equal(tensor, b["model"][name]), name
+    for part in ("model", "optimizer", "scheduler", "scaler", "rng", "epochs_done", "run"):
+        assert_same_state(a[part], b[part], part)
+    assert a["scaler"]["_growth_tracker"] == 18  # the scaler really counted both epochs' steps
+    for name in set(a["history"]) - TIMINGS:
+        assert a["history"][name] == b["history"][name], name
 
 
-def test_checkpoint_and_best_weights_are_written_every_epoch(tmp_path):
+def test_checkpoint_best_weights_and_history_are_written(tmp_path):
     model, optimizer, scheduler = fresh()
     train_model(model, 2, *loaders(), optimizer, "cpu", scheduler=scheduler, checkpoint_dir=tmp_path)
     checkpoint = torch.load(tmp_path / CHECKPOINT_FILE, weights_only=True)
     assert checkpoint["epochs_done"] == 2 and len(checkpoint["history"]["valid_acc"]) == 2
-    assert set(checkpoint) >= {"model", "optimizer", "scheduler", "scaler", "rng", "history"}
+    assert set(checkpoint) >= {"model", "optimizer", "scheduler", "scaler", "rng", "history", "run"}
     TinyNet().load_state_dict(torch.load(tmp_path / BEST_MODEL_FILE, weights_only=True))
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([CHECKPOINT_FILE, BEST_MODEL_FILE])
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([CHECKPOINT_FILE, BEST_MODEL_FILE, HISTORY_FILE])
+    history = json.loads((tmp_path / HISTORY_FILE).read_text())
+    assert history["valid_acc"] == checkpoint["history"]["valid_acc"] and history["test_acc"] is not None
+    assert len(history["epoch_seconds"]) == 2 and history["device"] == "cpu" and history["precision"] == "float32"
 
 
 def test_finished_checkpoint_only_evaluates(tmp_path, capsys):
@@ -103,16 +139,186 @@ def test_interrupt_returns_the_history_so_far_and_saves(tmp_path, capsys):
     assert (tmp_path / INTERRUPTED_MODEL_FILE).exists()
 
 
-def test_divergence_stops_within_the_batch_and_keeps_the_last_checkpoint(tmp_path):
+# --- faults around saves ------------------------------------------------------------------------------
+
+
+def interrupt_on_call(monkeypatch, target, name, call_number):
+    """Make ``target.name`` raise KeyboardInterrupt on its ``call_number``-th call (as Ctrl-C would there)."""
+    original, calls = getattr(target, name), {"n": 0}
+
+    def interrupted(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == call_number:
+            raise KeyboardInterrupt
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(target, name, interrupted)
+
+
+def assert_valid_checkpoint(folder, epochs_done):
+    checkpoint = helper_train.load_verified(folder / CHECKPOINT_FILE)
+    assert checkpoint["epochs_done"] == epochs_done
+    TinyNet().load_state_dict(helper_train.load_verified(folder / BEST_MODEL_FILE))
+    assert not [p for p in folder.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_ctrl_c_while_saving_the_checkpoint_ends_like_any_interrupt(tmp_path, monkeypatch, capsys):
+    interrupt_on_call(monkeypatch, helper_train.CheckpointWriter, "save", 2)  # the second epoch's save
+    model, optimizer, scheduler = fresh()
+    _, _, valid_acc = train_model(model, 3, *loaders(), optimizer, "cpu", scheduler=scheduler,
+                                  checkpoint_dir=tmp_path)
+    assert len(valid_acc) == 2
+    assert "Training interrupted during epoch 2/3 after 2 complete epoch(s)" in capsys.readouterr().out
+    assert_valid_checkpoint(tmp_path, 1)
+
+
+def test_ctrl_c_while_waiting_for_the_best_model_write_leaves_complete_files(tmp_path, monkeypatch, capsys):
+    """Ctrl-C arrives while the main thread waits for a slow background write: the write still completes."""
+    original_save = torch.save
+
+    def slow_save(obj, path):
+        time.sleep(0.2)
+        original_save(obj, path)
+
+    monkeypatch.setattr(helper_train.torch, "save", slow_save)
+    interrupt_on_call(monkeypatch, threading.Thread, "join", 1)
+    model, optimizer, scheduler = fresh()
+    _, _, valid_acc = train_model(model, 3, *loaders(), optimizer, "cpu", scheduler=scheduler,
+                                  checkpoint_dir=tmp_path)
+    assert len(valid_acc) == 2  # Ctrl-C came while epoch 2's save waited for epoch 1's write
+    assert "Training interrupted during epoch 2/3 after 2 complete epoch(s)" in capsys.readouterr().out
+    assert_valid_checkpoint(tmp_path, 1)
+
+
+def test_ctrl_c_during_the_final_test_pass_returns_the_whole_history(tmp_path, capsys):
+    train_loader, valid_loader, test_loader = loaders()
+
+    class StopAtTest:
+        def __len__(self):
+            return len(test_loader)
+
+        def __iter__(self):
+            raise KeyboardInterrupt
+            yield
+
+    model, optimizer, scheduler = fresh()
+    _, _, valid_acc = train_model(model, 2, train_loader, valid_loader, StopAtTest(), optimizer, "cpu",
+                                  scheduler=scheduler, checkpoint_dir=tmp_path)
+    assert len(valid_acc) == 2
+    assert "interrupted during the final test pass after 2 complete epoch(s)" in capsys.readouterr().out
+    assert_valid_checkpoint(tmp_path, 2)
+
+
+def test_temporary_files_of_a_killed_save_are_removed_at_the_next_start(tmp_path, capsys):
+    leftover = tmp_path / f".{CHECKPOINT_FILE}.4242.0123abcd.tmp"
+    leftover.write_bytes(b"half a checkpoint")
+    keep = tmp_path / "notes.txt"
+    keep.write_text("mine")
     model, optimizer, scheduler = fresh()
     train_model(model, 1, *loaders(), optimizer, "cpu", scheduler=scheduler, checkpoint_dir=tmp_path)
-    before = (tmp_path / CHECKPOINT_FILE).read_bytes()
+    assert not leftover.exists() and keep.read_text() == "mine"
+    assert "temporary file left by an interrupted save" in capsys.readouterr().out
 
-    model, optimizer, scheduler = fresh(lr=1e6)  # a new run into the same folder, not resuming
-    with pytest.raises(TrainingDivergedError, match=r"epoch 1, batch \d/9.*lower the learning rate.*normalized"):
-        train_model(model, 3, *loaders(), optimizer, "cpu", scheduler=scheduler, checkpoint_dir=tmp_path,
-                    resume=False)
-    assert (tmp_path / CHECKPOINT_FILE).read_bytes() == before
+
+def scripted_validation(monkeypatch, values):
+    """Validation accuracies decided by the test: the best epoch is known in advance."""
+    original, calls = helper_train.compute_accuracy, {"n": 0}
+
+    def accuracy(model, loader, device, **kwargs):
+        if loader is valid_loader_of[0]:
+            calls["n"] += 1
+            return values[calls["n"] - 1]
+        return original(model, loader, device, **kwargs)
+
+    valid_loader_of = []
+    monkeypatch.setattr(helper_train, "compute_accuracy", accuracy)
+    return valid_loader_of
+
+
+def test_best_model_holds_the_best_validation_epoch_not_the_last(tmp_path, monkeypatch):
+    weights = {}
+    for epochs, values in ((2, [50.0, 80.0]), (3, [50.0, 80.0, 60.0])):
+        valid_loader_of = scripted_validation(monkeypatch, values)
+        train_loader, valid_loader, test_loader = loaders()
+        valid_loader_of.append(valid_loader)
+        model, optimizer, _ = fresh()
+        train_model(model, epochs, train_loader, valid_loader, test_loader, optimizer, "cpu",
+                    checkpoint_dir=tmp_path / str(epochs))
+        weights[epochs] = model.state_dict()
+    best = torch.load(tmp_path / "3" / BEST_MODEL_FILE, weights_only=True)
+    assert all(torch.equal(best[k], weights[2][k]) for k in best)  # epoch 2 of the 3-epoch run
+    assert not all(torch.equal(best[k], weights[3][k]) for k in best)
+
+
+def test_best_weights_are_written_before_the_checkpoint_that_records_them(tmp_path, monkeypatch):
+    """So that a kill between the two writes never leaves best_model.pt older than the checkpoint's best epoch."""
+    order, original = [], helper_train.save_atomically
+
+    def recording(path, write):
+        order.append(Path(path).name)
+        return original(path, write)
+
+    monkeypatch.setattr(helper_train, "save_atomically", recording)
+    model, optimizer, _ = fresh()
+    train_model(model, 2, *loaders(), optimizer, "cpu", checkpoint_dir=tmp_path)
+    written = [name for name in order if name in (CHECKPOINT_FILE, BEST_MODEL_FILE)]
+    assert written[:2] == [BEST_MODEL_FILE, CHECKPOINT_FILE]
+
+
+def test_the_next_epoch_trains_while_the_checkpoint_is_written(tmp_path, monkeypatch):
+    """The checkpoint of epoch 1 can only finish once epoch 2 has started: a blocking save would deadlock."""
+    epoch_2_started, original_save = threading.Event(), torch.save
+
+    def save_when_epoch_2_runs(obj, path):
+        if isinstance(obj, dict) and obj.get("epochs_done") == 1:
+            assert epoch_2_started.wait(timeout=20), "the checkpoint write blocked the next epoch"
+        original_save(obj, path)
+
+    class SignalEpoch2:
+        def __init__(self, loader):
+            self.loader, self.calls = loader, 0
+
+        def __len__(self):
+            return len(self.loader)
+
+        def __iter__(self):
+            self.calls += 1
+            if self.calls == 3:
+                epoch_2_started.set()
+            yield from self.loader
+
+    monkeypatch.setattr(helper_train.torch, "save", save_when_epoch_2_runs)
+    train_loader, valid_loader, test_loader = loaders()
+    model, optimizer, _ = fresh()
+    train_model(model, 2, SignalEpoch2(train_loader), valid_loader, test_loader, optimizer, "cpu",
+                checkpoint_dir=tmp_path)
+    assert_valid_checkpoint(tmp_path, 2)
+
+
+def test_folder_that_cannot_be_created_fails_before_the_first_epoch(tmp_path, capsys):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    model, optimizer, _ = fresh()
+    with pytest.raises(OSError, match="Cannot write to the run folder"):
+        train_model(model, 1, *loaders(), optimizer, "cpu", checkpoint_dir=blocker / "run")
+    assert "Batch" not in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("saved_enabled", [False, True])
+def test_checkpoint_resumes_across_gpus_with_and_without_the_gradient_scaler(tmp_path, monkeypatch, saved_enabled):
+    """A checkpoint from a bf16 GPU or the CPU (scaler off) continues on a float16 T4 (scaler on), and back."""
+    for enabled in (saved_enabled, not saved_enabled):
+        monkeypatch.setattr(helper_train, "make_grad_scaler",
+                            lambda device, amp_dtype, on=enabled: torch.amp.GradScaler("cpu", enabled=on))
+        model, optimizer, scheduler = fresh()
+        epochs = 1 if enabled == saved_enabled else 2
+        _, _, valid_acc = train_model(model, epochs, *loaders(), optimizer, "cpu", scheduler=scheduler,
+                                      checkpoint_dir=tmp_path)
+    assert len(valid_acc) == 2
+    assert bool(torch.load(tmp_path / CHECKPOINT_FILE, weights_only=True)["scaler"]) != saved_enabled
+
+
+# --- bad input ---------------------------------------------------------------------------------------
 
 
 def test_model_with_the_wrong_output_width_is_rejected_before_training(capsys):
@@ -122,6 +328,13 @@ def test_model_with_the_wrong_output_width_is_rejected_before_training(capsys):
     model, optimizer, _ = fresh(model=TinyNet(num_classes=12))
     with pytest.raises(ValueError, match="outputs 12 scores.*10 classes"):
         train_model(model, 1, *loaders(), optimizer, "cpu", num_classes=10)
+    assert "Batch" not in capsys.readouterr().out
+
+
+def test_lecture_style_call_takes_the_number_of_classes_from_the_data(capsys):
+    model, optimizer, _ = fresh(model=TinyNet(num_classes=100))
+    with pytest.raises(ValueError, match="outputs 100 scores.*data have 10 classes.*num_classes=10"):
+        train_model(model, 1, *loaders(), optimizer, "cpu")
     assert "Batch" not in capsys.readouterr().out
 
 
@@ -137,21 +350,36 @@ def test_checkpoint_from_another_model_is_refused_and_kept(tmp_path):
             self.classifier = torch.nn.Linear(16 * 4 * 4, 10)
 
     model, optimizer, _ = fresh(model=WiderNet())
-    with pytest.raises(RuntimeError, match="different model"):
+    with pytest.raises(RunMismatchError, match="other settings(.|\n)*model: TinyNet: .* -> WiderNet"):
         train_model(model, 2, *loaders(), optimizer, "cpu", checkpoint_dir=tmp_path)
     assert (tmp_path / CHECKPOINT_FILE).read_bytes() == before
 
 
-@pytest.mark.parametrize("damage", ["truncate", "garbage"])
+def flip_a_byte_in_the_weights(data: bytes) -> bytes:
+    """Damage the middle of the largest tensor's bytes, as a bad disk sector would; the zip structure stays."""
+    import io
+    import zipfile
+
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        largest = max(archive.infolist(), key=lambda info: info.file_size)
+        offset = largest.header_offset + 30 + len(largest.filename.encode()) + len(largest.extra)
+    position = offset + largest.file_size // 2
+    damaged = bytearray(data)
+    damaged[position] ^= 0x40
+    return bytes(damaged)
+
+
+@pytest.mark.parametrize("damage", ["truncate", "garbage", "flipped byte"])
 def test_damaged_checkpoint_is_refused_and_not_overwritten(tmp_path, damage):
     model, optimizer, _ = fresh()
     train_model(model, 1, *loaders(), optimizer, "cpu", checkpoint_dir=tmp_path)
     path = tmp_path / CHECKPOINT_FILE
     data = path.read_bytes()
-    path.write_bytes(data[: len(data) // 2] if damage == "truncate" else b"not a checkpoint")
-    damaged = path.read_bytes()
+    damaged = {"truncate": data[: len(data) // 2], "garbage": b"not a checkpoint",
+               "flipped byte": flip_a_byte_in_the_weights(data)}[damage]
+    path.write_bytes(damaged)
     model, optimizer, _ = fresh()
-    with pytest.raises(RuntimeError, match="damaged or not a checkpoint"):
+    with pytest.raises(RuntimeError, match="damaged or not a file of this tutorial"):
         train_model(model, 2, *loaders(), optimizer, "cpu", checkpoint_dir=tmp_path)
     assert path.read_bytes() == damaged
 

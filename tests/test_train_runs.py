@@ -1,0 +1,247 @@
+"""A run has an identity: settings-aware checkpoints, one folder per configuration, divergence caught in time."""
+
+import re
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import TinyNet, lecture_test_transforms, lecture_train_transforms
+from torchvision import transforms
+
+import helper_train
+from helper_dataset import get_dataloaders_cifar10
+from helper_evaluation import set_all_seeds
+from helper_train import (
+    BEST_MODEL_FILE,
+    CHECKPOINT_FILE,
+    HISTORY_FILE,
+    LECTURE_SETTINGS,
+    RunMismatchError,
+    TrainingDivergedError,
+    describe_run,
+    run_name,
+    train_model,
+)
+
+
+class TinyNetWithDropout2d(TinyNet):
+    """TinyNet with the notebook's Dropout2d switch: Dropout2d(p) or Identity, both without parameters."""
+
+    def __init__(self, dropout2d=0.0):
+        super().__init__()
+        self.feature_dropout = torch.nn.Dropout2d(dropout2d) if dropout2d > 0 else torch.nn.Identity()
+
+    def forward(self, x):
+        return self.classifier(torch.flatten(self.features[2](self.feature_dropout(self.features[1](
+            self.features[0](x)))), 1))
+
+
+def loaders(batch_size=32, train_transforms=None):
+    return get_dataloaders_cifar10(
+        batch_size, validation_fraction=0.1, train_transforms=train_transforms or lecture_train_transforms(),
+        test_transforms=lecture_test_transforms(), smoke_test=True,
+    )
+
+
+def setup(lr=0.05, dropout2d=0.0, batch_size=32, seed=0, optimizer="sgd", train_transforms=None):
+    """What the notebook builds before training: seeded model, optimizer, scheduler, loaders, settings."""
+    set_all_seeds(seed)
+    model = TinyNetWithDropout2d(dropout2d)
+    if optimizer == "sgd":
+        opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
+    else:
+        opt = torch.optim.Adam(model.parameters(), lr=lr)
+    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.1, mode="max")
+    settings = {"seed": seed, "batch_size": batch_size, "learning_rate": lr, "dropout2d": dropout2d}
+    return model, opt, scheduler, loaders(batch_size, train_transforms), settings
+
+
+def notebook_run(results_dir: Path, epochs=1, **kwargs):
+    """The notebook's flow: name the run from its identity, train it in RESULTS_DIR/<run name>/."""
+    model, optimizer, scheduler, data, settings = setup(**kwargs)
+    identity = describe_run(model, optimizer, scheduler, data[0], data[1], device="cpu", settings=settings)
+    folder = results_dir / run_name(identity, settings, defaults={**LECTURE_SETTINGS, "seed": 0, "batch_size": 32,
+                                                                  "learning_rate": 0.05})
+    history = train_model(model, epochs, *data, optimizer, "cpu", logging_interval=5, scheduler=scheduler,
+                          checkpoint_dir=folder, run_settings=settings)
+    return folder, model, history
+
+
+def folder_bytes(folder: Path) -> dict:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+
+
+# --- identity ----------------------------------------------------------------------------------
+
+
+def identity_of(**kwargs):
+    model, optimizer, scheduler, data, settings = setup(**kwargs)
+    return describe_run(model, optimizer, scheduler, data[0], data[1], device="cpu", settings=settings)
+
+
+@pytest.mark.parametrize("change", [
+    {"dropout2d": 0.2}, {"lr": 0.01}, {"batch_size": 16}, {"seed": 1}, {"optimizer": "adam"},
+    {"train_transforms": transforms.Compose([transforms.Resize((70, 70)), transforms.CenterCrop((64, 64)),
+                                             transforms.ToTensor()])},
+])
+def test_each_setting_that_defines_a_run_changes_its_identity_and_name(change):
+    base, changed = identity_of(), identity_of(**change)
+    assert base != changed
+    assert run_name(base, {}) != run_name(changed, {})
+
+
+def test_dropout2d_differs_in_the_identity_although_it_has_no_parameters():
+    differences = helper_train.identity_differences(identity_of(), identity_of(dropout2d=0.2))
+    assert any("Identity()" in line and "Dropout2d(p=0.2" in line for line in differences), differences
+
+
+def test_identity_ignores_progress_so_rerunning_the_training_cell_resumes():
+    """After training (lowered learning rate, scheduler counters, momentum) the identity is unchanged."""
+    model, optimizer, scheduler, data, settings = setup()
+    before = describe_run(model, optimizer, scheduler, data[0], data[1], device="cpu", settings=settings)
+    train_model(model, 2, *data, optimizer, "cpu", scheduler=scheduler)
+    for group in optimizer.param_groups:
+        group["lr"] *= 0.1  # as ReduceLROnPlateau does
+    scheduler.num_bad_epochs = 5
+    assert describe_run(model, optimizer, scheduler, data[0], data[1], device="cpu", settings=settings) == before
+
+
+def test_run_name_lists_the_settings_that_differ_and_marks_smoke_runs():
+    identity = identity_of()
+    assert run_name(identity, {"seed": 123, "learning_rate": 0.01}).startswith("lecture-")
+    assert run_name(identity, {"dropout2d": 0.2}).startswith("dropout2d=0.2-")
+    assert run_name(identity, {"dropout2d": 0.2}, smoke_test=True).startswith("smoke-dropout2d=0.2-")
+    assert run_name(identity, {}) == run_name(dict(identity), {})  # stable
+
+
+# --- one folder per configuration ------------------------------------------------------------------
+
+
+def test_dropout2d_rerun_trains_a_new_run_in_a_new_folder_and_leaves_the_baseline_untouched(tmp_path, capsys):
+    baseline, _, _ = notebook_run(tmp_path)
+    before = folder_bytes(baseline)
+    capsys.readouterr()
+    exercise, _, (losses, _, valid_acc) = notebook_run(tmp_path, dropout2d=0.2)
+    out = capsys.readouterr().out
+    assert exercise != baseline and exercise.name.startswith("dropout2d=0.2-")
+    assert "Resuming" not in out and "nothing left to train" not in out and "Batch 0000" in out
+    assert len(valid_acc) == 1
+    assert folder_bytes(baseline) == before
+    assert {CHECKPOINT_FILE, BEST_MODEL_FILE, HISTORY_FILE} <= set(folder_bytes(exercise))
+
+
+def test_same_settings_resume_in_the_same_folder(tmp_path, capsys):
+    first, _, _ = notebook_run(tmp_path, epochs=1)
+    second, _, (_, _, valid_acc) = notebook_run(tmp_path, epochs=2)
+    assert first == second and len(valid_acc) == 2
+    assert "Resuming from epoch 2" in capsys.readouterr().out
+
+
+def test_changed_learning_rate_in_an_explicit_folder_is_refused_and_nothing_is_loaded(tmp_path):
+    model, optimizer, scheduler, data, settings = setup(lr=0.05)
+    train_model(model, 1, *data, optimizer, "cpu", scheduler=scheduler, checkpoint_dir=tmp_path)
+    before = folder_bytes(tmp_path)
+
+    model, optimizer, scheduler, data, settings = setup(lr=0.01)
+    fresh_weights = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(RunMismatchError) as refused:
+        train_model(model, 2, *data, optimizer, "cpu", scheduler=scheduler, checkpoint_dir=tmp_path)
+    message = str(refused.value)
+    assert "lr=0.05" in message and "lr=0.01" in message and "->" in message
+    assert "another folder" in message and "delete this folder's checkpoint" in message
+    assert optimizer.param_groups[0]["lr"] == 0.01 and not optimizer.state
+    assert all(torch.equal(v, fresh_weights[k]) for k, v in model.state_dict().items())
+    assert folder_bytes(tmp_path) == before
+
+
+@pytest.mark.parametrize("change", [{"optimizer": "adam"}, {"batch_size": 16}])
+def test_other_optimizer_or_batch_size_is_refused_with_the_difference_named(tmp_path, change):
+    model, optimizer, scheduler, data, _ = setup()
+    train_model(model, 1, *data, optimizer, "cpu", scheduler=scheduler, checkpoint_dir=tmp_path)
+    model, optimizer, scheduler, data, _ = setup(**change)
+    with pytest.raises(RunMismatchError, match="optimizer: SGD.* -> Adam|batch_size: 32 -> 16"):
+        train_model(model, 2, *data, optimizer, "cpu", scheduler=scheduler, checkpoint_dir=tmp_path)
+
+
+def test_fewer_epochs_than_done_is_reported(tmp_path, capsys):
+    model, optimizer, scheduler, data, _ = setup()
+    train_model(model, 2, *data, optimizer, "cpu", scheduler=scheduler, checkpoint_dir=tmp_path)
+    model, optimizer, scheduler, data, _ = setup()
+    _, _, valid_acc = train_model(model, 1, *data, optimizer, "cpu", scheduler=scheduler, checkpoint_dir=tmp_path)
+    assert len(valid_acc) == 2
+    assert "holds 2 epochs, more than num_epochs=1" in capsys.readouterr().out
+
+
+# --- divergence ------------------------------------------------------------------------------------
+
+
+def test_finite_blow_up_stops_before_its_epoch_is_checkpointed_and_a_lower_rate_learns(tmp_path):
+    """lr=1.0: epoch 1 stays below the limit, in epoch 2 the loss climbs past 230 and on, still finite."""
+    with pytest.raises(TrainingDivergedError) as diverged:
+        notebook_run(tmp_path, epochs=3, lr=1.0)
+    message = str(diverged.value)
+    assert re.search(r"The loss became [\d.e+]+ \(limit 230\) in epoch 2, batch \d/9", message), message
+    assert "lower the learning rate" in message and "last good epoch (1)" in message
+    [broken] = list(tmp_path.iterdir())
+    checkpoint = torch.load(broken / CHECKPOINT_FILE, weights_only=True)
+    assert checkpoint["epochs_done"] == 1 and max(checkpoint["history"]["minibatch_loss"]) < 230
+    assert all(t.abs().max() < 100 for t in checkpoint["model"].values())
+
+    fixed, _, (_, _, valid_acc) = notebook_run(tmp_path, epochs=3, lr=0.05)  # following the advice
+    assert fixed != broken and valid_acc[-1] >= 90.0
+
+
+def test_nan_loss_is_caught_with_its_batch(tmp_path):
+    """A NaN pixel in batch 2 of epoch 1 (a broken image, say) makes that batch's loss NaN."""
+
+    class NaNInBatch2:
+        def __init__(self, loader):
+            self.loader = loader
+
+        def __len__(self):
+            return len(self.loader)
+
+        def __iter__(self):
+            for index, (features, targets) in enumerate(self.loader):
+                if index == 2:
+                    features = features.clone()
+                    features[0, 0, 0, 0] = float("nan")
+                yield features, targets
+
+    model, optimizer, _, (train_loader, valid_loader, test_loader), _ = setup()
+    with pytest.raises(TrainingDivergedError, match=r"The loss became nan in epoch 1, batch 2/9"):
+        train_model(model, 1, NaNInBatch2(train_loader), valid_loader, test_loader, optimizer, "cpu",
+                    checkpoint_dir=tmp_path)
+    assert not (tmp_path / CHECKPOINT_FILE).exists()
+
+
+def test_non_finite_weights_stop_the_run_before_the_checkpoint(tmp_path):
+    """A weight that becomes infinite while the loss stays finite (the parameter feeds no loss)."""
+
+    class Unused(TinyNetWithDropout2d):
+        def __init__(self):
+            super().__init__()
+            self.spare = torch.nn.Parameter(torch.zeros(3))
+
+    class PoisonAtEpoch2:
+        def __init__(self, loader, model):
+            self.loader, self.model, self.calls = loader, model, 0
+
+        def __len__(self):
+            return len(self.loader)
+
+        def __iter__(self):
+            self.calls += 1
+            yield from self.loader
+            if self.calls == 3:  # end of the second training pass
+                with torch.no_grad():
+                    self.model.spare.fill_(float("inf"))
+
+    set_all_seeds(0)
+    model = Unused()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05)
+    train_loader, valid_loader, test_loader = loaders()
+    with pytest.raises(TrainingDivergedError, match="weights became NaN or infinite in epoch 2"):
+        train_model(model, 3, PoisonAtEpoch2(train_loader, model), valid_loader, test_loader, optimizer, "cpu",
+                    checkpoint_dir=tmp_path)
+    assert torch.load(tmp_path / CHECKPOINT_FILE, weights_only=True)["epochs_done"] == 1
