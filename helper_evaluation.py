@@ -15,6 +15,7 @@ Read top to bottom:
    what a killed process could not.
 7. ``load_run_histories`` and ``print_run_table``: your runs side by side, one folder
    per run under ``RESULTS_DIR``.
+8. ``classify_image``: the model's top guesses for a picture of your own.
 
 This module never loads data; it receives loaders.
 """
@@ -26,12 +27,13 @@ import os
 import random
 import re
 import uuid
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 import torch
+from PIL import Image
 
 # ---------------------------------------------------------------------------
 # 1. Seeds and determinism
@@ -146,8 +148,8 @@ def forward_in_eval_mode(model: torch.nn.Module, features: torch.Tensor, policy:
     Eval and inference mode are on only for this forward pass: the model's train/eval
     mode is restored before returning, so whatever the caller does next (a loop body,
     the rest of a training epoch) runs in the mode the caller chose. The outputs are
-    copied out of inference mode (a few numbers per image), so the caller may change
-    them in place like any other tensor.
+    copied out of inference mode (a few numbers per image), detached from any graph,
+    so the caller may change them in place like any other tensor.
     """
     was_training = model.training
     model.eval()
@@ -158,7 +160,7 @@ def forward_in_eval_mode(model: torch.nn.Module, features: torch.Tensor, policy:
             logits = model(features).float()
     finally:
         model.train(was_training)
-    return logits.clone()
+    return logits.detach().clone()
 
 
 def predict_batches(
@@ -443,3 +445,49 @@ def print_run_table(histories: dict[str, dict]) -> None:
     for row in rows:
         cells = [row[0].ljust(widths[0])] + [cell.rjust(width) for cell, width in zip(row[1:], widths[1:], strict=True)]
         print("  ".join(cells))
+
+
+# ---------------------------------------------------------------------------
+# 8. Classifying your own picture
+# ---------------------------------------------------------------------------
+
+CIFAR10_IMAGE_SIZE = 32  # every CIFAR-10 image is 32x32 pixels
+
+
+def resize_like_cifar10(image: Image.Image) -> Image.Image:
+    """``image`` as a 32x32 RGB picture, as CIFAR-10 stores every image (PIL bilinear; a non-square one is squeezed)."""
+    return image.convert("RGB").resize((CIFAR10_IMAGE_SIZE, CIFAR10_IMAGE_SIZE), Image.Resampling.BILINEAR)
+
+
+def classify_image(
+    model: torch.nn.Module,
+    image: Image.Image,
+    transforms: Callable[[Image.Image], torch.Tensor],
+    device: torch.device | str,
+    class_names: Sequence[str] | Mapping[int, str],
+    *,
+    k: int = 3,
+    use_amp: bool | None = None,
+) -> tuple[torch.Tensor, list[tuple[str, float]]]:
+    """The model's ``k`` most probable classes for one picture of any size, and the tensor the network saw.
+
+    The picture is first shrunk to 32x32 pixels, as every CIFAR-10 image is (crop it
+    square first if it is not, or it is squeezed), then passed through ``transforms``:
+    the notebook's evaluation transforms (say Resize 70, CenterCrop 64, ToTensor,
+    Normalize), so the network sees it exactly as it saw the test images. The model runs
+    through ``predict_batches`` (eval mode, no gradients, its mode restored afterwards).
+    Returns the network's input (C, H, W) and [(class name, probability), ...], most
+    probable first.
+    """
+    if not isinstance(image, Image.Image):
+        raise TypeError(f"image must be a PIL image (open a file with PIL.Image.open), not {type(image).__name__}.")
+    network_input = transforms(resize_like_cifar10(image))
+    one_image = [(network_input[None], torch.zeros(1, dtype=torch.long))]  # a one-image loader; the label is unused
+    _, logits, _ = next(iter(predict_batches(model, one_image, device, use_amp=use_amp)))
+    num_classes = logits.shape[1]
+    if len(class_names) != num_classes:
+        raise ValueError(f"class_names has {len(class_names)} names, but the model outputs {num_classes} scores.")
+    if not 1 <= k <= num_classes:
+        raise ValueError(f"k must be between 1 and the number of classes ({num_classes}), got {k}.")
+    probabilities, labels = logits[0].softmax(dim=0).topk(k)
+    return network_input, [(class_names[int(label)], float(p)) for p, label in zip(probabilities, labels, strict=True)]

@@ -22,8 +22,9 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
+from PIL import Image
 
-from helper_evaluation import predict_batches, save_atomically
+from helper_evaluation import predict_batches, resize_like_cifar10, save_atomically
 
 
 def save_figure(fig: Figure, results_dir: str | os.PathLike | None, file_name: str) -> None:
@@ -134,6 +135,15 @@ def prediction_title(predicted: int, true: int, class_dict: Mapping[int, str] | 
     return f"P: {names[0]}{probability}\nT: {names[1]}"
 
 
+def draw_image_tensor(ax, image: torch.Tensor) -> None:
+    """Draw one image (C, H, W) with values in [0, 1] on ``ax``: clipped to that range, grey for one channel."""
+    pixels = image.detach().float().cpu().permute(1, 2, 0).clamp(0, 1).numpy()
+    if pixels.shape[-1] == 1:
+        ax.imshow(pixels.squeeze(-1), cmap="gray", vmin=0, vmax=1)
+    else:
+        ax.imshow(pixels)
+
+
 def image_grid(
     images: torch.Tensor,
     titles: Sequence[str],
@@ -158,8 +168,7 @@ def image_grid(
         ax.axis("off")
         if index >= len(images):
             continue
-        image = images[index].permute(1, 2, 0).clamp(0, 1).numpy()
-        ax.imshow(image.squeeze(-1) if image.shape[-1] == 1 else image, cmap="gray" if image.shape[-1] == 1 else None)
+        draw_image_tensor(ax, images[index])
         ax.set_title(titles[index], fontsize=9)
     if suptitle:
         set_title(fig, suptitle, subtitle)
@@ -227,6 +236,48 @@ def show_confident_mistakes(
                      suptitle="Most confident mistakes" if len(images) else "No mistakes in these images",
                      subtitle=subtitle)
     save_figure(fig, results_dir, "confident_mistakes.png")
+    return fig
+
+
+def show_image_as_network_sees_it(
+    image: Image.Image,
+    network_input: torch.Tensor,
+    predictions: Sequence[tuple[str, float]],
+    unnormalizer: Callable | None = None,
+    *,
+    subtitle: str | None = None,
+) -> Figure:
+    """Your picture, its 32x32 CIFAR-10 version and the network's input, with the top predictions as bars.
+
+    Takes what ``classify_image`` returns. Seeing the 32x32 version explains many a
+    surprising answer: at that size a cat's face is a few pixels, and a wide picture
+    is squeezed. ``unnormalizer`` undoes the transforms' ``Normalize`` for display.
+    """
+    if not predictions:
+        raise ValueError("There are no predictions to show: classify_image returns at least one.")
+    fig = Figure(figsize=(14, 3.8))
+    picture_ax, small_ax, input_ax, bars_ax = fig.subplots(1, 4, gridspec_kw={"width_ratios": [1, 1, 1, 1.3]})
+    picture_ax.imshow(image.convert("RGB"))
+    picture_ax.set_title(f"Your picture ({image.width}x{image.height})", fontsize=10)
+    small_ax.imshow(resize_like_cifar10(image))
+    small_ax.set_title("As CIFAR-10 stores it (32x32)", fontsize=10)
+    shown = network_input.detach().float().cpu()
+    draw_image_tensor(input_ax, unnormalizer(shown) if unnormalizer is not None else shown)
+    input_ax.set_title(f"The network's input ({shown.shape[-1]}x{shown.shape[-2]})", fontsize=10)
+    for ax in (picture_ax, small_ax, input_ax):
+        ax.axis("off")
+
+    names = [name for name, _ in predictions]
+    percentages = [100 * probability for _, probability in predictions]
+    bars = bars_ax.barh(np.arange(len(names)), percentages)
+    bars_ax.bar_label(bars, labels=[f"{percentage:.1f}%" for percentage in percentages], padding=3)
+    bars_ax.set_yticks(np.arange(len(names)), names)
+    bars_ax.invert_yaxis()  # the most probable class on top
+    bars_ax.set_xlim(0, 115)  # room for the labels of bars near 100%
+    bars_ax.set_xlabel("Probability (%)")
+    bars_ax.set_title(f"Top {len(names)} predictions", fontsize=10)
+    set_title(fig, f"Prediction: {names[0]} ({percentages[0]:.1f}%)", subtitle)
+    fig.tight_layout()
     return fig
 
 

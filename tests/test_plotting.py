@@ -7,11 +7,12 @@ import pytest
 import torch
 from conftest import MEAN, STD, TinyNet, lecture_test_transforms
 from matplotlib.figure import Figure
+from PIL import Image
 from test_evaluation_runs import make_history
 
 import helper_plotting
 from helper_dataset import CIFAR10_CLASSES, UnNormalize, get_dataloaders_cifar10
-from helper_evaluation import predict_batches
+from helper_evaluation import classify_image, predict_batches
 from helper_plotting import (
     plot_accuracy,
     plot_confusion_matrix,
@@ -21,6 +22,7 @@ from helper_plotting import (
     running_average,
     show_confident_mistakes,
     show_examples,
+    show_image_as_network_sees_it,
 )
 
 
@@ -153,6 +155,8 @@ FIGURES = {
     "confusion": lambda **kw: plot_confusion_matrix(np.eye(3, dtype=int), **kw),
     "live": lambda **kw: plot_live_progress([2.3, 2.0, 1.8, 1.5], [30.0, 40.0], [28.0, 35.0], 2, **kw),
     "runs": lambda **kw: plot_run_comparison({"baseline": make_history("baseline", [30.0, 40.0])}, **kw),
+    "picture": lambda **kw: show_image_as_network_sees_it(Image.new("RGB", (40, 30)), torch.rand(3, 64, 64),
+                                                          [("cat", 0.6), ("dog", 0.3)], **kw),
 }
 
 
@@ -251,3 +255,23 @@ def test_run_comparison_draws_each_run_labelled_by_name():
     assert [(line.get_label(), list(line.get_xdata()), list(line.get_ydata())) for line in lines] == [
         ("baseline", [1, 2, 3], [30.0, 40.0, 45.0]), ("lr=0.1", [1, 2], [10.0, 12.0])]
     assert [text.get_text() for text in fig.axes[0].get_legend().get_texts()] == ["baseline", "lr=0.1"]
+
+
+# --- your own picture --------------------------------------------------------------------------
+
+
+def test_picture_figure_shows_the_picture_its_32x32_version_the_input_and_the_predictions():
+    orange = Image.new("RGB", (100, 80), (200, 100, 50))  # no 0 or 255: normalized values differ when clipped
+    network_input, predictions = classify_image(TinyNet(), orange, lecture_test_transforms(), "cpu", CIFAR10_CLASSES)
+    fig = show_image_as_network_sees_it(orange, network_input, predictions, UnNormalize(MEAN, STD), subtitle=SMOKE)
+    picture_ax, small_ax, input_ax, bars_ax = fig.axes
+    assert picture_ax.get_images()[0].get_array().shape == (80, 100, 3)
+    assert small_ax.get_images()[0].get_array().shape == (32, 32, 3)
+    drawn_input = input_ax.get_images()[0].get_array()
+    assert drawn_input.shape == (64, 64, 3)
+    np.testing.assert_allclose(drawn_input, np.broadcast_to(np.array([200, 100, 50]) / 255, (64, 64, 3)), atol=1e-6)
+    names, probabilities = zip(*predictions, strict=True)
+    assert [bar.get_width() for bar in bars_ax.patches] == pytest.approx([100 * p for p in probabilities])
+    assert [label.get_text() for label in bars_ax.get_yticklabels()] == list(names)
+    assert bars_ax.yaxis_inverted()  # the most probable class on top
+    assert fig.get_suptitle() == f"Prediction: {names[0]} ({100 * probabilities[0]:.1f}%)\n{SMOKE}"

@@ -1,0 +1,75 @@
+"""helper_evaluation.classify_image: the model's top guesses for a picture of your own."""
+
+import numpy as np
+import pytest
+import torch
+from conftest import TinyNet, lecture_test_transforms
+from PIL import Image
+
+from helper_dataset import CIFAR10_CLASSES
+from helper_evaluation import classify_image
+
+
+class FixedScores(torch.nn.Module):
+    """Outputs the same scores for every image; records its mode and whether gradients were on in each forward pass."""
+
+    def __init__(self, scores):
+        super().__init__()
+        self.scores = torch.nn.Parameter(torch.tensor(scores))
+        self.seen_in_forward = []
+
+    def forward(self, x):
+        self.seen_in_forward.append((self.training, torch.is_grad_enabled()))
+        return self.scores.expand(len(x), -1)
+
+
+def noise_picture(width=100, height=80, seed=0):
+    """A picture full of fine detail, which shrinking to 32x32 changes a lot."""
+    pixels = np.random.default_rng(seed).integers(0, 256, size=(height, width, 3), dtype=np.uint8)
+    return Image.fromarray(pixels)
+
+
+def test_a_red_picture_gives_k_predictions_most_probable_first_and_restores_train_mode():
+    model = TinyNet().train()
+    red = Image.new("RGB", (100, 80), (255, 0, 0))
+    network_input, predictions = classify_image(model, red, lecture_test_transforms(), "cpu", CIFAR10_CLASSES)
+    assert network_input.shape == (3, 64, 64)  # what the transforms make: Resize 70, CenterCrop 64
+    assert len(predictions) == 3 and all(name in CIFAR10_CLASSES for name, _ in predictions)
+    probabilities = [probability for _, probability in predictions]
+    assert probabilities == sorted(probabilities, reverse=True) and sum(probabilities) <= 1.0
+    assert model.training
+
+
+def test_predictions_are_the_softmax_of_the_scores_in_eval_mode_without_gradients():
+    scores = [0.0, 3.0, 1.0, 2.0, -1.0, 0.5, 0.0, 0.0, 0.0, 0.0]
+    model = FixedScores(scores).train()
+    _, predictions = classify_image(model, noise_picture(), lecture_test_transforms(), "cpu", CIFAR10_CLASSES, k=4)
+    expected = torch.tensor(scores).softmax(dim=0)
+    assert [name for name, _ in predictions] == ["automobile", "cat", "bird", "dog"]
+    assert [p for _, p in predictions] == pytest.approx([float(expected[i]) for i in (1, 3, 2, 5)])
+    assert model.seen_in_forward == [(False, False)] and model.training
+
+
+def test_the_picture_is_shrunk_to_32x32_like_cifar10_before_the_transforms():
+    picture, transforms = noise_picture(), lecture_test_transforms()
+    network_input, _ = classify_image(TinyNet(), picture, transforms, "cpu", CIFAR10_CLASSES)
+    expected = transforms(picture.resize((32, 32), Image.Resampling.BILINEAR))
+    torch.testing.assert_close(network_input, expected, rtol=0, atol=0)
+    assert not torch.allclose(network_input, transforms(picture), atol=0.1)  # the 32x32 step matters here
+
+
+@pytest.mark.parametrize("mode", ["L", "RGBA", "P"])
+def test_pictures_in_other_colour_modes_become_rgb(mode):
+    network_input, _ = classify_image(TinyNet(), noise_picture().convert(mode), lecture_test_transforms(), "cpu",
+                                      CIFAR10_CLASSES)
+    assert network_input.shape == (3, 64, 64)
+
+
+def test_mistakes_in_the_arguments_are_explained():
+    model, picture, transforms = TinyNet(), noise_picture(), lecture_test_transforms()
+    with pytest.raises(ValueError, match="class_names has 3 names, but the model outputs 10"):
+        classify_image(model, picture, transforms, "cpu", ["cat", "dog", "frog"])
+    with pytest.raises(ValueError, match="k must be between 1 and the number of classes"):
+        classify_image(model, picture, transforms, "cpu", CIFAR10_CLASSES, k=11)
+    with pytest.raises(TypeError, match="PIL image"):
+        classify_image(model, "my_cat.jpg", transforms, "cpu", CIFAR10_CLASSES)
