@@ -17,7 +17,8 @@ Read top to bottom:
    per run under ``RESULTS_DIR``.
 8. ``classify_image``: the model's top guesses for a picture of your own.
 
-This module never loads data; it receives loaders.
+This module never loads the data set: it receives loaders (and, for section 8, one
+picture). It reads only the runs' own history files.
 """
 
 from __future__ import annotations

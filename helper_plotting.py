@@ -157,7 +157,8 @@ def image_grid(
     """Show up to nrows x ncols images (N, C, H, W) with a two-line title each, un-normalized for display.
 
     Each row is 2.8 inches high: 2.2 for the image and the rest for its two title lines,
-    so a title never runs into the image above it.
+    so a title never runs into the image above it; 0.6 inch on top holds the figure's
+    two-line title.
     """
     fig = Figure(figsize=(2.2 * ncols, 2.8 * nrows + 0.6))
     axes = fig.subplots(nrows, ncols, squeeze=False)
