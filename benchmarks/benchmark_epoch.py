@@ -1,51 +1,81 @@
-"""Time one training epoch of the lecture's setup against the fast path, side by side, on this machine.
+"""What each speed trick buys: the lecture's setup, then the fast path with one trick added at a time.
 
     python benchmarks/benchmark_epoch.py                 # full CIFAR-10-sized epochs on CUDA
     python benchmarks/benchmark_epoch.py --device cpu    # a subset on a CPU (says so), a few minutes
 
 An "epoch" is what the notebook does each epoch: a training pass over the 45,000
 training images, a second pass over them for the training accuracy, and a pass over
-the 5,000 validation images.
+the 5,000 validation images. The rungs of the ladder, each adding one trick to the last:
 
-- classic: the lecture's setup: DataLoader with per-image PIL transforms, 2 workers, float32.
-- fast:    the notebooks' default on CUDA: uint8 images on the device, the same transforms
-           applied per batch there, mixed precision and channels-last.
+1. classic        the lecture's setup: DataLoader + per-image PIL transforms, 2 workers, float32
+2. +on-device     uint8 images stored on the device, the same transforms applied per batch there
+3. +channels-last the NHWC memory layout that the GPU's convolution kernels prefer
+4. +mixed         bf16 autocast (float16 with gradient scaling on GPUs without bf16)
+5. +no-sync       the losses stay on the device, read every 100 batches instead of every step
+6. +eval-1024     validation batches of 1,024 images (no gradients are kept, so they fit)
+7. +compile       torch.compile of the model (--compile; also mode="reduce-overhead", CUDA graphs, with --cudagraphs)
 
-It also times each data path alone (no model). The data are synthetic uint8 images of
-CIFAR-10's size and shape, so no download is needed; the model and the transforms are
-taken from vgg16-cifar10.ipynb itself. The last line is the full-epoch speed-up.
+Each rung prints images/s, seconds per full epoch, the peak GPU memory
+(``torch.cuda.max_memory_allocated``, which matters on a 16 GB T4) and the speed-up over
+the classic path. Rung 6 is what the notebooks do on CUDA (rung 7 where COMPILE turns
+it on). Then it times the data paths alone (no model), and the per-epoch checkpoint of
+the fast path, directly: the seconds the training thread spends in ``CheckpointWriter.save``
+(waiting for the previous write, copying the state to CPU memory) against the epoch's
+seconds, and how long the background write itself takes.
 
-Options for finding out where the fast path's time goes (see --help): --deterministic
-times what DETERMINISTIC = True costs, --compile times the fast path with the model
-wrapped in torch.compile (not used by the notebooks), and --profile prints the GPU
-kernels that take the most time in a few training steps and evaluation batches.
+The data are synthetic uint8 images of CIFAR-10's size (never zeros, which can time
+faster); the model and the transforms are taken from vgg16-cifar10.ipynb itself.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import platform
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.notebook_code import cells_defining  # noqa: E402
 from helper_dataset import ImageArrays, make_loader, split_train_valid  # noqa: E402
-from helper_evaluation import (  # noqa: E402
-    autocast_dtype,
-    compute_accuracy,
-    make_pooling_deterministic,
-    set_deterministic,
-)
-from helper_train import make_grad_scaler, prepare_model, training_step  # noqa: E402
+from helper_evaluation import autocast_dtype, make_pooling_deterministic, set_deterministic  # noqa: E402
+from helper_train import CheckpointWriter, make_checkpoint, make_grad_scaler  # noqa: E402
+
+
+class Rung(NamedTuple):
+    """One configuration of the ladder."""
+
+    name: str
+    on_device: bool = False
+    channels_last: bool = False
+    mixed: bool = False
+    no_sync: bool = False
+    eval_batch: int | None = None
+    compile_mode: str | None = None
+
+
+LADDER = [
+    Rung("classic"),
+    Rung("+on-device", on_device=True),
+    Rung("+channels-last", on_device=True, channels_last=True),
+    Rung("+mixed", on_device=True, channels_last=True, mixed=True),
+    Rung("+no-sync", on_device=True, channels_last=True, mixed=True, no_sync=True),
+    Rung("+eval-1024", on_device=True, channels_last=True, mixed=True, no_sync=True, eval_batch=1024),
+]
+COMPILED = Rung("+compile", True, True, True, True, 1024, "default")
+CUDA_GRAPHS = Rung("+compile (CUDA graphs)", True, True, True, True, 1024, "reduce-overhead")
 
 
 def synchronize(device: torch.device) -> None:
@@ -60,13 +90,107 @@ def random_cifar10(num_images: int, seed: int = 0) -> ImageArrays:
                        rng.integers(0, 10, size=num_images).astype(np.int64))
 
 
-def build_loaders(data, fast, device, batch_size, workers, notebook):
-    """The train and validation loaders of one path, built exactly as the notebook builds them."""
+def build_loaders(data, rung: Rung, device, batch_size, workers, notebook):
+    """The train and validation loaders of one rung, built as the notebook builds them."""
     namespace = cells_defining(notebook, "train_transforms = transforms.Compose(")
     train, valid = split_train_valid(data, 0.1)
-    options = {"batch_size": batch_size, "num_workers": workers, "device": device if fast else None}
-    return (make_loader(train, namespace["train_transforms"], shuffle=True, drop_last=True, **options),
-            make_loader(valid, namespace["test_transforms"], shuffle=False, drop_last=False, **options))
+    options = {"num_workers": workers, "device": device if rung.on_device else None}
+    train_loader = make_loader(train, namespace["train_transforms"], batch_size, shuffle=True, drop_last=True,
+                               **options)
+    valid_loader = make_loader(valid, namespace["test_transforms"], rung.eval_batch or batch_size, shuffle=False,
+                               drop_last=False, **options)
+    if rung.on_device:  # the layout of the batches the loader hands out
+        for loader in (train_loader, valid_loader):
+            loader.memory_format = torch.channels_last if rung.channels_last else torch.contiguous_format
+    return train_loader, valid_loader
+
+
+def count_correct(model, loader, device, rung: Rung, amp_dtype) -> torch.Tensor:
+    """The evaluation pass: correct predictions counted on the device, read once at the end."""
+    memory_format = torch.channels_last if rung.channels_last else torch.contiguous_format
+    model.eval()
+    correct = torch.zeros((), dtype=torch.int64, device=device)
+    with torch.inference_mode():
+        for features, targets in loader:
+            features = features.to(device, non_blocking=True).contiguous(memory_format=memory_format)
+            with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+                logits = model(features)
+            correct += (logits.argmax(1) == targets.to(device, non_blocking=True)).sum()
+    model.train()
+    return correct
+
+
+def run_epoch(model, optimizer, train_loader, valid_loader, device, rung: Rung, max_batches=None) -> float:
+    """Seconds for one notebook epoch (train pass + train-accuracy pass + validation pass) of ``rung``."""
+    amp_dtype = autocast_dtype(device, None) if rung.mixed else None
+    scaler = make_grad_scaler(device, amp_dtype)
+    memory_format = torch.channels_last if rung.channels_last else torch.contiguous_format
+    model.train()
+    synchronize(device)
+    start = time.perf_counter()
+    pending = []
+    for batch_index, (features, targets) in enumerate(train_loader):
+        if max_batches is not None and batch_index == max_batches:
+            break
+        features = features.to(device, non_blocking=True).contiguous(memory_format=memory_format)
+        targets = targets.to(device, non_blocking=True)
+        with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+            loss = F.cross_entropy(model(features), targets)
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        if not rung.no_sync:
+            loss.item()  # the lecture's loop: the CPU waits for the GPU after every step
+        else:
+            pending.append(loss.detach())
+            if batch_index % 100 == 0:
+                torch.stack(pending).tolist()
+                pending.clear()
+    if pending:
+        torch.stack(pending).tolist()
+    if max_batches is None:
+        int(count_correct(model, train_loader, device, rung, amp_dtype))
+        int(count_correct(model, valid_loader, device, rung, amp_dtype))
+    synchronize(device)
+    return time.perf_counter() - start
+
+
+def build_model(VGG16, device, rung: Rung, deterministic=False):
+    torch.manual_seed(0)
+    model = VGG16(num_classes=10)
+    if deterministic:
+        make_pooling_deterministic(model)
+    model = model.to(device, memory_format=torch.channels_last if rung.channels_last else torch.contiguous_format)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    return model, optimizer
+
+
+def time_rung(VGG16, data, rung: Rung, device, args, notebook, deterministic=False) -> dict:
+    """Warm up, then time ``rung`` (median of the repeats); for compiled rungs also the compile time."""
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(device)
+    model, optimizer = build_model(VGG16, device, rung, deterministic)
+    loaders = build_loaders(data, rung, device, args.batch_size, args.workers, notebook)
+    forward = torch.compile(model, mode=rung.compile_mode) if rung.compile_mode else model
+    result = {}
+    if rung.compile_mode:  # the first epoch compiles training, evaluation and the last smaller batch
+        first = run_epoch(forward, optimizer, *loaders, device, rung)
+        result["first_epoch_seconds"] = first
+    else:
+        run_epoch(forward, optimizer, *loaders, device, rung, max_batches=5 if device.type == "cuda" else 1)
+    repeats = 1 if rung.name == "classic" else args.repeats
+    timings = [run_epoch(forward, optimizer, *loaders, device, rung) for _ in range(repeats)]
+    seconds = statistics.median(timings)
+    if rung.compile_mode:
+        result["compile_seconds"] = result["first_epoch_seconds"] - seconds
+    images = 2 * len(loaders[0]) * args.batch_size + len(loaders[1].dataset if hasattr(loaders[1], "dataset")
+                                                           else loaders[1].labels)
+    result.update(seconds=seconds, all_seconds=timings, images_per_s=images / seconds,
+                  peak_gpu_gib=torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None)
+    del model, optimizer, loaders, forward
+    return result
 
 
 def time_data_only(train_loader, valid_loader, device) -> tuple[float, int]:
@@ -81,49 +205,52 @@ def time_data_only(train_loader, valid_loader, device) -> tuple[float, int]:
     return time.perf_counter() - start, images
 
 
-def time_epoch(model, optimizer, train_loader, valid_loader, device, use_amp, warmup_batches=0) -> float:
-    """Seconds for one notebook epoch: train pass + train-accuracy pass + validation pass.
+def time_checkpoints(VGG16, data, device, args, notebook, epochs: int = 3) -> dict:
+    """The per-epoch checkpoint's cost on the training thread, measured directly, plus the write's own duration.
 
-    With ``warmup_batches`` it only runs that many training steps (untimed preparation:
-    cuDNN's algorithm search, memory allocation) and returns 0. A compiled model needs
-    a whole untimed epoch instead: torch.compile builds separate code for training,
-    evaluation and the smaller last validation batch, each the first time it is seen.
+    Every epoch is saved as if it were the best (checkpoint + best weights, about 600 MB):
+    the worst case. The training thread pays for ``CheckpointWriter.save`` (waiting for the
+    previous write, copying the state to pinned CPU memory); the disk work happens in the
+    background thread while the next epoch trains.
     """
-    amp_dtype = autocast_dtype(device, use_amp)
-    scaler = make_grad_scaler(device, amp_dtype)
-    model.train()
-    synchronize(device)
-    start = time.perf_counter()
-    for batch_index, (features, targets) in enumerate(train_loader):
-        if warmup_batches and batch_index == warmup_batches:
-            synchronize(device)
-            return 0.0
-        training_step(model, features, targets, optimizer, device, amp_dtype, scaler).item()  # as train_model
-    compute_accuracy(model, train_loader, device, use_amp=use_amp)
-    compute_accuracy(model, valid_loader, device, use_amp=use_amp)
-    synchronize(device)
-    return time.perf_counter() - start
+    rung = LADDER[-1]
+    model, optimizer = build_model(VGG16, device, rung)
+    loaders = build_loaders(data, rung, device, args.batch_size, args.workers, notebook)
+    scaler = make_grad_scaler(device, autocast_dtype(device, None))
+    run_epoch(model, optimizer, *loaders, device, rung, max_batches=5)
+    epoch_seconds, save_seconds, write_seconds = [], [], []
+    with tempfile.TemporaryDirectory(dir=args.checkpoint_dir) as folder:
+        writer = CheckpointWriter(Path(folder))
+        for epoch in range(epochs):
+            epoch_seconds.append(run_epoch(model, optimizer, *loaders, device, rung))
+            start = time.perf_counter()
+            writer.save(make_checkpoint(model, optimizer, None, scaler, epoch + 1, {"valid_acc": [0.0]}, {}),
+                        is_best=True)
+            save_seconds.append(time.perf_counter() - start)
+            writer.thread.join()  # only to time the write itself; training would go on meanwhile
+            write_seconds.append(time.perf_counter() - start)
+        size = sum(p.stat().st_size for p in Path(folder).iterdir()) / 1e6
+    return {"epoch_seconds": epoch_seconds, "save_seconds": save_seconds, "write_seconds": write_seconds,
+            "megabytes_written": size,
+            "save_percent_of_epoch": 100 * statistics.median(save_seconds) / statistics.median(epoch_seconds)}
 
 
-def print_profile(model, optimizer, train_loader, valid_loader, device, steps: int = 10) -> None:
+def print_profile(VGG16, data, device, args, notebook, steps: int = 10) -> None:
     """Print the operations that took the most time in ``steps`` training steps and evaluation batches."""
     from torch.profiler import ProfilerActivity, profile
 
-    on_cuda = device.type == "cuda"
-    amp_dtype = autocast_dtype(device)
-    scaler = make_grad_scaler(device, amp_dtype)
-    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if on_cuda else [])
-    train_batches = [batch for batch, _ in zip(train_loader, range(steps), strict=False)]
-    valid_batches = [batch for batch, _ in zip(valid_loader, range(steps), strict=False)]
-    model.train()
+    rung = LADDER[-1]
+    model, optimizer = build_model(VGG16, device, rung)
+    loaders = build_loaders(data, rung, device, args.batch_size, args.workers, notebook)
+    run_epoch(model, optimizer, *loaders, device, rung, max_batches=5)
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
     with profile(activities=activities) as profiler:
-        for features, targets in train_batches:
-            training_step(model, features, targets, optimizer, device, amp_dtype, scaler).item()
-        compute_accuracy(model, valid_batches, device)
+        run_epoch(model, optimizer, *loaders, device, rung, max_batches=steps)
+        count_correct(model, [b for b, _ in zip(loaders[1], range(steps), strict=False)], device, rung,
+                      autocast_dtype(device, None))
         synchronize(device)
-    sort_by = "self_cuda_time_total" if on_cuda else "self_cpu_time_total"
-    print(f"profile of {len(train_batches)} training steps and {len(valid_batches)} evaluation batches "
-          f"(fast path, data preparation not included), sorted by {sort_by}:")
+    sort_by = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
+    print(f"profile of {steps} training steps and {steps} evaluation batches ({rung.name}), sorted by {sort_by}:")
     print(profiler.key_averages().table(sort_by=sort_by, row_limit=20, max_name_column_width=60))
 
 
@@ -136,13 +263,15 @@ def main() -> None:
                         help="images for the data-path-only timing (default: 50,000 on CUDA, 5,000 on CPU)")
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--workers", type=int, default=2, help="DataLoader workers of the classic path (lecture: 2)")
-    parser.add_argument("--repeats", type=int, default=None, help="timed fast epochs (median; default 3 CUDA, 1 CPU)")
+    parser.add_argument("--repeats", type=int, default=None, help="timed epochs per rung (median; 3 CUDA, 1 CPU)")
+    parser.add_argument("--rungs", default="all", help="'all', or the last rung to run, e.g. '+mixed'")
+    parser.add_argument("--compile", action="store_true", help="add the torch.compile rung")
+    parser.add_argument("--cudagraphs", action="store_true", help="add torch.compile(mode='reduce-overhead')")
     parser.add_argument("--deterministic", action="store_true",
-                        help="also time the fast path with set_deterministic() (what DETERMINISTIC = True costs)")
-    parser.add_argument("--compile", action="store_true",
-                        help="also time the fast path with torch.compile(model) (after one untimed epoch)")
-    parser.add_argument("--profile", action="store_true",
-                        help="also print the most expensive operations of the fast path (torch.profiler)")
+                        help="also time the notebook's fast path with DETERMINISTIC = True")
+    parser.add_argument("--checkpoints", action="store_true", help="time the per-epoch checkpoint directly")
+    parser.add_argument("--checkpoint-dir", default=None, help="where --checkpoints writes (default: the temp dir)")
+    parser.add_argument("--profile", action="store_true", help="print the most expensive operations")
     parser.add_argument("--json", type=Path, default=None, help="also write the numbers to this file")
     args = parser.parse_args()
 
@@ -150,77 +279,71 @@ def main() -> None:
     on_cuda = device.type == "cuda"
     epoch_images = args.epoch_images or (50_000 if on_cuda else 640)
     data_images = args.data_images or (50_000 if on_cuda else 5_000)
-    repeats = args.repeats or (3 if on_cuda else 1)
+    args.repeats = args.repeats or (3 if on_cuda else 1)
     notebook = ROOT / "vgg16-cifar10.ipynb"
     VGG16 = cells_defining(notebook, "class VGG16(")["VGG16"]
-    if on_cuda:
-        torch.backends.cudnn.benchmark = True
+    torch.backends.cudnn.benchmark = True  # as the notebooks (does nothing on a CPU)
 
     name = torch.cuda.get_device_name(device) if on_cuda else f"CPU ({platform.processor() or platform.machine()}, "\
         f"{torch.get_num_threads()} threads)"
     print(f"device: {name} | torch {torch.__version__} | batch size {args.batch_size} | classic workers {args.workers}")
-    print(f"data: synthetic uint8 32x32 RGB; data-only timing on {data_images:,} images, model epochs on "
-          f"{epoch_images:,} images (90% train / 10% validation)"
+    print(f"data: synthetic uint8 32x32 RGB; model epochs on {epoch_images:,} images (90% train / 10% validation)"
           + ("" if epoch_images == 50_000 else " - a SUBSET of CIFAR-10's 50,000, to finish in minutes"))
-    results = {"device": name, "torch": torch.__version__, "epoch_images": epoch_images, "data_images": data_images}
+    results = {"device": name, "torch": torch.__version__, "epoch_images": epoch_images, "rungs": {}}
 
-    data = random_cifar10(data_images)
-    for fast in (False, True):
-        label = "fast" if fast else "classic"
-        loaders = build_loaders(data, fast, device, args.batch_size, args.workers, notebook)
-        time_data_only(*loaders, device)  # warm-up: worker start, first transfers
-        seconds, images = time_data_only(*loaders, device)
-        results[f"data_only_{label}_images_per_s"] = images / seconds
-        print(f"data path only, {label:7s}: {images / seconds:12,.0f} images/s  ({images:,} images in {seconds:.2f} s)")
-        del loaders
-    data_ratio = results["data_only_fast_images_per_s"] / results["data_only_classic_images_per_s"]
-    results["data_only_ratio"] = data_ratio
-    print(f"data path only, ratio fast/classic: {data_ratio:.1f}x")
+    def save():
+        if args.json:
+            args.json.write_text(json.dumps(results, indent=2))
 
     data = random_cifar10(epoch_images, seed=1)
-    variants = (["classic", "fast"] + (["fast+compile"] if args.compile else [])
-                + (["fast+deterministic"] if args.deterministic else []))
-    for label in variants:
-        fast = label != "classic"
-        if label == "fast+deterministic":
-            set_deterministic()  # last: it cannot be switched off again cleanly in this process
-        torch.manual_seed(0)
-        model = VGG16(num_classes=10)
-        if label == "fast+deterministic":
-            make_pooling_deterministic(model)
-        model = prepare_model(model, device) if fast else model.to(device)
-        optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-        if label == "fast+compile":
-            model = torch.compile(model)
-        loaders = build_loaders(data, fast, device, args.batch_size, args.workers, notebook)
-        use_amp = None if fast else False
-        warmup_batches = 0 if label == "fast+compile" else 5 if on_cuda else 1
-        time_epoch(model, optimizer, *loaders, device, use_amp, warmup_batches=warmup_batches)
-        timings = [time_epoch(model, optimizer, *loaders, device, use_amp) for _ in range(repeats if fast else 1)]
-        seconds = statistics.median(timings)
-        num_valid = int(0.1 * epoch_images)  # as split_train_valid
-        images = 2 * len(loaders[0]) * args.batch_size + num_valid
-        results[f"epoch_{label}_seconds"] = seconds
-        results[f"epoch_{label}_all_seconds"] = timings
-        print(f"epoch, {label:18s}: {seconds:8.2f} s per epoch ({images / seconds:9,.0f} images/s)"
-              + (f", median of {len(timings)}" if len(timings) > 1 else ""))
-        if args.profile and label == "fast":
-            print_profile(model, optimizer, *loaders, device)  # after the timing: cuDNN's search is done
-        del model, optimizer, loaders
-    ratio = results["epoch_classic_seconds"] / results["epoch_fast_seconds"]
-    results["epoch_ratio"] = ratio
-    if args.compile:
-        gain = results["epoch_fast_seconds"] / results["epoch_fast+compile_seconds"]
-        results["compile_speedup"] = gain
-        print(f"torch.compile: {gain:.2f}x the fast path's speed "
-              f"({results['epoch_classic_seconds'] / results['epoch_fast+compile_seconds']:.1f}x the classic path's)")
+    ladder = LADDER + ([COMPILED] if args.compile else []) + ([CUDA_GRAPHS] if args.cudagraphs else [])
+    if args.rungs != "all":
+        ladder = ladder[: [r.name for r in ladder].index(args.rungs) + 1]
+    print(f"{'rung':24s} {'images/s':>10s} {'s/epoch':>8s} {'peak GPU':>9s} {'vs classic':>10s}")
+    for rung in ladder:
+        with contextlib.redirect_stdout(io.StringIO()):
+            timing = time_rung(VGG16, data, rung, device, args, notebook)
+        results["rungs"][rung.name] = timing
+        ratio = results["rungs"]["classic"]["seconds"] / timing["seconds"]
+        timing["ratio_to_classic"] = ratio
+        memory = f"{timing['peak_gpu_gib']:.1f} GiB" if timing["peak_gpu_gib"] is not None else "-"
+        extra = f"  (compiling took {timing['compile_seconds']:.0f} s)" if "compile_seconds" in timing else ""
+        print(f"{rung.name:24s} {timing['images_per_s']:10,.0f} {timing['seconds']:8.2f} {memory:>9s} "
+              f"{ratio:9.1f}x{extra}", flush=True)
+        save()
+
     if args.deterministic:
-        cost = results["epoch_fast+deterministic_seconds"] / results["epoch_fast_seconds"]
-        results["deterministic_slowdown"] = cost
-        print(f"DETERMINISTIC = True costs {cost:.2f}x the fast path's epoch time")
-    if args.json:
-        args.json.write_text(json.dumps(results, indent=2))
-    print(f"full epoch (train + train accuracy + validation), fast vs classic: {ratio:.1f}x faster")
+        set_deterministic()  # last: it cannot be switched off again cleanly in this process
+        timing = time_rung(VGG16, data, LADDER[-1], device, args, notebook, deterministic=True)
+        results["deterministic"] = timing
+        print(f"DETERMINISTIC = True: {timing['seconds']:.2f} s per epoch, "
+              f"{timing['seconds'] / results['rungs'][LADDER[-1].name]['seconds']:.2f}x the fast path's time")
+        save()
+
+    if args.checkpoints:
+        cost = time_checkpoints(VGG16, data, device, args, notebook)
+        results["checkpoints"] = cost
+        print(f"checkpoint every epoch ({cost['megabytes_written']:.0f} MB as checkpoint + best weights): the "
+              f"training thread spends {statistics.median(cost['save_seconds']):.3f} s in save() per "
+              f"{statistics.median(cost['epoch_seconds']):.2f} s epoch = {cost['save_percent_of_epoch']:.1f}%; "
+              f"the background write itself takes {statistics.median(cost['write_seconds']):.2f} s")
+        save()
+
+    data_only = random_cifar10(data_images)
+    for rung in (LADDER[0], LADDER[-1]):
+        loaders = build_loaders(data_only, rung, device, args.batch_size, args.workers, notebook)
+        time_data_only(*loaders, device)  # warm-up: worker start, first transfers
+        seconds, images = time_data_only(*loaders, device)
+        results[f"data_only_{rung.name}_images_per_s"] = images / seconds
+        print(f"data path alone, {rung.name:11s}: {images / seconds:12,.0f} images/s")
+        del loaders
+    results["data_only_ratio"] = (results[f"data_only_{LADDER[-1].name}_images_per_s"]
+                                  / results["data_only_classic_images_per_s"])
+    print(f"data path alone, ratio on-device/classic: {results['data_only_ratio']:.1f}x")
+    save()
+
+    if args.profile:
+        print_profile(VGG16, data, device, args, notebook)
 
 
 if __name__ == "__main__":

@@ -33,14 +33,14 @@ def code_cells(notebook: str | Path) -> list[tuple[str, list[str]]]:
 
 
 def cells_defining(notebook: str | Path, *names: str) -> dict:
-    """Execute only the cells that define ``names`` (e.g. "class VGG16(") and return their namespace."""
+    """Execute the parameters cell and the cells that define ``names`` (e.g. "class VGG16("); return the namespace."""
     import torch
     from torchvision import transforms
 
     namespace = {"torch": torch, "transforms": transforms,
                  "NORMALIZE_MEAN": (0.5, 0.5, 0.5), "NORMALIZE_STD": (0.5, 0.5, 0.5)}
-    for source, _ in code_cells(notebook):
-        if any(name in source for name in names):
+    for source, tags in code_cells(notebook):
+        if "parameters" in tags or any(name in source for name in names):
             exec(compile(source, str(notebook), "exec"), namespace)
     return namespace
 

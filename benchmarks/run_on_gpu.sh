@@ -1,46 +1,75 @@
 #!/usr/bin/env bash
-# Every GPU number in the README comes from one run of this script on one CUDA machine:
+# Every GPU number in the README comes from runs of this script on one CUDA machine:
 #
-#   bash benchmarks/run_on_gpu.sh CIFAR10_DIR OUT_DIR
+#   bash benchmarks/run_on_gpu.sh CIFAR10_DIR WORK_DIR [SECONDS] [STEPS]
 #
-# CIFAR10_DIR holds CIFAR-10 as train/<class>/* and test/<class>/* image folders, or the
-# torchvision files. Logging everything under OUT_DIR, it runs:
-#   0. the main notebook in smoke mode on the GPU (stops here if that fails),
-#   1. the epoch benchmark (lecture's setup vs fast path, and the cost of DETERMINISTIC = True),
-#   2. the main notebook with its default settings (50 epochs), without Jupyter,
-#   3. the determinism check,
-#   4. the standardized notebook with its default settings.
-# Each step has its own time limit, so one slow step cannot take the later ones down.
+# CIFAR10_DIR holds CIFAR-10 as train/<class>/* and test/<class>/* image folders (we use
+# the JPEG copy, see reference-run/README.md), or the torchvision files. Everything lands
+# in WORK_DIR; with PACK=FILE.tgz set, FILE.tgz is rewritten after each step (WORK_DIR without
+# weights), so whatever finished survives a time limit. SECONDS (default 3600) is the time budget: a
+# step that would not fit in what is left is skipped and says so. STEPS (default: all)
+# names the steps to run, from:
+#   reference    both notebooks, default settings, executed with papermill into
+#                WORK_DIR/reference-run/ (the committed reference run);
+#   benchmark    benchmarks/benchmark_epoch.py: each speed trick in turn, compile,
+#                the checkpoint's cost, the data paths alone;
+#   claims       the main notebook with a second seed, at 32x32, with Dropout2d 0.2,
+#                and in float32: the README's table of the lecture's claims.
+# All notebook runs share WORK_DIR/results, one folder per run (see the notebooks).
 set -uo pipefail
 data=${1:?CIFAR10_DIR}
-out=${2:?OUT_DIR}
+work=${2:?WORK_DIR}
+budget=${3:-3600}
+steps=${4:-reference benchmark claims}
 cd "$(dirname "$0")/.." || exit 1
-mkdir -p "$out"
+mkdir -p "$work/reference-run" "$work/claims" "$work/results"
 export PYTHONUNBUFFERED=1
+started=$(date +%s)
+left() { echo $(( budget - ($(date +%s) - started) )); }
+pack() { if [ -n "${PACK:-}" ]; then tar czf "$PACK" --exclude='*.pt' --exclude='*.tmp' -C "$work" . ; fi; }
 
-nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv > "$out/gpu.txt" 2>&1
-python3 -c "import torch, torchvision; print('torch', torch.__version__, 'torchvision', torchvision.__version__)" \
-  >> "$out/gpu.txt"
-cat "$out/gpu.txt"
+{
+  nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv
+  python3 -c "import sys, torch, torchvision; print('python', sys.version.split()[0], '| torch', torch.__version__, \
+'| torchvision', torchvision.__version__)"
+  git log -1 --format='commit %H (%cd)' 2>/dev/null || echo "commit: not a git checkout"
+  git status --short 2>/dev/null | head -20
+} > "$work/machine.txt" 2>&1
+cat "$work/machine.txt"
 
-run_notebook() {  # NAME LIMIT [NAME=VALUE ...]
-  local name=$1 limit=$2 start
-  shift 2
-  start=$(date +%s)
-  timeout "$limit" python3 benchmarks/notebook_code.py "$name.ipynb" DATA_ROOT="$data" \
-    RESULTS_DIR="/tmp/results-$name" "$@" 2>&1 | tee "$out/$name.log"
-  local status=${PIPESTATUS[0]}
-  echo "exit status $status; wall time of the whole notebook: $(( $(date +%s) - start )) s" | tee -a "$out/$name.log"
-  mkdir -p "$out/$name"
-  cp /tmp/results-"$name"/*.png /tmp/results-"$name"/*.json "$out/$name/" 2>/dev/null
-  return "$status"
+notebook() {  # OUTPUT_IPYNB SECONDS NOTEBOOK [NAME VALUE ...]: run a notebook with papermill, log its time
+  local output=$1 limit=$2 name=$3 begin status
+  shift 3
+  if (( $(left) < limit )); then echo "SKIPPED $output: $(left) s left, needs $limit s" | tee -a "$work/skipped.txt"; return 0; fi
+  local parameters=(-p DATA_ROOT "$data" -p RESULTS_DIR "$work/results")
+  while (( $# )); do parameters+=(-p "$1" "$2"); shift 2; done
+  begin=$(date +%s)
+  timeout "$limit" python3 -m papermill "$name" "$output" "${parameters[@]}" -k python3 --cwd "$PWD" \
+    --log-output --no-progress-bar > "${output%.ipynb}.log" 2>&1
+  status=$?
+  echo "$output: exit status $status, $(( $(date +%s) - begin )) s for the whole notebook" | tee -a "$work/times.txt"
+  pack
 }
 
-timeout 60 python3 benchmarks/notebook_code.py vgg16-cifar10.ipynb SMOKE_TEST=True RESULTS_DIR=/tmp/smoke \
-  > "$out/smoke.log" 2>&1 || { tail -30 "$out/smoke.log"; exit 1; }
-echo "smoke test on the GPU: passed"
-timeout 110 python3 benchmarks/benchmark_epoch.py --deterministic --json "$out/benchmark.json" 2>&1 \
-  | tee "$out/benchmark.log"
-run_notebook vgg16-cifar10 210
-timeout 45 python3 benchmarks/check_determinism.py 2>&1 | tee "$out/determinism.log"
-run_notebook vgg16-cifar10-standardized 150
+for step in $steps; do
+  case $step in
+    reference)
+      notebook "$work/reference-run/vgg16-cifar10.ipynb" 240 vgg16-cifar10.ipynb
+      notebook "$work/reference-run/vgg16-cifar10-standardized.ipynb" 240 vgg16-cifar10-standardized.ipynb
+      ;;
+    benchmark)
+      if (( $(left) < 240 )); then echo "SKIPPED benchmark: $(left) s left" | tee -a "$work/skipped.txt"; continue; fi
+      timeout $(( $(left) < 330 ? $(left) : 330 )) python3 benchmarks/benchmark_epoch.py --compile --checkpoints \
+        --checkpoint-dir "$work" --json "$work/benchmark.json" 2>&1 | tee "$work/benchmark.log"
+      pack
+      ;;
+    claims)
+      notebook "$work/claims/seed-7.ipynb" 200 vgg16-cifar10.ipynb RANDOM_SEED 7
+      notebook "$work/claims/image-size-32.ipynb" 120 vgg16-cifar10.ipynb IMAGE_SIZE 32
+      notebook "$work/claims/dropout2d-0.2.ipynb" 200 vgg16-cifar10.ipynb DROPOUT2D 0.2
+      notebook "$work/claims/float32.ipynb" 300 vgg16-cifar10.ipynb PRECISION float32
+      ;;
+  esac
+done
+echo "done after $(( $(date +%s) - started )) s"
+pack
