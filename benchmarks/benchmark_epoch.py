@@ -178,8 +178,10 @@ def time_rung(VGG16, data, rung: Rung, device, args, notebook, deterministic=Fal
     if rung.compile_mode:  # the first epoch compiles training, evaluation and the last smaller batch
         first = run_epoch(forward, optimizer, *loaders, device, rung)
         result["first_epoch_seconds"] = first
+    elif device.type == "cuda":  # a whole epoch: cuDNN times its algorithms for every new shape (eval batches too)
+        run_epoch(forward, optimizer, *loaders, device, rung)
     else:
-        run_epoch(forward, optimizer, *loaders, device, rung, max_batches=5 if device.type == "cuda" else 1)
+        run_epoch(forward, optimizer, *loaders, device, rung, max_batches=1)
     repeats = 1 if rung.name == "classic" else args.repeats
     timings = [run_epoch(forward, optimizer, *loaders, device, rung) for _ in range(repeats)]
     seconds = statistics.median(timings)
@@ -296,11 +298,9 @@ def main() -> None:
             args.json.write_text(json.dumps(results, indent=2))
 
     data = random_cifar10(epoch_images, seed=1)
-    ladder = LADDER + ([COMPILED] if args.compile else []) + ([CUDA_GRAPHS] if args.cudagraphs else [])
-    if args.rungs != "all":
-        ladder = ladder[: [r.name for r in ladder].index(args.rungs) + 1]
-    print(f"{'rung':24s} {'images/s':>10s} {'s/epoch':>8s} {'peak GPU':>9s} {'vs classic':>10s}")
-    for rung in ladder:
+    ladder = LADDER if args.rungs == "all" else LADDER[: [r.name for r in LADDER].index(args.rungs) + 1]
+
+    def time_and_print(rung):
         with contextlib.redirect_stdout(io.StringIO()):
             timing = time_rung(VGG16, data, rung, device, args, notebook)
         results["rungs"][rung.name] = timing
@@ -312,13 +312,9 @@ def main() -> None:
               f"{ratio:9.1f}x{extra}", flush=True)
         save()
 
-    if args.deterministic:
-        set_deterministic()  # last: it cannot be switched off again cleanly in this process
-        timing = time_rung(VGG16, data, LADDER[-1], device, args, notebook, deterministic=True)
-        results["deterministic"] = timing
-        print(f"DETERMINISTIC = True: {timing['seconds']:.2f} s per epoch, "
-              f"{timing['seconds'] / results['rungs'][LADDER[-1].name]['seconds']:.2f}x the fast path's time")
-        save()
+    print(f"{'rung':24s} {'images/s':>10s} {'s/epoch':>8s} {'peak GPU':>9s} {'vs classic':>10s}")
+    for rung in ladder:
+        time_and_print(rung)
 
     if args.checkpoints:
         cost = time_checkpoints(VGG16, data, device, args, notebook)
@@ -341,6 +337,17 @@ def main() -> None:
                                   / results["data_only_classic_images_per_s"])
     print(f"data path alone, ratio on-device/classic: {results['data_only_ratio']:.1f}x")
     save()
+
+    for rung in [COMPILED] * args.compile + [CUDA_GRAPHS] * args.cudagraphs:  # last: compiling takes minutes
+        time_and_print(rung)
+
+    if args.deterministic:
+        set_deterministic()  # last: it cannot be switched off again cleanly in this process
+        timing = time_rung(VGG16, data, LADDER[-1], device, args, notebook, deterministic=True)
+        results["deterministic"] = timing
+        print(f"DETERMINISTIC = True: {timing['seconds']:.2f} s per epoch, "
+              f"{timing['seconds'] / results['rungs'][LADDER[-1].name]['seconds']:.2f}x the fast path's time")
+        save()
 
     if args.profile:
         print_profile(VGG16, data, device, args, notebook)
