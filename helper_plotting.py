@@ -54,6 +54,8 @@ def running_average(values: Sequence[float], window: int) -> tuple[np.ndarray, n
     never longer than the data it averages and still has points to draw.
     """
     values = np.asarray(values, dtype=float)
+    if len(values) == 0:  # the live plot before the first epoch
+        return np.arange(0), values
     window = max(1, min(window, len(values) // 2))
     averaged = np.convolve(values, np.ones(window) / window, mode="valid")
     return np.arange(window - 1, len(values)), averaged
@@ -306,6 +308,8 @@ def plot_live_progress(
     set_title(fig, "Training progress", subtitle)
     fig.tight_layout()
     return fig
+
+
 def plot_run_comparison(
     histories: Mapping[str, Mapping],
     results_dir: str | os.PathLike | None = None,

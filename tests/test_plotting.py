@@ -275,3 +275,9 @@ def test_picture_figure_shows_the_picture_its_32x32_version_the_input_and_the_pr
     assert [label.get_text() for label in bars_ax.get_yticklabels()] == list(names)
     assert bars_ax.yaxis_inverted()  # the most probable class on top
     assert fig.get_suptitle() == f"Prediction: {names[0]} ({100 * probabilities[0]:.1f}%)\n{SMOKE}"
+
+
+def test_live_plot_can_be_drawn_before_the_first_epoch():
+    """train_model shows the live plot before training starts, when there is no loss or accuracy yet."""
+    fig = plot_live_progress([], [], [], 9, subtitle="run lecture-123456")
+    assert isinstance(fig, Figure) and len(fig.axes) == 2
