@@ -28,9 +28,15 @@ from helper_evaluation import predict_batches, resize_like_cifar10, save_atomica
 
 
 def save_figure(fig: Figure, results_dir: str | os.PathLike | None, file_name: str) -> None:
-    """Save ``fig`` as ``results_dir/file_name`` (PNG) when a results folder is given."""
+    """Save ``fig`` as ``results_dir/file_name`` (PNG) when a results folder is given.
+
+    The figure's title goes into the PNG's metadata too, so a saved figure says which
+    run (or smoke test) it belongs to even when it is looked at on its own.
+    """
     if results_dir is not None:
-        save_atomically(Path(results_dir) / file_name, lambda path: fig.savefig(path, format="png", dpi=150))
+        metadata = {"Title": fig.get_suptitle()}
+        save_atomically(Path(results_dir) / file_name,
+                        lambda path: fig.savefig(path, format="png", dpi=150, metadata=metadata))
 
 
 def set_title(fig: Figure, title: str, subtitle: str | None = None) -> None:

@@ -281,3 +281,9 @@ def test_live_plot_can_be_drawn_before_the_first_epoch():
     """train_model shows the live plot before training starts, when there is no loss or accuracy yet."""
     fig = plot_live_progress([], [], [], 9, subtitle="run lecture-123456")
     assert isinstance(fig, Figure) and len(fig.axes) == 2
+
+
+def test_saved_figures_carry_their_title_in_the_png(tmp_path):
+    plot_accuracy([50.0, 60.0], [45.0, 55.0], results_dir=tmp_path, subtitle="smoke test (synthetic data)")
+    with Image.open(tmp_path / "plot_accuracy.png") as saved:
+        assert saved.text["Title"].endswith("smoke test (synthetic data)")
