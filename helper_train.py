@@ -755,6 +755,24 @@ def train_one_epoch(step: Callable, model, train_loader, epoch: int, num_epochs:
                   epochs_saved)
 
 
+def evaluate_epoch(forward, train_loader, valid_loader, device, use_amp, epoch: int, num_epochs: int,
+                   history: dict) -> tuple[float, float]:
+    """The lecture's end of an epoch: accuracy on the training and validation sets, printed and recorded."""
+    train_acc = compute_accuracy(forward, train_loader, device, use_amp=use_amp)
+    valid_acc = compute_accuracy(forward, valid_loader, device, use_amp=use_amp)
+    print(f"Epoch: {epoch + 1:03d}/{num_epochs:03d} | Train: {train_acc:.2f}% | Validation: {valid_acc:.2f}%")
+    history["train_acc"].append(train_acc)
+    history["valid_acc"].append(valid_acc)
+    return train_acc, valid_acc
+
+
+def save_epoch(writer: CheckpointWriter, checkpoint: dict, history: dict) -> None:
+    """Hand the epoch's checkpoint to the background writer; record how long the training thread was held up."""
+    start = time.perf_counter()
+    writer.save(checkpoint, is_best=history["valid_acc"][-1] >= max(history["valid_acc"]))
+    history["checkpoint_seconds"].append(time.perf_counter() - start)
+
+
 def resume_if_possible(checkpoint: Path | None, resume: bool, model, optimizer, scheduler, scaler,
                        history: dict, num_epochs: int, identity: dict) -> int:
     """Load ``checkpoint`` into the run if asked and present; return the number of epochs already done."""
@@ -856,11 +874,8 @@ def train_model(
             epoch_start = time.perf_counter()
             train_one_epoch(step, model, train_loader, epoch, num_epochs, logging_interval, minibatch_loss_list,
                             divergence_limit(num_classes), epochs_saved)
-            train_acc = compute_accuracy(forward, train_loader, device, use_amp=use_amp)
-            valid_acc = compute_accuracy(forward, valid_loader, device, use_amp=use_amp)
-            print(f"Epoch: {epoch + 1:03d}/{num_epochs:03d} | Train: {train_acc:.2f}% | Validation: {valid_acc:.2f}%")
-            train_acc_list.append(train_acc)
-            valid_acc_list.append(valid_acc)
+            train_acc, valid_acc = evaluate_epoch(forward, train_loader, valid_loader, device, use_amp, epoch,
+                                                  num_epochs, history)
             history["epoch_seconds"].append(time.perf_counter() - epoch_start)
             print(f"Time elapsed: {(time.perf_counter() - start_time) / 60:.2f} min")
             if live is not None:
@@ -869,12 +884,10 @@ def train_model(
             if scheduler is not None:
                 step_scheduler(scheduler, scheduler_on, valid_acc, minibatch_loss_list[-1])
             check_finite_weights(model, epoch, epochs_saved)
-            save_start = time.perf_counter()
             if writer is not None:
-                writer.save(make_checkpoint(model, optimizer, scheduler, scaler, epoch + 1, history, identity),
-                            is_best=valid_acc >= max(valid_acc_list))
+                save_epoch(writer, make_checkpoint(model, optimizer, scheduler, scaler, epoch + 1, history, identity),
+                           history)
                 epochs_saved = epoch + 1
-            history["checkpoint_seconds"].append(time.perf_counter() - save_start)
             if history_path is not None:
                 write_history(history_path, history, run_info)
             if epoch + 1 == stall_check_epoch:

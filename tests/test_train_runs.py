@@ -176,19 +176,23 @@ def test_fewer_epochs_than_done_is_reported(tmp_path, capsys):
 
 
 def test_finite_blow_up_stops_before_its_epoch_is_checkpointed_and_a_lower_rate_learns(tmp_path):
-    """lr=1.0: epoch 1 stays below the limit, in epoch 2 the loss climbs past 230 and on, still finite."""
+    """Epoch 1 trains at 0.05; from epoch 2 the rate is 20 times higher and the loss climbs past 230, still finite."""
+    model, optimizer, _, data, settings = setup(lr=0.05)
+    too_high = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda epoch: 1.0 if epoch == 0 else 20.0)
+    folder = tmp_path / "too-high"
     with pytest.raises(TrainingDivergedError) as diverged:
-        notebook_run(tmp_path, epochs=3, lr=1.0)
+        train_model(model, 3, *data, optimizer, "cpu", scheduler=too_high, checkpoint_dir=folder,
+                    run_settings={**settings, "learning_rate": "0.05, then 1.0"})
     message = str(diverged.value)
     assert re.search(r"The loss became [\d.e+]+ \(limit 230\) in epoch 2, batch \d/9", message), message
     assert "lower the learning rate" in message and "last good epoch (1)" in message
-    [broken] = list(tmp_path.iterdir())
-    checkpoint = torch.load(broken / CHECKPOINT_FILE, weights_only=True)
+    checkpoint = torch.load(folder / CHECKPOINT_FILE, weights_only=True)
     assert checkpoint["epochs_done"] == 1 and max(checkpoint["history"]["minibatch_loss"]) < 230
+    assert checkpoint["history"]["valid_acc"][0] > 20.0  # the saved epoch is a good one
     assert all(t.abs().max() < 100 for t in checkpoint["model"].values())
 
     fixed, _, (_, _, valid_acc) = notebook_run(tmp_path, epochs=3, lr=0.05)  # following the advice
-    assert fixed != broken and valid_acc[-1] >= 90.0
+    assert fixed != folder and valid_acc[-1] >= 90.0
 
 
 def test_nan_loss_is_caught_with_its_batch(tmp_path):
