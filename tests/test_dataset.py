@@ -93,6 +93,23 @@ def test_synthetic_data_is_balanced_and_deterministic():
     assert np.bincount(a.labels).tolist() == [10] * 10
 
 
+def test_each_synthetic_image_shows_its_class_colours():
+    data = make_synthetic_cifar10(200, seed=4)
+    colours = np.asarray(hd.SMOKE_COLOURS, dtype=np.float64)
+    background = data.images[:, :8].reshape(200, -1, 3).mean(axis=1)  # the top rows, outside the square
+    square = data.images[:, 8:24, 8:24].reshape(200, -1, 3).mean(axis=1)
+    # averages of 256 noisy pixels or more; clipping the noise at 0 and 255 moves them by 8 (20 / sqrt(2 pi));
+    # the nearest other colour is 127 away
+    np.testing.assert_allclose(background, colours[data.labels], atol=16)
+    np.testing.assert_allclose(square, colours[(data.labels + 5) % 10], atol=16)
+
+
+def test_smoke_data_sizes():
+    train, test = read_cifar10(smoke_test=True), read_cifar10(train=False, smoke_test=True)
+    assert (len(train.labels), len(test.labels)) == (hd.SMOKE_TRAIN_IMAGES, hd.SMOKE_TEST_IMAGES) == (640, 100)
+    assert np.bincount(train.labels).tolist() == [64] * 10 and np.bincount(test.labels).tolist() == [10] * 10
+
+
 # --- splitting and loaders -----------------------------------------------------------------
 
 
@@ -109,7 +126,7 @@ def test_smoke_loaders_return_three_loaders_with_the_right_shapes():
         16, validation_fraction=0.1, train_transforms=lecture_train_transforms(),
         test_transforms=lecture_test_transforms(), smoke_test=True,
     )
-    assert len(train_loader) == (320 - 32) // 16  # drop_last
+    assert len(train_loader) == (640 - 64) // 16  # drop_last
     for loader in (train_loader, valid_loader, test_loader):
         features, targets = next(iter(loader))
         assert features.shape[1:] == (3, 64, 64) and features.dtype == torch.float32
@@ -272,7 +289,7 @@ def test_loaders_built_with_a_device_are_device_loaders():
         test_transforms=lecture_test_transforms(), smoke_test=True, device="cpu",
     )
     assert all(isinstance(loader, DeviceBatchLoader) for loader in (train_loader, valid_loader, test_loader))
-    assert len(train_loader) == 288 // 32 and len(valid_loader) == 1 and len(test_loader) == 3
+    assert len(train_loader) == 576 // 32 and len(valid_loader) == 2 and len(test_loader) == 4  # 100 = 3 * 32 + 4
 
 
 # --- where the data came from, and what a loader serves (a run's identity) -------------------
@@ -310,14 +327,14 @@ def test_describe_loader_says_what_each_loader_serves(device):
     train_loader, valid_loader, test_loader = lecture_loaders(device, eval_batch_size=100)
     train, valid, test = (hd.describe_loader(loader) for loader in (train_loader, valid_loader, test_loader))
     assert train == {
-        "batch_size": 32, "transform": repr(lecture_train_transforms()), "num_images": 288, "shuffle": True,
-        "drop_last": True, "data": "synthetic smoke-test data, seed 1, 320 images, first 288",
+        "batch_size": 32, "transform": repr(lecture_train_transforms()), "num_images": 576, "shuffle": True,
+        "drop_last": True, "data": "synthetic smoke-test data, seed 1, 640 images, first 576",
     }
     assert valid == {
-        "batch_size": 100, "transform": repr(lecture_test_transforms()), "num_images": 32, "shuffle": False,
-        "drop_last": False, "data": "synthetic smoke-test data, seed 1, 320 images, last 32",
+        "batch_size": 100, "transform": repr(lecture_test_transforms()), "num_images": 64, "shuffle": False,
+        "drop_last": False, "data": "synthetic smoke-test data, seed 1, 640 images, last 64",
     }
-    assert test["data"] == "synthetic smoke-test data, seed 2, 80 images" and test["num_images"] == 80
+    assert test["data"] == "synthetic smoke-test data, seed 2, 100 images" and test["num_images"] == 100
 
 
 def test_both_paths_describe_the_same_run_alike():
@@ -348,7 +365,7 @@ def test_describe_loader_never_fails_on_a_students_own_loader():
 def test_eval_batch_size_sets_validation_and_test_batches_only():
     train_loader, valid_loader, test_loader = lecture_loaders(eval_batch_size=64)
     assert (train_loader.batch_size, valid_loader.batch_size, test_loader.batch_size) == (32, 64, 64)
-    assert [len(t) for _, t in test_loader] == [64, 16]
+    assert [len(t) for _, t in test_loader] == [64, 36]
     assert [loader.batch_size for loader in lecture_loaders()] == [32, 32, 32]  # None: the lecture's one size
     with pytest.raises(ValueError, match="eval_batch_size must be a positive whole number"):
         lecture_loaders(eval_batch_size=0)

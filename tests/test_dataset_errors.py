@@ -202,7 +202,7 @@ def no_reading():
 
 
 def test_a_validation_fraction_too_small_for_one_image_is_refused(no_reading):
-    with pytest.raises(ValueError, match=r"validation set would be empty. Use at least 1/320"):
+    with pytest.raises(ValueError, match=r"validation set would be empty. Use at least 1/640"):
         get_dataloaders_cifar10(16, validation_fraction=0.001, smoke_test=True)
 
 
@@ -212,10 +212,10 @@ def test_a_validation_fraction_too_small_is_refused_by_the_split_too():
 
 
 def test_a_batch_larger_than_the_training_set_is_refused(no_reading):
-    with pytest.raises(ValueError, match="larger than the 288 training images.*Use batch_size <= 288"):
-        get_dataloaders_cifar10(289, validation_fraction=0.1, smoke_test=True)
-    with pytest.raises(ValueError, match="larger than the 320 training images"):
-        get_dataloaders_cifar10(321, smoke_test=True)
+    with pytest.raises(ValueError, match="larger than the 576 training images.*Use batch_size <= 576"):
+        get_dataloaders_cifar10(577, validation_fraction=0.1, smoke_test=True)
+    with pytest.raises(ValueError, match="larger than the 640 training images"):
+        get_dataloaders_cifar10(641, smoke_test=True)
 
 
 def test_a_validation_fraction_in_quotes_gets_a_clear_message(no_reading):
