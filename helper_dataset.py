@@ -113,8 +113,8 @@ def load_image(path: str | os.PathLike) -> Image.Image:
         raise ValueError(f"'{path}' is not an image file PIL can read (PNG or JPEG expected): replace it.") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
         raise ValueError(
-            f"'{path}' is refused as a possible decompression bomb ({error}). CIFAR-10 images are 32x32: "
-            "delete or replace this file (re-export the data set if it came from one)."
+            f"'{path}' is refused as a possible decompression bomb ({error}). The network sees 64x64 pixels: "
+            "replace it with a smaller image, or delete it (re-export the data set if it came from one)."
         ) from error
     except (OSError, SyntaxError, ValueError) as error:  # PIL's "image file is truncated", "broken data stream"
         raise ValueError(
