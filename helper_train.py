@@ -21,6 +21,7 @@ import hashlib
 import json
 import math
 import random
+import re
 import threading
 import time
 import warnings
@@ -229,7 +230,16 @@ def describe_run(
         "deterministic": str(torch.are_deterministic_algorithms_enabled()),
     }
     identity.update({f"setting: {name}": repr(value) for name, value in (settings or {}).items()})
-    return identity
+    return {name: without_memory_addresses(text) for name, text in identity.items()}
+
+
+def without_memory_addresses(text: str) -> str:
+    """Drop the ``at 0x7f...`` that Python prints for objects without a readable repr (a lambda transform).
+
+    The address changes every time the notebook runs; left in, the same settings would
+    never be recognized as the same run.
+    """
+    return re.sub(r" at 0x[0-9a-fA-F]+", "", text)
 
 
 def run_hash(identity: Mapping[str, str]) -> str:

@@ -37,11 +37,11 @@ def run(epochs=4, device=None, scheduler_on="valid_acc", seed=0, **kwargs):
 def test_train_model_learns_the_tiny_task_and_prints_the_lecture_log(capsys):
     _, (losses, train_acc, valid_acc) = run(epochs=4)
     out = capsys.readouterr().out
-    assert len(losses) == 4 * 9 and len(train_acc) == len(valid_acc) == 4
+    assert len(losses) == 4 * 18 and len(train_acc) == len(valid_acc) == 4  # 576 images / 32
     assert all(type(v) is float for v in losses + train_acc + valid_acc)
     assert sum(losses[-5:]) / 5 < sum(losses[:5]) / 5 * 0.5
     assert valid_acc[-1] >= 90.0
-    assert "Epoch: 001/004 | Batch 0000/0009 | Loss: " in out
+    assert "Epoch: 001/004 | Batch 0000/0018 | Loss: " in out
     assert "Epoch: 004/004 | Train: " in out and "| Validation: " in out
     assert "Time elapsed: " in out and "Total Training Time: " in out and "Test accuracy " in out
 
@@ -57,7 +57,7 @@ def test_minibatch_loss_scheduler_sees_the_last_minibatch_loss(monkeypatch):
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="min")
     losses, _, _ = train_model(model, 2, *smoke_loaders(), optimizer, "cpu", scheduler=scheduler,
                                scheduler_on="minibatch_loss")
-    assert seen == [losses[8], losses[17]]
+    assert seen == [losses[17], losses[35]]  # the last loss of each epoch
 
 
 @pytest.mark.parametrize(("mode", "signal"), [("min", "valid_acc"), ("max", "minibatch_loss")])
@@ -170,7 +170,7 @@ def test_losses_are_read_from_the_device_only_at_the_logging_points(monkeypatch)
                                                                           helper_train.make_grad_scaler(
                                                                               torch.device("cpu"), None)),
                                  model, train_loader, 0, 1, 100, losses, 1e9, 0)
-    assert len(losses) == 9 and all(type(v) is float for v in losses)
+    assert len(losses) == 18 and all(type(v) is float for v in losses)
     assert reads["n"] <= 3  # logging point at batch 0, the end of the epoch, the loader's shuffle seed
 
 

@@ -90,6 +90,16 @@ def test_each_setting_that_defines_a_run_changes_its_identity_and_name(change):
     assert run_name(base, {}) != run_name(changed, {})
 
 
+def test_a_lambda_transform_gives_the_same_identity_in_every_session():
+    """A student's transforms.Lambda prints with its memory address, which changes every time the notebook runs."""
+    def with_lambda():
+        return transforms.Compose([transforms.Resize((70, 70)), transforms.RandomCrop((64, 64)),
+                                   transforms.ToTensor(), transforms.Lambda(lambda x: x * 2 - 1)])
+
+    first, second = identity_of(train_transforms=with_lambda()), identity_of(train_transforms=with_lambda())
+    assert "Lambda" in first["train_transform"] and first == second
+
+
 def test_dropout2d_differs_in_the_identity_although_it_has_no_parameters():
     differences = helper_train.identity_differences(identity_of(), identity_of(dropout2d=0.2))
     assert any("Identity()" in line and "Dropout2d(p=0.2" in line for line in differences), differences
@@ -184,7 +194,7 @@ def test_finite_blow_up_stops_before_its_epoch_is_checkpointed_and_a_lower_rate_
         train_model(model, 3, *data, optimizer, "cpu", scheduler=too_high, checkpoint_dir=folder,
                     run_settings={**settings, "learning_rate": "0.05, then 1.0"})
     message = str(diverged.value)
-    assert re.search(r"The loss became [\d.e+]+ \(limit 230\) in epoch 2, batch \d/9", message), message
+    assert re.search(r"The loss became [\d.e+]+ \(limit 230\) in epoch 2, batch \d+/18", message), message
     assert "lower the learning rate" in message and "last good epoch (1)" in message
     checkpoint = torch.load(folder / CHECKPOINT_FILE, weights_only=True)
     assert checkpoint["epochs_done"] == 1 and max(checkpoint["history"]["minibatch_loss"]) < 230
@@ -213,7 +223,7 @@ def test_nan_loss_is_caught_with_its_batch(tmp_path):
                 yield features, targets
 
     model, optimizer, _, (train_loader, valid_loader, test_loader), _ = setup()
-    with pytest.raises(TrainingDivergedError, match=r"The loss became nan in epoch 1, batch 2/9"):
+    with pytest.raises(TrainingDivergedError, match=r"The loss became nan in epoch 1, batch 2/18"):
         train_model(model, 1, NaNInBatch2(train_loader), valid_loader, test_loader, optimizer, "cpu",
                     checkpoint_dir=tmp_path)
     assert not (tmp_path / CHECKPOINT_FILE).exists()

@@ -132,7 +132,7 @@ def test_interrupt_returns_the_history_so_far_and_saves(tmp_path, capsys):
     losses, train_acc, valid_acc = train_model(
         model, 3, InterruptAt(train_loader, epoch=2, batch=4), valid_loader, test_loader, optimizer, "cpu",
         scheduler=scheduler, checkpoint_dir=tmp_path)
-    assert len(train_acc) == len(valid_acc) == 1 and len(losses) == 9 + 4
+    assert len(train_acc) == len(valid_acc) == 1 and len(losses) == 18 + 4
     out = capsys.readouterr().out
     assert "interrupted during epoch 2/3 after 1 complete epoch(s)" in out and "Test accuracy" not in out
     assert torch.load(tmp_path / CHECKPOINT_FILE, weights_only=True)["epochs_done"] == 1
