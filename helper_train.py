@@ -18,6 +18,7 @@ run needs is one call to a small function defined above it, whose name says what
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import math
 import random
@@ -218,6 +219,7 @@ def describe_run(
     train, valid = describe_loader(train_loader), describe_loader(valid_loader)
     identity = {
         "model": f"{type(model).__name__}: {model!r}",
+        "model_code": model_code_fingerprint(type(model)),
         "parameter_shapes": "; ".join(f"{name} {tuple(p.shape)}" for name, p in model.named_parameters()),
         "optimizer": describe_optimizer(optimizer),
         "scheduler": describe_scheduler(scheduler),
@@ -229,8 +231,39 @@ def describe_run(
         "precision": describe_precision(device, use_amp),
         "deterministic": str(torch.are_deterministic_algorithms_enabled()),
     }
-    identity.update({f"setting: {name}": repr(value) for name, value in (settings or {}).items()})
+    identity.update({f"setting: {name}": repr(plain_number(value)) for name, value in (settings or {}).items()})
     return {name: without_memory_addresses(text) for name, text in identity.items()}
+
+
+def plain_number(value):
+    """0, 0.0 and np.int64(0) alike: a setting's value as the number it means (other values unchanged)."""
+    if isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_)):
+        return int(value) if float(value).is_integer() else float(value)
+    return value
+
+
+def model_code_fingerprint(model_class: type) -> str:
+    """Twelve hexadecimal digits that change when the model class's code changes.
+
+    The printout of a model shows its layers, not what ``forward`` does with them or how
+    ``__init__`` initializes the weights: moving the dropout after the pooling, or
+    switching from Kaiming to Xavier initialization, must make a new run too. The source
+    of every method the class defines is hashed (in Jupyter too, where cells are kept in
+    ``linecache``); where no source can be found, its compiled bytecode.
+    """
+    parts = []
+    for cls in model_class.__mro__:  # inherited methods count too; PyTorch's own classes do not
+        if cls is object or cls.__module__.split(".")[0] == "torch":
+            continue
+        for name, member in sorted(vars(cls).items()):
+            function = getattr(member, "__func__", member)
+            if not callable(function) or not hasattr(function, "__code__"):
+                continue
+            try:
+                parts.append(inspect.getsource(function))
+            except (OSError, TypeError):
+                parts.append(f"{name}: {function.__code__.co_code.hex()} {function.__code__.co_names}")
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:12]
 
 
 def without_memory_addresses(text: str) -> str:
@@ -262,11 +295,13 @@ def run_name(identity: Mapping[str, str], settings: Mapping[str, object], *, smo
 
 
 def choose_run_folder(results_dir: str | Path, identity: Mapping[str, str], settings: Mapping[str, object], *,
-                      smoke_test: bool = False, defaults: Mapping[str, object] = LECTURE_SETTINGS) -> Path:
+                      smoke_test: bool = False, checkpoints: bool = True,
+                      defaults: Mapping[str, object] = LECTURE_SETTINGS) -> Path:
     """The folder of this configuration under ``results_dir``; print which one and why.
 
     Same settings as an earlier run: the same folder, so training continues from its
-    checkpoint. Different settings: a new folder, and the earlier runs stay for comparison.
+    checkpoint (``checkpoints=False``: starts over there, saying so). Different settings: a
+    new folder, and the earlier runs stay for comparison.
     """
     folder = Path(results_dir) / run_name(identity, settings, smoke_test=smoke_test, defaults=defaults)
     changed = [f"{name}={value!r}" for name, value in settings.items() if name in defaults and defaults[name] != value]
@@ -274,7 +309,10 @@ def choose_run_folder(results_dir: str | Path, identity: Mapping[str, str], sett
     print(f"  settings that differ from the {'smoke test' if smoke_test else 'lecture'}'s: "
           f"{', '.join(changed) or 'none'} (the six characters at the end identify all settings)")
     checkpoint = folder / CHECKPOINT_FILE
-    if checkpoint.exists():
+    if checkpoint.exists() and not checkpoints:
+        print("  a checkpointed run of these settings is there, but checkpoints are off: this run starts from "
+              "scratch and replaces its history and figures (its checkpoint and best weights stay)")
+    elif checkpoint.exists():
         print("  a checkpoint of exactly these settings is there: training continues from it")
     else:
         print("  a configuration not trained before: training starts from scratch, earlier runs keep their folders")
@@ -422,9 +460,10 @@ def compile_for_training(model: torch.nn.Module, train_loader: Iterable, device:
     Compilation needs a C compiler and a supported GPU; where it fails (a laptop without
     one, an old driver) training goes on uncompiled with a warning instead of crashing.
     The trial runs a forward and backward pass in training mode and a forward pass in
-    evaluation mode on a whole training batch (the shape training uses, so nothing is
-    compiled twice), so both graphs are compiled up front (20 s on an H200, longer on
-    fewer CPU cores); it changes no weights and, thanks to ``fork_rng``, no random numbers.
+    evaluation mode on a whole training batch (the shape training uses), so both graphs are
+    compiled up front (20 s on an H200, longer on fewer CPU cores); evaluation's last,
+    smaller batches compile once more when first seen. The trial changes no weights and,
+    thanks to ``fork_rng``, no random numbers.
     """
     compiled = torch.compile(model)
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
@@ -486,6 +525,7 @@ def record_losses(pending: list[torch.Tensor], first_batch: int, minibatch_loss_
     pending.clear()
     for offset, loss in enumerate(values):
         if not math.isfinite(loss) or loss > limit:
+            minibatch_loss_list.extend(values[:offset])  # the good batches before it, for the plots
             what = f"The loss became {loss:.4g}" + ("" if not math.isfinite(loss) else f" (limit {limit:.0f})")
             raise TrainingDivergedError(divergence_message(what, epoch, first_batch + offset, num_batches,
                                                            epochs_saved))
@@ -563,8 +603,9 @@ class CheckpointWriter:
     atomically. An error in the thread (a full disk) is raised at the next ``save`` or ``wait``.
     """
 
-    def __init__(self, folder: Path):
+    def __init__(self, folder: Path, device: torch.device):
         self.folder = folder
+        self.device = device
         self.thread: threading.Thread | None = None
         self.error: BaseException | None = None
         self.buffers: dict = {}
@@ -582,9 +623,9 @@ class CheckpointWriter:
         """Start writing ``checkpoint`` (and its weights as the best model when ``is_best``)."""
         self.wait()
         snapshot = copy_to_host(checkpoint, self.buffers)
-        copied = torch.cuda.Event() if any(b.is_pinned() for b in self.buffers.values()) else None
-        if copied is not None:
-            copied.record()
+        copied = torch.cuda.Event() if self.device.type == "cuda" else None
+        if copied is not None:  # on the stream of the training device, where the copies were queued
+            copied.record(torch.cuda.current_stream(self.device))
         self.thread = threading.Thread(target=self.write, args=(snapshot, is_best, copied),
                                        name="checkpoint-writer")
         self.thread.start()
@@ -779,8 +820,25 @@ def evaluate_epoch(forward, train_loader, valid_loader, device, use_amp, epoch: 
 def save_epoch(writer: CheckpointWriter, checkpoint: dict, history: dict) -> None:
     """Hand the epoch's checkpoint to the background writer; record how long the training thread was held up."""
     start = time.perf_counter()
+    checkpoint["history"]["checkpoint_seconds"].append(0.0)  # this epoch's cost is not known before the save
     writer.save(checkpoint, is_best=history["valid_acc"][-1] >= max(history["valid_acc"]))
     history["checkpoint_seconds"].append(time.perf_counter() - start)
+
+
+def check_fresh_start(optimizer: torch.optim.Optimizer) -> None:
+    """Refuse to record a new run that would start from an already-trained model.
+
+    Re-running only the training cell after an interrupt in the first epoch (nothing saved
+    yet), or after changing a setting without rebuilding the model, would train on from
+    the old weights and momentum while the run folder says "from scratch".
+    """
+    if optimizer.state:
+        raise RuntimeError(
+            "This optimizer has already taken steps (it holds momentum from an earlier training) and there is no "
+            "checkpoint of this run to continue, so the run would start from an already-trained model. Build a "
+            "fresh model and optimizer first: in the notebook, run it again from the top, or from the "
+            "Reproducibility cell (the seeds) down."
+        )
 
 
 def resume_if_possible(checkpoint: Path | None, resume: bool, model, optimizer, scheduler, scaler,
@@ -867,6 +925,8 @@ def train_model(
     checkpoint = folder / CHECKPOINT_FILE if folder is not None else None
     first_epoch = resume_if_possible(checkpoint, resume, model, optimizer, scheduler, scaler, history, num_epochs,
                                      identity)
+    if first_epoch == 0 and history_path is not None:
+        check_fresh_start(optimizer)
 
     def step(features, targets):
         return training_step(forward, features, targets, optimizer, device, amp_dtype, scaler)
@@ -875,7 +935,7 @@ def train_model(
                 "settings": dict(run_settings or {}), "identity": identity, "device": str(device),
                 "precision": str(amp_dtype).replace("torch.", "") if amp_dtype else "float32",
                 "iter_per_epoch": len(train_loader), "test_acc": None}
-    writer = CheckpointWriter(folder) if folder is not None else None
+    writer = CheckpointWriter(folder, device) if folder is not None else None
     live = show_live_plot(history, len(train_loader), figure_subtitle) if live_plot and running_in_jupyter() else None
     epochs_saved, epoch = first_epoch, first_epoch
     start_time = time.perf_counter()
@@ -909,6 +969,10 @@ def train_model(
         print(f"Test accuracy {run_info['test_acc']:.2f}%")
     except KeyboardInterrupt:
         report_interrupt(model, writer, folder, epoch, num_epochs, len(valid_acc_list))
+    except TrainingDivergedError:
+        if history_path is not None:  # the run's record shows the losses up to the explosion
+            write_history(history_path, history, run_info)
+        raise
     finally:
         if writer is not None:
             finish_writing(writer)

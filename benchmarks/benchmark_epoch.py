@@ -222,7 +222,7 @@ def time_checkpoints(VGG16, data, device, args, notebook, epochs: int = 3) -> di
     run_epoch(model, optimizer, *loaders, device, rung, max_batches=5)
     epoch_seconds, save_seconds, write_seconds = [], [], []
     with tempfile.TemporaryDirectory(dir=args.checkpoint_dir) as folder:
-        writer = CheckpointWriter(Path(folder))
+        writer = CheckpointWriter(Path(folder), device)
         for epoch in range(epochs):
             epoch_seconds.append(run_epoch(model, optimizer, *loaders, device, rung))
             start = time.perf_counter()

@@ -1,5 +1,6 @@
 """A run has an identity: settings-aware checkpoints, one folder per configuration, divergence caught in time."""
 
+import json
 import re
 from pathlib import Path
 
@@ -90,14 +91,20 @@ def test_each_setting_that_defines_a_run_changes_its_identity_and_name(change):
     assert run_name(base, {}) != run_name(changed, {})
 
 
-def test_a_lambda_transform_gives_the_same_identity_in_every_session():
-    """A student's transforms.Lambda prints with its memory address, which changes every time the notebook runs."""
-    def with_lambda():
-        return transforms.Compose([transforms.Resize((70, 70)), transforms.RandomCrop((64, 64)),
-                                   transforms.ToTensor(), transforms.Lambda(lambda x: x * 2 - 1)])
+def test_a_students_own_transform_gives_the_same_identity_in_every_session():
+    """An object without a readable repr prints with its memory address, which changes every time the notebook runs."""
 
-    first, second = identity_of(train_transforms=with_lambda()), identity_of(train_transforms=with_lambda())
-    assert "Lambda" in first["train_transform"] and first == second
+    class ScaleToMinusOneOne:  # a student's own transform, no __repr__
+        def __call__(self, x):
+            return x * 2 - 1
+
+    def with_own_transform():
+        return transforms.Compose([transforms.Resize((70, 70)), transforms.RandomCrop((64, 64)),
+                                   transforms.ToTensor(), ScaleToMinusOneOne()])
+
+    first = identity_of(train_transforms=with_own_transform())
+    second = identity_of(train_transforms=with_own_transform())
+    assert "ScaleToMinusOneOne object" in first["train_transform"] and first == second
 
 
 def test_dropout2d_differs_in_the_identity_although_it_has_no_parameters():
@@ -259,3 +266,84 @@ def test_non_finite_weights_stop_the_run_before_the_checkpoint(tmp_path):
         train_model(model, 3, PoisonAtEpoch2(train_loader, model), valid_loader, test_loader, optimizer, "cpu",
                     checkpoint_dir=tmp_path)
     assert torch.load(tmp_path / CHECKPOINT_FILE, weights_only=True)["epochs_done"] == 1
+
+
+def test_same_settings_written_differently_are_the_same_run():
+    """papermill's -p DROPOUT2D 0 gives the integer 0; the lecture's default is 0.0; a NumPy batch size is a number."""
+    import numpy as np
+
+    model, optimizer, scheduler, data, _ = setup()
+    settings_a = {"dropout2d": 0.0, "batch_size": 32, "seed": 0}
+    settings_b = {"dropout2d": 0, "batch_size": np.int64(32), "seed": 0}
+    a = describe_run(model, optimizer, scheduler, data[0], data[1], device="cpu", settings=settings_a)
+    b = describe_run(model, optimizer, scheduler, data[0], data[1], device="cpu", settings=settings_b)
+    assert a == b
+
+
+def test_a_change_in_the_models_code_is_a_new_run():
+    """Same layers, same printout, different forward (the dropout moved after the pooling): not the same run."""
+
+    class DropoutAfterPooling(TinyNetWithDropout2d):
+        def forward(self, x):
+            return self.classifier(torch.flatten(self.feature_dropout(self.features(x)), 1))
+
+    class SameAsBase(TinyNetWithDropout2d):
+        pass
+
+    model, optimizer, scheduler, data, settings = setup()
+    identities = []
+    for variant in (TinyNetWithDropout2d, DropoutAfterPooling, SameAsBase):
+        variant.__name__ = "TinyNetWithDropout2d"  # the same printout for all three
+        identities.append(describe_run(variant(), optimizer, scheduler, data[0], data[1], device="cpu",
+                                       settings=settings))
+    assert identities[0]["model"] == identities[1]["model"]
+    assert identities[0]["model_code"] != identities[1]["model_code"]
+    assert identities[2]["model_code"] == identities[0]["model_code"]  # inherits the same code: the same run
+
+
+def test_a_recorded_run_never_starts_from_an_already_trained_model(tmp_path, capsys):
+    """Interrupted in epoch 1 (nothing saved), then only the training cell is run again."""
+
+    class StopInEpoch1:
+        def __init__(self, loader):
+            self.loader = loader
+
+        def __len__(self):
+            return len(self.loader)
+
+        def __iter__(self):
+            for index, batch in enumerate(self.loader):
+                if index == 3:
+                    raise KeyboardInterrupt
+                yield batch
+
+    model, optimizer, scheduler, (train_loader, valid_loader, test_loader), _ = setup()
+    train_model(model, 2, StopInEpoch1(train_loader), valid_loader, test_loader, optimizer, "cpu",
+                scheduler=scheduler, checkpoint_dir=tmp_path)
+    assert not (tmp_path / CHECKPOINT_FILE).exists()
+    with pytest.raises(RuntimeError, match="already taken steps.*from the top"):
+        train_model(model, 2, train_loader, valid_loader, test_loader, optimizer, "cpu", scheduler=scheduler,
+                    checkpoint_dir=tmp_path)
+    model, optimizer, scheduler, data, _ = setup()  # a fresh model, as running the notebook from the top gives
+    _, _, valid_acc = train_model(model, 2, *data, optimizer, "cpu", scheduler=scheduler, checkpoint_dir=tmp_path)
+    assert len(valid_acc) == 2
+
+
+def test_a_diverged_run_keeps_its_record_up_to_the_explosion(tmp_path):
+    model, optimizer, _, data, _ = setup(lr=0.05)
+    too_high = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda epoch: 1.0 if epoch == 0 else 20.0)
+    with pytest.raises(TrainingDivergedError):
+        train_model(model, 3, *data, optimizer, "cpu", scheduler=too_high, checkpoint_dir=tmp_path)
+    history = json.loads((tmp_path / HISTORY_FILE).read_text())
+    assert len(history["valid_acc"]) == 1 and len(history["minibatch_loss"]) > len(data[0])  # into epoch 2
+    assert max(history["minibatch_loss"]) <= 230
+
+
+def test_checkpoints_off_in_a_folder_with_a_checkpoint_says_it_starts_over(tmp_path, capsys):
+    (tmp_path / "lecture-000000").mkdir()
+    identity = identity_of()
+    folder = helper_train.choose_run_folder(tmp_path, identity, {}, checkpoints=False)
+    (folder).mkdir(exist_ok=True)
+    (folder / CHECKPOINT_FILE).write_bytes(b"")
+    helper_train.choose_run_folder(tmp_path, identity, {}, checkpoints=False)
+    assert "checkpoints are off: this run starts from scratch" in capsys.readouterr().out
