@@ -15,7 +15,9 @@
 #                the checkpoint's cost, the data paths alone;
 #   claims       the main notebook with a second seed, at 32x32, with Dropout2d 0.2,
 #                and in float32: the README's table of the lecture's claims.
-# All notebook runs share WORK_DIR/results, one folder per run (see the notebooks).
+# All notebook runs share WORK_DIR/results, one folder per run (see the notebooks). Afterwards,
+# `python benchmarks/import_gpu_run.py FILE.tgz` copies it all into reference-run/, and
+# `python benchmarks/claims_table.py` prints the README's table of the lecture's claims.
 set -uo pipefail
 data=${1:?CIFAR10_DIR}
 work=${2:?WORK_DIR}

@@ -1,0 +1,67 @@
+"""The tools that bring a GPU run into the repository: import_gpu_run.py and the claims table."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from benchmarks.claims_table import table
+from benchmarks.import_gpu_run import import_work
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def history(name, settings, valid_acc, test_acc):
+    return {"run_name": name, "settings": settings, "valid_acc": valid_acc, "train_acc": valid_acc,
+            "minibatch_loss": [1.0] * len(valid_acc), "iter_per_epoch": 1, "epoch_seconds": [30.0] * len(valid_acc),
+            "checkpoint_seconds": [0.0] * len(valid_acc), "test_acc": test_acc}
+
+
+LECTURE = {"seed": 123, "batch_size": 256, "learning_rate": 0.01, "image_size": 64, "dropout2d": 0.0,
+           "normalization": "mean=std=0.5", "precision": "auto", "deterministic": False}
+
+
+def fake_gpu_work(work: Path) -> None:
+    """What run_on_gpu.sh leaves: machine.txt, an executed notebook naming its run folder, run folders."""
+    (work / "reference-run").mkdir(parents=True)
+    (work / "machine.txt").write_text("name, driver_version, memory.total [MiB]\nNVIDIA H200, 580.159.04, 143771 MiB\n"
+                                      "python 3.12.3 | torch 2.11.0\ncommit 0123456789abcdef (Thu Nov 26)\n")
+    output = {"output_type": "stream", "name": "stdout", "text": ["This run's folder: /tmp/w/results/lecture-aaaaaa\n"]}
+    notebook = {"cells": [{"cell_type": "code", "source": "x", "metadata": {}, "outputs": [output],
+                           "execution_count": 1}], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
+    (work / "reference-run" / "vgg16-cifar10.ipynb").write_text(json.dumps(notebook))
+    runs = {"lecture-aaaaaa": history("lecture-aaaaaa", LECTURE, [50.0, 80.0, 79.0], 81.5),
+            "dropout2d=0.2-bbbbbb": history("dropout2d=0.2-bbbbbb", {**LECTURE, "dropout2d": 0.2}, [40.0, 70.0], 75.25),
+            "seed=7-cccccc": history("seed=7-cccccc", {**LECTURE, "seed": 7}, [60.0], None)}
+    for name, record in runs.items():
+        (work / "results" / name).mkdir(parents=True)
+        (work / "results" / name / "history.json").write_text(json.dumps(record))
+    (work / "results" / "lecture-aaaaaa" / "plot_accuracy.png").write_bytes(b"png")
+
+
+def test_import_copies_notebooks_figures_and_histories_with_card_and_commit(tmp_path):
+    fake_gpu_work(tmp_path / "work")
+    written = import_work(tmp_path / "work", tmp_path / "reference-run")
+    target = tmp_path / "reference-run"
+    assert (target / "vgg16-cifar10.ipynb").exists() and (target / "machine.txt") in written
+    assert (target / "figures" / "vgg16-cifar10" / "plot_accuracy.png").read_bytes() == b"png"
+    run = json.loads((target / "runs" / "lecture-aaaaaa.json").read_text())
+    assert run["card"] == "NVIDIA H200" and run["commit"] == "0123456" and run["test_acc"] == 81.5
+    assert sorted(p.name for p in (target / "runs").iterdir()) == [
+        "dropout2d=0.2-bbbbbb.json", "lecture-aaaaaa.json", "seed=7-cccccc.json"]
+
+
+def test_claims_table_has_one_row_per_run_in_the_lectures_order(tmp_path):
+    fake_gpu_work(tmp_path / "work")
+    import_work(tmp_path / "work", tmp_path / "reference-run")
+    runs = [json.loads(p.read_text()) for p in sorted((tmp_path / "reference-run" / "runs").glob("*.json"))]
+    rows = table(runs).splitlines()[2:]
+    assert rows[0] == "| the main notebook as it is | 81.50% | 80.00% (2) | 1.50 min | NVIDIA H200, `0123456` |"
+    assert rows[1].startswith("| Dropout2d 0.2 (`DROPOUT2D = 0.2`) | 75.25% | 70.00% (2) | 1.00 min |")
+    assert rows[2].startswith("| the main notebook, another seed (`RANDOM_SEED = 7`) | not finished | 60.00% (1) |")
+
+
+def test_claims_table_script_says_when_there_are_no_runs(tmp_path):
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "claims_table.py"), "--runs", str(tmp_path)],
+                          capture_output=True, text=True)
+    assert done.returncode != 0 and "No runs found" in done.stderr
