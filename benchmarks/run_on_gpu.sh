@@ -6,7 +6,8 @@
 # CIFAR10_DIR holds CIFAR-10 as train/<class>/* and test/<class>/* image folders (we use
 # the JPEG copy, see reference-run/README.md), or the torchvision files. Everything lands
 # in WORK_DIR; with PACK=FILE.tgz set, FILE.tgz is rewritten after each step (WORK_DIR without
-# weights), so whatever finished survives a time limit. SECONDS (default 3600) is the time budget: a
+# weights), so whatever finished survives a time limit. NOTEBOOK_OPTIONS adds papermill options to
+# every notebook run (NOTEBOOK_OPTIONS="-p SMOKE_TEST True" tries the whole script on a CPU). SECONDS (default 3600) is the time budget: a
 # step that would not fit in what is left is skipped and says so. STEPS (default: all)
 # names the steps to run, from:
 #   reference    both notebooks, default settings, executed with papermill into
@@ -44,6 +45,8 @@ notebook() {  # OUTPUT_IPYNB SECONDS NOTEBOOK [NAME VALUE ...]: run a notebook w
   shift 3
   if (( $(left) < limit )); then echo "SKIPPED $output: $(left) s left, needs $limit s" | tee -a "$work/skipped.txt"; return 0; fi
   local parameters=(-p DATA_ROOT "$data" -p RESULTS_DIR "$work/results")
+  # shellcheck disable=SC2206  # NOTEBOOK_OPTIONS="-p SMOKE_TEST True": a dry run of the whole script on a CPU
+  parameters+=(${NOTEBOOK_OPTIONS:-})
   while (( $# )); do parameters+=(-p "$1" "$2"); shift 2; done
   begin=$(date +%s)
   timeout "$limit" python3 -m papermill "$name" "$output" "${parameters[@]}" -k python3 --cwd "$PWD" \
