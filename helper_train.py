@@ -36,6 +36,7 @@ import torch.nn.functional as F
 
 from helper_dataset import describe_loader
 from helper_evaluation import (
+    HISTORY_FILE,
     compute_accuracy,
     device_policy,
     predict_batches,
@@ -48,7 +49,6 @@ SCHEDULER_SIGNALS = ("valid_acc", "minibatch_loss")
 CHECKPOINT_FILE = "checkpoint.pt"
 BEST_MODEL_FILE = "best_model.pt"
 INTERRUPTED_MODEL_FILE = "interrupted_model.pt"
-HISTORY_FILE = "history.json"
 
 DIVERGENCE_FACTOR = 100.0
 """A minibatch loss above DIVERGENCE_FACTOR x ln(num_classes) counts as divergence.
