@@ -37,6 +37,7 @@ import torch.nn.functional as F
 from helper_dataset import describe_loader
 from helper_evaluation import (
     HISTORY_FILE,
+    DevicePolicy,
     compute_accuracy,
     device_policy,
     predict_batches,
@@ -371,20 +372,22 @@ def training_step(
     targets: torch.Tensor,
     optimizer: torch.optim.Optimizer,
     device: torch.device,
-    amp_dtype: torch.dtype | None,
+    policy: DevicePolicy,
     scaler: torch.amp.GradScaler,
 ) -> torch.Tensor:
     """One forward and backward pass and one optimizer step; returns the loss, still on the device.
 
     Reading the loss (``.item()``) here would make the CPU wait for the GPU after every
-    step; the caller reads the losses in bulk instead. With ``amp_dtype`` set, the
-    forward pass runs in mixed precision; for float16 the gradient scaler keeps small
-    gradients from underflowing (bf16 does not need it, and then the scaler is a no-op).
+    step; the caller reads the losses in bulk instead. ``policy`` (from ``device_policy``,
+    decided once per run) gives the layout and the precision: with ``policy.amp_dtype``
+    set, the forward pass runs in mixed precision; for float16 the gradient scaler keeps
+    small gradients from underflowing (bf16 does not need it, and then the scaler is a no-op).
     """
     features = features.to(device, non_blocking=True)
     targets = targets.to(device, non_blocking=True)
-    if device_policy(device).channels_last:
+    if policy.channels_last:
         features = features.contiguous(memory_format=torch.channels_last)
+    amp_dtype = policy.amp_dtype
     with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
         logits = model(features)
         loss = F.cross_entropy(logits, targets)
@@ -454,7 +457,7 @@ def should_compile(setting: bool | str, device: torch.device | str, num_epochs: 
 
 
 def compile_for_training(model: torch.nn.Module, train_loader: Iterable, device: torch.device,
-                         amp_dtype: torch.dtype | None) -> torch.nn.Module:
+                         policy: DevicePolicy) -> torch.nn.Module:
     """``torch.compile(model)``, tried once on one batch; the plain model if compilation fails.
 
     Compilation needs a C compiler and a supported GPU; where it fails (a laptop without
@@ -466,26 +469,26 @@ def compile_for_training(model: torch.nn.Module, train_loader: Iterable, device:
     thanks to ``fork_rng``, no random numbers.
     """
     compiled = torch.compile(model)
+    was_training = model.training
+    amp_dtype = policy.amp_dtype
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         features = next(iter(train_loader))[0].to(device)  # drawing a batch uses random numbers: not the run's
-    if device_policy(device).channels_last:
-        features = features.contiguous(memory_format=torch.channels_last)
-    was_training = model.training
-    try:
-        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), \
-                torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
-            model.train()
-            compiled(features).float().sum().backward()
-            model.eval()
-            with torch.no_grad():
-                compiled(features)
-    except Exception as error:  # the compiler stack raises many kinds
-        warnings.warn(f"torch.compile failed ({type(error).__name__}: {str(error).splitlines()[0][:200]}); "
-                      "training without compilation.", stacklevel=3)
-        return model
-    finally:
-        model.zero_grad(set_to_none=True)
-        model.train(was_training)
+        if policy.channels_last:
+            features = features.contiguous(memory_format=torch.channels_last)
+        try:
+            with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+                model.train()
+                compiled(features).float().sum().backward()
+                model.eval()
+                with torch.no_grad():
+                    compiled(features)
+        except Exception as error:  # the compiler stack raises many kinds
+            warnings.warn(f"torch.compile failed ({type(error).__name__}: {str(error).splitlines()[0][:200]}); "
+                          "training without compilation.", stacklevel=3)
+            return model
+        finally:
+            model.zero_grad(set_to_none=True)
+            model.train(was_training)
     return compiled
 
 
@@ -908,7 +911,8 @@ def train_model(
     check_training_settings(num_epochs, scheduler_on, logging_interval)
     check_scheduler_mode(scheduler, scheduler_on)
     device = torch.device(device)
-    amp_dtype = device_policy(device, use_amp).amp_dtype
+    policy = device_policy(device, use_amp)
+    amp_dtype = policy.amp_dtype
     scaler = make_grad_scaler(device, amp_dtype)
     identity = describe_run(model, optimizer, scheduler, train_loader, valid_loader, device=device,
                             use_amp=use_amp, settings=run_settings)
@@ -918,7 +922,7 @@ def train_model(
     history_path = Path(history_file) if history_file is not None else (folder / HISTORY_FILE if folder else None)
     prepare_model(model, device)
     num_classes = check_model_output(model, valid_loader, device, num_classes, use_amp=use_amp)
-    forward = compile_for_training(model, train_loader, device, amp_dtype) if compile_model else model
+    forward = compile_for_training(model, train_loader, device, policy) if compile_model else model
     history = {"minibatch_loss": [], "train_acc": [], "valid_acc": [], "epoch_seconds": [], "checkpoint_seconds": []}
     minibatch_loss_list, train_acc_list, valid_acc_list = (history[k] for k in ("minibatch_loss", "train_acc",
                                                                                  "valid_acc"))
@@ -929,7 +933,7 @@ def train_model(
         check_fresh_start(optimizer)
 
     def step(features, targets):
-        return training_step(forward, features, targets, optimizer, device, amp_dtype, scaler)
+        return training_step(forward, features, targets, optimizer, device, policy, scaler)
 
     run_info = {"run_name": history_path.parent.name if history_path else None,
                 "settings": dict(run_settings or {}), "identity": identity, "device": str(device),

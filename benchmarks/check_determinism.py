@@ -26,6 +26,7 @@ from benchmarks.notebook_code import cells_defining  # noqa: E402
 from helper_dataset import make_loader  # noqa: E402
 from helper_evaluation import (  # noqa: E402
     autocast_dtype,
+    device_policy,
     make_pooling_deterministic,
     set_all_seeds,
     set_deterministic,
@@ -43,9 +44,9 @@ def losses_of_one_run(namespace, device, steps, deterministic_pooling) -> list[f
     data = random_cifar10(64 * steps, seed=3)
     loader = make_loader(data, namespace["train_transforms"], 64, shuffle=True, drop_last=True, num_workers=0,
                          device=device)
-    amp_dtype = autocast_dtype(device)
-    scaler = make_grad_scaler(device, amp_dtype)
-    return [training_step(model, x, y, optimizer, device, amp_dtype, scaler).item() for x, y in loader]
+    policy = device_policy(device)
+    scaler = make_grad_scaler(device, policy.amp_dtype)
+    return [training_step(model, x, y, optimizer, device, policy, scaler).item() for x, y in loader]
 
 
 def main() -> int:

@@ -11,7 +11,7 @@ from torchvision import transforms
 
 import helper_train
 from helper_dataset import get_dataloaders_cifar10, make_loader, make_synthetic_cifar10
-from helper_evaluation import set_all_seeds
+from helper_evaluation import device_policy, set_all_seeds
 from helper_train import TrainingStalledWarning, train_model
 
 
@@ -165,11 +165,10 @@ def test_losses_are_read_from_the_device_only_at_the_logging_points(monkeypatch)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
     train_loader = smoke_loaders(device="cpu")[0]  # no per-image random draws, unlike the DataLoader path
     losses: list[float] = []
-    helper_train.train_one_epoch(lambda x, y: helper_train.training_step(model, x, y, optimizer,
-                                                                          torch.device("cpu"), None,
-                                                                          helper_train.make_grad_scaler(
-                                                                              torch.device("cpu"), None)),
-                                 model, train_loader, 0, 1, 100, losses, 1e9, 0)
+    cpu = torch.device("cpu")
+    scaler = helper_train.make_grad_scaler(cpu, None)
+    step = lambda x, y: helper_train.training_step(model, x, y, optimizer, cpu, device_policy(cpu), scaler)  # noqa: E731
+    helper_train.train_one_epoch(step, model, train_loader, 0, 1, 100, losses, 1e9, 0)
     assert len(losses) == 18 and all(type(v) is float for v in losses)
     assert reads["n"] <= 3  # logging point at batch 0, the end of the epoch, the loader's shuffle seed
 
