@@ -244,3 +244,60 @@ def test_live_plot_does_nothing_outside_jupyter(monkeypatch):
     monkeypatch.setattr(IPython.display, "display", lambda *a, **k: pytest.fail("displayed outside Jupyter"))
     assert not helper_train.running_in_jupyter()
     run(epochs=1, live_plot=True)
+
+
+# --- compilation -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("gpu", "epochs", "expected"), [
+    ("NVIDIA H200", 50, True),  # 50 x 0.52 s saved > 20.5 s to compile
+    ("NVIDIA H200", 30, False),  # 30 x 0.52 s = 15.6 s: does not repay the compilation
+    ("Tesla T4", 50, False),  # never measured there
+])
+def test_compile_auto_follows_the_measurement(monkeypatch, gpu, epochs, expected):
+    monkeypatch.setattr(helper_train.torch.cuda, "get_device_name", lambda device=None: gpu)
+    decided, reason = helper_train.should_compile("auto", "cuda", epochs)
+    assert decided is expected and reason.startswith("yes" if expected else "no")
+
+
+def test_compile_setting_on_cpu_smoke_and_explicit():
+    assert helper_train.should_compile("auto", "cpu", 50)[0] is False
+    assert helper_train.should_compile("auto", "cuda", 50, smoke_test=True)[0] is False
+    assert helper_train.should_compile(True, "cpu", 1)[0] is True
+    assert helper_train.should_compile(False, "cuda", 50)[0] is False
+    with pytest.raises(ValueError, match='COMPILE must be "auto", True or False'):
+        helper_train.should_compile("yes", "cpu", 50)
+
+
+@pytest.mark.parametrize("compiler_works", [True, False])
+def test_compile_trial_changes_nothing_and_falls_back_when_compiling_fails(monkeypatch, compiler_works):
+    """The trial batch draws no random numbers of the run, leaves no gradients, weights or mode changed."""
+
+    class Broken(torch.nn.Module):
+        def forward(self, x):
+            raise RuntimeError("no C compiler found")
+
+    class Compiled(torch.nn.Module):  # stands in for what torch.compile returns: a wrapper around the model
+        def __init__(self, model):
+            super().__init__()
+            self.model = model
+
+        def forward(self, x):
+            return self.model(x)
+
+    set_all_seeds(0)
+    model = TinyNet()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    monkeypatch.setattr(helper_train.torch, "compile", lambda m: Compiled(m) if compiler_works else Broken())
+    train_loader = smoke_loaders()[0]
+    rng = torch.get_rng_state()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        forward = helper_train.compile_for_training(model.eval(), train_loader, torch.device("cpu"),
+                                                    device_policy("cpu"))
+    assert isinstance(forward, Compiled) if compiler_works else forward is model  # the fallback: the plain model
+    assert [str(w.message).startswith("torch.compile failed (RuntimeError: no C compiler") for w in caught] == (
+        [] if compiler_works else [True])
+    assert torch.equal(torch.get_rng_state(), rng)
+    assert not model.training and all(p.grad is None for p in model.parameters())
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
