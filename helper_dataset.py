@@ -816,9 +816,10 @@ def describe_loader(loader) -> dict:
     """What a loader serves, as plain values for a training run's identity.
 
     Returns ``batch_size``, ``transform`` (its repr), ``data`` (the ``ImageArrays.source``
-    string), ``num_images``, ``shuffle`` and ``drop_last``, the same way for a DataLoader
-    over ``ArrayDataset`` and for ``DeviceBatchLoader``. For any other loader (a student's
-    own) it reports what it can find and ``"unknown"`` for the rest; it never raises.
+    string), ``num_images``, ``num_classes`` (largest label + 1), ``shuffle`` and
+    ``drop_last``, the same way for a DataLoader over ``ArrayDataset`` and for
+    ``DeviceBatchLoader``. For any other loader (a student's own) it reports what it can
+    find (a torchvision data set's ``targets`` too) and ``"unknown"`` for the rest; it never raises.
     """
     if isinstance(loader, DeviceBatchLoader):
         return {
@@ -826,6 +827,7 @@ def describe_loader(loader) -> dict:
             "transform": repr(loader.transform),
             "data": known(lambda: loader.source),
             "num_images": len(loader.labels),
+            "num_classes": known(lambda: number_of_classes(loader.labels)),
             "shuffle": loader.shuffle,
             "drop_last": loader.drop_last,
         }
@@ -835,9 +837,21 @@ def describe_loader(loader) -> dict:
         "transform": known(lambda: repr(dataset.transform)),
         "data": known(lambda: dataset.data.source),
         "num_images": known(lambda: len(dataset)),
+        "num_classes": known(lambda: number_of_classes(dataset_labels(dataset))),
         "shuffle": known(lambda: isinstance(loader.sampler, RandomSampler)),
         "drop_last": known(lambda: loader.drop_last),
     }
+
+
+def dataset_labels(dataset):
+    """The labels of an ``ArrayDataset`` (``data.labels``) or of a torchvision data set (``targets``)."""
+    labels = getattr(getattr(dataset, "data", None), "labels", None)
+    return labels if labels is not None else dataset.targets
+
+
+def number_of_classes(labels) -> int:
+    """The number of classes that integer labels 0, 1, ... imply: the largest label + 1."""
+    return int(torch.as_tensor(labels).max()) + 1
 
 
 def known(get: Callable[[], object]) -> object:

@@ -130,15 +130,8 @@ def check_scheduler_mode(scheduler, scheduler_on: str) -> None:
 
 def number_of_classes_in(data_loader) -> int | None:
     """The number of classes in a loader's labels (largest label + 1), where the loader lets us see them."""
-    labels = getattr(data_loader, "labels", None)  # DeviceBatchLoader
-    if labels is None:
-        dataset = getattr(data_loader, "dataset", None)
-        labels = getattr(getattr(dataset, "data", None), "labels", None)  # DataLoader over ArrayDataset
-        if labels is None:
-            labels = getattr(dataset, "targets", None)  # torchvision data sets
-    if labels is None or len(labels) == 0:
-        return None
-    return int(torch.as_tensor(labels).max()) + 1
+    num_classes = describe_loader(data_loader)["num_classes"]
+    return num_classes if isinstance(num_classes, int) else None
 
 
 def check_model_output(model: torch.nn.Module, data_loader: Iterable, device, num_classes: int | None,

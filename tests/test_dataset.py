@@ -327,12 +327,12 @@ def test_describe_loader_says_what_each_loader_serves(device):
     train_loader, valid_loader, test_loader = lecture_loaders(device, eval_batch_size=100)
     train, valid, test = (hd.describe_loader(loader) for loader in (train_loader, valid_loader, test_loader))
     assert train == {
-        "batch_size": 32, "transform": repr(lecture_train_transforms()), "num_images": 576, "shuffle": True,
-        "drop_last": True, "data": "synthetic smoke-test data, seed 1, 640 images, first 576",
+        "batch_size": 32, "transform": repr(lecture_train_transforms()), "num_images": 576, "num_classes": 10,
+        "shuffle": True, "drop_last": True, "data": "synthetic smoke-test data, seed 1, 640 images, first 576",
     }
     assert valid == {
-        "batch_size": 100, "transform": repr(lecture_test_transforms()), "num_images": 64, "shuffle": False,
-        "drop_last": False, "data": "synthetic smoke-test data, seed 1, 640 images, last 64",
+        "batch_size": 100, "transform": repr(lecture_test_transforms()), "num_images": 64, "num_classes": 10,
+        "shuffle": False, "drop_last": False, "data": "synthetic smoke-test data, seed 1, 640 images, last 64",
     }
     assert test["data"] == "synthetic smoke-test data, seed 2, 100 images" and test["num_images"] == 100
 
@@ -355,10 +355,12 @@ def test_describe_loader_never_fails_on_a_students_own_loader():
     tensors = torch.utils.data.TensorDataset(torch.zeros(10, 3), torch.zeros(10))
     own = torch.utils.data.DataLoader(tensors, batch_size=4, shuffle=True)
     assert hd.describe_loader(own) == {"batch_size": 4, "transform": "unknown", "data": "unknown",
-                                       "num_images": 10, "shuffle": True, "drop_last": False}
+                                       "num_images": 10, "num_classes": "unknown", "shuffle": True,
+                                       "drop_last": False}
     for loader in ([(torch.zeros(2, 3), torch.zeros(2))], Broken(), None):
         description = hd.describe_loader(loader)
-        assert set(description) == {"batch_size", "transform", "data", "num_images", "shuffle", "drop_last"}
+        assert set(description) == {"batch_size", "transform", "data", "num_images", "num_classes", "shuffle",
+                                    "drop_last"}
         assert description["data"] == "unknown" and description["batch_size"] == "unknown"
 
 
@@ -400,3 +402,19 @@ def test_device_loader_layout_comes_from_the_device_policy(monkeypatch):
     monkeypatch.setattr(hd, "device_policy", lambda device: policy)
     batch, _ = next(iter(DeviceBatchLoader(data, None, 4, "cpu")))
     assert batch.is_contiguous(memory_format=torch.channels_last) and not batch.is_contiguous()
+
+
+def test_describe_loader_counts_the_classes_of_a_torchvision_style_data_set():
+    """torchvision's CIFAR10 keeps its labels in ``targets`` and its images (not labels) in ``data``."""
+
+    class LikeTorchvision(torch.utils.data.Dataset):
+        data = np.zeros((6, 32, 32, 3), dtype=np.uint8)
+        targets = [0, 3, 1, 4, 2, 1]
+
+        def __len__(self):
+            return 6
+
+        def __getitem__(self, index):
+            return torch.zeros(3), self.targets[index]
+
+    assert hd.describe_loader(torch.utils.data.DataLoader(LikeTorchvision(), batch_size=2))["num_classes"] == 5
