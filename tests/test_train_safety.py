@@ -177,7 +177,7 @@ def test_ctrl_c_while_waiting_for_the_best_model_write_leaves_complete_files(tmp
     original_save = torch.save
 
     def slow_save(obj, path):
-        time.sleep(0.2)
+        time.sleep(1.0)  # longer than epoch 2 takes: the write is still running when Ctrl-C comes
         original_save(obj, path)
 
     monkeypatch.setattr(helper_train.torch, "save", slow_save)
