@@ -15,9 +15,11 @@ the 5,000 validation images. The rungs of the ladder, each adding one trick to t
 6. +eval-1024     validation batches of 1,024 images (no gradients are kept, so they fit)
 7. +compile       torch.compile of the model (--compile; also mode="reduce-overhead", CUDA graphs, with --cudagraphs)
 
-Each rung prints images/s, seconds per full epoch, the peak GPU memory
-(``torch.cuda.max_memory_allocated``, which matters on a 16 GB T4) and the speed-up over
-the classic path. Rung 6 is what the notebooks do on CUDA (rung 7 where COMPILE turns
+Each rung prints images/s, seconds per full epoch, the arithmetic rate it reaches
+(TFLOP/s: the convolutions' and linear layers' multiply-adds of the epoch, counted by
+``torch.utils.flop_counter``, over the epoch's seconds; compare it with what the card can do),
+the peak GPU memory (``torch.cuda.max_memory_allocated``, which matters on a 16 GB T4) and
+the speed-up over the classic path. Rung 6 is what the notebooks do on CUDA (rung 7 where COMPILE turns
 it on). Then it times the data paths alone (no model), and the per-epoch checkpoint of
 the fast path, directly: the seconds the training thread spends in ``CheckpointWriter.save``
 (waiting for the previous write, copying the state to CPU memory) against the epoch's
@@ -25,6 +27,11 @@ seconds, and how long the background write itself takes.
 
 The data are synthetic uint8 images of CIFAR-10's size (never zeros, which can time
 faster); the model and the transforms are taken from vgg16-cifar10.ipynb itself.
+
+``--profile`` answers "what limits the epoch?": it profiles a few training steps and
+evaluation batches of the fast path (and of the compiled model, with ``--compile``) and
+prints how busy the device was, where its time went (convolutions, linear layers, ReLU,
+pooling, the optimizer, ...) and the TFLOP/s inside the convolutions and linear layers.
 """
 
 from __future__ import annotations
@@ -166,6 +173,37 @@ def build_model(VGG16, device, rung: Rung, deterministic=False):
     return model, optimizer
 
 
+def matrix_flops_per_image(VGG16, image_size: int = 64) -> dict[str, float]:
+    """Floating-point operations per image in the convolutions and linear layers (the rest is tiny).
+
+    Keys: ``train_conv``, ``train_linear`` for a training step (forward and backward) and
+    ``eval_conv``, ``eval_linear`` for an evaluation forward pass. Counted by
+    ``torch.utils.flop_counter`` on a CPU batch of two and halved: the count grows linearly
+    with the batch, and does not depend on the device or the precision.
+    """
+    from torch.utils.flop_counter import FlopCounterMode
+
+    model, images = VGG16(num_classes=10), torch.zeros(2, 3, image_size, image_size)
+    counts = {}
+    for mode in ("train", "eval"):
+        model.train(mode == "train")
+        with FlopCounterMode(display=False) as counter, torch.set_grad_enabled(mode == "train"):
+            logits = model(images)
+            if mode == "train":
+                F.cross_entropy(logits, torch.zeros(2, dtype=torch.long)).backward()
+        for operation, flops in counter.get_flop_counts()["Global"].items():
+            kind = "conv" if "convolution" in str(operation) else "linear"
+            counts[f"{mode}_{kind}"] = counts.get(f"{mode}_{kind}", 0) + flops / 2
+    return counts
+
+
+def epoch_flops(flops_per_image: dict[str, float], trained_images: int, evaluated_images: int) -> float:
+    """The matrix FLOPs of one notebook epoch: training steps, plus the evaluation passes."""
+    train = flops_per_image["train_conv"] + flops_per_image["train_linear"]
+    evaluate = flops_per_image["eval_conv"] + flops_per_image["eval_linear"]
+    return trained_images * train + evaluated_images * evaluate
+
+
 def time_rung(VGG16, data, rung: Rung, device, args, notebook, deterministic=False) -> dict:
     """Warm up, then time ``rung`` (median of the repeats); for compiled rungs also the compile time."""
     if device.type == "cuda":
@@ -187,9 +225,12 @@ def time_rung(VGG16, data, rung: Rung, device, args, notebook, deterministic=Fal
     seconds = statistics.median(timings)
     if rung.compile_mode:
         result["compile_seconds"] = result["first_epoch_seconds"] - seconds
-    images = 2 * len(loaders[0]) * args.batch_size + len(loaders[1].dataset if hasattr(loaders[1], "dataset")
-                                                           else loaders[1].labels)
+    trained = len(loaders[0]) * args.batch_size  # drop_last: full batches only
+    validated = len(loaders[1].dataset if hasattr(loaders[1], "dataset") else loaders[1].labels)
+    images = 2 * trained + validated
+    flops = epoch_flops(args.flops_per_image, trained, trained + validated)
     result.update(seconds=seconds, all_seconds=timings, images_per_s=images / seconds,
+                  tflop_per_epoch=flops / 1e12, tflop_per_s=flops / 1e12 / seconds,
                   peak_gpu_gib=torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None)
     del model, optimizer, loaders, forward
     return result
@@ -237,23 +278,94 @@ def time_checkpoints(VGG16, data, device, args, notebook, epochs: int = 3) -> di
             "save_percent_of_epoch": 100 * statistics.median(save_seconds) / statistics.median(epoch_seconds)}
 
 
-def print_profile(VGG16, data, device, args, notebook, steps: int = 10) -> None:
-    """Print the operations that took the most time in ``steps`` training steps and evaluation batches."""
+OPERATION_GROUPS = (  # (group, parts of the profiled operations' names); the first match wins
+    ("fused by torch.compile", ("triton", "compiled")),
+    ("convolutions", ("conv",)),
+    ("linear layers", ("addmm", "aten::mm", "matmul", "linear")),
+    ("ReLU", ("relu", "clamp_min", "threshold_backward")),
+    ("max pooling", ("max_pool",)),
+    ("adaptive pooling", ("adaptive",)),
+    ("dropout", ("dropout", "bernoulli")),
+    ("loss", ("cross_entropy", "log_softmax", "nll_loss")),
+    ("optimizer (SGD)", ("foreach", "sgd")),
+    ("copies (layout, dtype)", ("copy_", "_to_copy", "clone", "contiguous")),
+)
+
+
+def group_of(operation: str) -> str:
+    """The group of a profiled operation (``aten::cudnn_convolution`` -> "convolutions")."""
+    name = operation.lower()
+    for group, parts in OPERATION_GROUPS:
+        if any(part in name for part in parts):
+            return group
+    return "everything else (data transforms, accuracy counting, ...)"
+
+
+def time_by_group(events, on_cuda: bool) -> dict[str, float]:
+    """Seconds of the profiled device's time per group of operations, largest first.
+
+    Each operation's *self* time counts once, in its own group: on CUDA the kernels it launched
+    itself, on a CPU its own computing time. Kernels that no operation claims (the kernel rows
+    hold the same time again, so they are not added twice) form a group of their own.
+    """
+    from torch.autograd import DeviceType
+
+    def seconds(event) -> float:
+        return (event.self_device_time_total if on_cuda else event.self_cpu_time_total) / 1e6
+
+    totals: dict[str, float] = {}
+    for event in events:
+        if event.device_type == DeviceType.CPU:
+            totals[group_of(event.key)] = totals.get(group_of(event.key), 0.0) + seconds(event)
+    if on_cuda:
+        kernels = sum(seconds(event) for event in events if event.device_type != DeviceType.CPU)
+        if kernels > sum(totals.values()) * 1.001:
+            totals["kernels of no operation"] = kernels - sum(totals.values())
+    return dict(sorted(totals.items(), key=lambda item: -item[1]))
+
+
+def profile_rung(VGG16, data, rung: Rung, device, args, notebook, steps: int = 10) -> dict:
+    """Profile ``steps`` training steps and evaluation batches of ``rung``; print and return what limits it."""
     from torch.profiler import ProfilerActivity, profile
 
-    rung = LADDER[-1]
     model, optimizer = build_model(VGG16, device, rung)
     loaders = build_loaders(data, rung, device, args.batch_size, args.workers, notebook)
-    run_epoch(model, optimizer, *loaders, device, rung, max_batches=5)
-    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    forward = torch.compile(model, mode=rung.compile_mode) if rung.compile_mode else model
+    amp_dtype = autocast_dtype(device, None) if rung.mixed else None
+    valid_batches = [batch for batch, _ in zip(loaders[1], range(steps), strict=False)]
+    for _ in range(2):  # warm-up: cuDNN's algorithm search, compilation
+        run_epoch(forward, optimizer, *loaders, device, rung, max_batches=5)
+        count_correct(forward, valid_batches, device, rung, amp_dtype)
+    on_cuda = device.type == "cuda"
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if on_cuda else [])
     with profile(activities=activities) as profiler:
-        run_epoch(model, optimizer, *loaders, device, rung, max_batches=steps)
-        count_correct(model, [b for b, _ in zip(loaders[1], range(steps), strict=False)], device, rung,
-                      autocast_dtype(device, None))
         synchronize(device)
-    sort_by = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
-    print(f"profile of {steps} training steps and {steps} evaluation batches ({rung.name}), sorted by {sort_by}:")
-    print(profiler.key_averages().table(sort_by=sort_by, row_limit=20, max_name_column_width=60))
+        start = time.perf_counter()
+        run_epoch(forward, optimizer, *loaders, device, rung, max_batches=steps)
+        count_correct(forward, valid_batches, device, rung, amp_dtype)
+        synchronize(device)
+        wall = time.perf_counter() - start
+    events = profiler.key_averages()
+    sort_by = "self_cuda_time_total" if on_cuda else "self_cpu_time_total"
+    print(f"\nprofile of {min(steps, len(loaders[0]))} training steps and {len(valid_batches)} evaluation batches "
+          f"({rung.name}):")
+    print(events.table(sort_by=sort_by, row_limit=15, max_name_column_width=60))
+
+    groups = time_by_group(events, on_cuda)
+    busy = sum(groups.values())
+    trained = min(steps, len(loaders[0])) * args.batch_size
+    evaluated = sum(len(batch) for batch in valid_batches)
+    flops = {kind: trained * args.flops_per_image[f"train_{kind}"] + evaluated * args.flops_per_image[f"eval_{kind}"]
+             for kind in ("conv", "linear")}
+    where = "device" if on_cuda else "CPU"
+    print(f"{rung.name}: the {where} computed for {busy:.3f} s of the {wall:.3f} s profiled ({100 * busy / wall:.0f}%"
+          f"{'; under 100% means the device waited for the CPU' if on_cuda else ''}); its time by operation:")
+    for group, seconds in groups.items():
+        rate = {"convolutions": flops["conv"], "linear layers": flops["linear"]}.get(group)
+        rate_text = f"  {rate / seconds / 1e12:8.2f} TFLOP/s" if rate and seconds > 0 else ""
+        print(f"  {group:58s} {seconds:8.4f} s {100 * seconds / busy:5.1f}%{rate_text}")
+    return {"rung": rung.name, "wall_seconds": wall, "busy_seconds": busy, "seconds_by_group": groups,
+            "flops": flops}
 
 
 def main() -> None:
@@ -283,7 +395,9 @@ def main() -> None:
     data_images = args.data_images or (50_000 if on_cuda else 5_000)
     args.repeats = args.repeats or (3 if on_cuda else 1)
     notebook = ROOT / "vgg16-cifar10.ipynb"
-    VGG16 = cells_defining(notebook, "class VGG16(")["VGG16"]
+    namespace = cells_defining(notebook, "class VGG16(")
+    VGG16 = namespace["VGG16"]
+    args.flops_per_image = matrix_flops_per_image(VGG16, namespace["IMAGE_SIZE"])
     torch.backends.cudnn.benchmark = True  # as the notebooks (does nothing on a CPU)
 
     name = torch.cuda.get_device_name(device) if on_cuda else f"CPU ({platform.processor() or platform.machine()}, "\
@@ -291,7 +405,8 @@ def main() -> None:
     print(f"device: {name} | torch {torch.__version__} | batch size {args.batch_size} | classic workers {args.workers}")
     print(f"data: synthetic uint8 32x32 RGB; model epochs on {epoch_images:,} images (90% train / 10% validation)"
           + ("" if epoch_images == 50_000 else " - a SUBSET of CIFAR-10's 50,000, to finish in minutes"))
-    results = {"device": name, "torch": torch.__version__, "epoch_images": epoch_images, "rungs": {}}
+    results = {"device": name, "torch": torch.__version__, "epoch_images": epoch_images,
+               "flops_per_image": args.flops_per_image, "rungs": {}}
 
     def save():
         if args.json:
@@ -308,11 +423,13 @@ def main() -> None:
         timing["ratio_to_classic"] = ratio
         memory = f"{timing['peak_gpu_gib']:.1f} GiB" if timing["peak_gpu_gib"] is not None else "-"
         extra = f"  (compiling took {timing['compile_seconds']:.0f} s)" if "compile_seconds" in timing else ""
-        print(f"{rung.name:24s} {timing['images_per_s']:10,.0f} {timing['seconds']:8.2f} {memory:>9s} "
-              f"{ratio:9.1f}x{extra}", flush=True)
+        print(f"{rung.name:24s} {timing['images_per_s']:10,.0f} {timing['seconds']:8.2f} "
+              f"{timing['tflop_per_s']:8.1f} {memory:>9s} {ratio:9.1f}x{extra}", flush=True)
         save()
 
-    print(f"{'rung':24s} {'images/s':>10s} {'s/epoch':>8s} {'peak GPU':>9s} {'vs classic':>10s}")
+    print(f"{'rung':24s} {'images/s':>10s} {'s/epoch':>8s} {'TFLOP/s':>8s} {'peak GPU':>9s} {'vs classic':>10s}")
+    print(f"(an epoch's convolutions and linear layers: {epoch_flops(args.flops_per_image, 1, 0) / 1e9:.2f} GFLOP per "
+          f"trained image, {epoch_flops(args.flops_per_image, 0, 1) / 1e9:.2f} per evaluated one)")
     for rung in ladder:
         time_and_print(rung)
 
@@ -349,8 +466,10 @@ def main() -> None:
               f"{timing['seconds'] / results['rungs'][LADDER[-1].name]['seconds']:.2f}x the fast path's time")
         save()
 
-    if args.profile:
-        print_profile(VGG16, data, device, args, notebook)
+    if args.profile:  # what limits the epoch: the fast path, and the compiled model if it was timed
+        for rung in [LADDER[-1]] + [COMPILED] * args.compile:
+            results.setdefault("profiles", []).append(profile_rung(VGG16, data, rung, device, args, notebook))
+            save()
 
 
 if __name__ == "__main__":

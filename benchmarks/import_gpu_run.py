@@ -8,7 +8,7 @@
   the run folder the notebook printed);
 - every run's ``history.json`` to ``reference-run/runs/<run name>.json``, with the card and
   the commit added (from ``machine.txt``), for ``benchmarks/claims_table.py``;
-- ``machine.txt``, ``times.txt`` and the benchmark's JSON and log to ``reference-run/``.
+- ``machine.txt``, ``times.txt`` and the benchmark's and the profile's JSON and log to ``reference-run/``.
 """
 
 from __future__ import annotations
@@ -46,7 +46,8 @@ def import_work(work: Path, target: Path) -> list[Path]:
     """Copy one GPU run's work folder into ``target`` (reference-run/); return the files written."""
     facts, written = machine_facts(work), []
     target.mkdir(parents=True, exist_ok=True)
-    for name in ("machine.txt", "times.txt", "skipped.txt", "benchmark.json", "benchmark.log"):
+    for name in ("machine.txt", "times.txt", "skipped.txt", "benchmark.json", "benchmark.log", "profile.json",
+                 "profile.log"):
         if (work / name).exists():
             written.append(Path(shutil.copy(work / name, target / name)))
     for notebook in sorted((work / "reference-run").glob("*.ipynb")):

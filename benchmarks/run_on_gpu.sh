@@ -12,8 +12,11 @@
 # names the steps to run, from:
 #   reference    both notebooks, default settings, executed with papermill into
 #                WORK_DIR/reference-run/ (the committed reference run);
-#   benchmark    benchmarks/benchmark_epoch.py: each speed trick in turn, compile,
-#                the checkpoint's cost, the data paths alone;
+#   benchmark    benchmarks/benchmark_epoch.py: each speed trick in turn, compile and CUDA graphs,
+#                the checkpoint's cost, the data paths alone, and the profile of what limits
+#                the epoch (about 6 minutes);
+#   profile      a short benchmark (about 3 minutes): the classic path, compile and CUDA graphs
+#                against it, and the profile, without the ladder's other rungs;
 #   claims       the main notebook with a second seed, at 32x32, with Dropout2d 0.2,
 #                and in float32: the README's table of the lecture's claims.
 # All notebook runs share WORK_DIR/results, one folder per run (see the notebooks). Afterwards,
@@ -64,8 +67,14 @@ for step in $steps; do
       ;;
     benchmark)
       if (( $(left) < 240 )); then echo "SKIPPED benchmark: $(left) s left" | tee -a "$work/skipped.txt"; continue; fi
-      timeout $(( $(left) < 330 ? $(left) : 330 )) python3 benchmarks/benchmark_epoch.py --compile --checkpoints \
-        --checkpoint-dir "$work" --json "$work/benchmark.json" 2>&1 | tee "$work/benchmark.log"
+      timeout $(( $(left) < 420 ? $(left) : 420 )) python3 benchmarks/benchmark_epoch.py --compile --cudagraphs \
+        --profile --checkpoints --checkpoint-dir "$work" --json "$work/benchmark.json" 2>&1 | tee "$work/benchmark.log"
+      pack
+      ;;
+    profile)
+      if (( $(left) < 150 )); then echo "SKIPPED profile: $(left) s left" | tee -a "$work/skipped.txt"; continue; fi
+      timeout $(( $(left) < 240 ? $(left) : 240 )) python3 benchmarks/benchmark_epoch.py --rungs classic --compile \
+        --cudagraphs --profile --data-images 2000 --json "$work/profile.json" 2>&1 | tee "$work/profile.log"
       pack
       ;;
     claims)

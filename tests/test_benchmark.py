@@ -1,0 +1,108 @@
+"""The speed benchmark (benchmarks/benchmark_epoch.py): its FLOP count, its profile summary, and a tiny CPU run.
+
+The benchmark runs on a GPU machine that a session holds for minutes, so a crash there
+costs scarce time: the whole script is run here first, on a few images.
+"""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+from torch.autograd import DeviceType
+
+from benchmarks.benchmark_epoch import epoch_flops, group_of, matrix_flops_per_image, time_by_group
+from benchmarks.notebook_code import cells_defining
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def layer_arithmetic(model, image_size):
+    """Forward FLOPs per image by hand: 2 x multiply-adds of every convolution and linear layer."""
+    conv, linear, size = 0, 0, image_size
+    for module in model.modules():
+        if isinstance(module, torch.nn.Conv2d):
+            conv += 2 * module.in_channels * module.out_channels * 9 * size * size
+        elif isinstance(module, torch.nn.MaxPool2d):
+            size //= 2
+        elif isinstance(module, torch.nn.Linear):
+            linear += 2 * module.in_features * module.out_features
+    return conv, linear
+
+
+@pytest.mark.parametrize("image_size", [64, 32])
+def test_flop_count_matches_the_layer_arithmetic_of_the_notebooks_vgg16(image_size):
+    VGG16 = cells_defining(ROOT / "vgg16-cifar10.ipynb", "class VGG16(")["VGG16"]
+    conv, linear = layer_arithmetic(VGG16(num_classes=10), image_size)
+    flops = matrix_flops_per_image(VGG16, image_size)
+    assert flops["eval_conv"] == conv and flops["eval_linear"] == linear
+    # backward: the gradients of the inputs and of the weights, each as costly as the forward pass,
+    # except the input gradient of the first convolution (the images need none)
+    first_conv_input_gradient = 2 * 3 * 64 * 9 * image_size * image_size
+    assert flops["train_conv"] == 3 * conv - first_conv_input_gradient
+    assert flops["train_linear"] == 3 * linear
+    if image_size == 64:  # the README's "about 480 TFLOP per epoch"
+        assert 470e12 < epoch_flops(flops, 175 * 256, 175 * 256 + 5000) < 480e12
+
+
+def test_epoch_flops_counts_training_steps_and_evaluated_images_at_their_own_cost():
+    per_image = {"train_conv": 6.0, "train_linear": 3.0, "eval_conv": 2.0, "eval_linear": 1.0}
+    assert epoch_flops(per_image, trained_images=10, evaluated_images=100) == 10 * 9 + 100 * 3
+
+
+@pytest.mark.parametrize("operation, group", [
+    ("aten::cudnn_convolution", "convolutions"), ("aten::convolution_backward", "convolutions"),
+    ("aten::addmm", "linear layers"), ("aten::mm", "linear layers"),
+    ("aten::relu_", "ReLU"), ("aten::clamp_min", "ReLU"), ("aten::threshold_backward", "ReLU"),
+    ("aten::max_pool2d_with_indices_backward", "max pooling"), ("aten::_adaptive_avg_pool2d", "adaptive pooling"),
+    ("aten::native_dropout", "dropout"), ("aten::_foreach_add_", "optimizer (SGD)"),
+    ("aten::nll_loss_forward", "loss"), ("aten::_to_copy", "copies (layout, dtype)"),
+    ("triton_poi_fused_convolution_relu_3", "fused by torch.compile"),
+    ("aten::index", "everything else (data transforms, accuracy counting, ...)"),
+])
+def test_profiled_operations_fall_into_their_groups(operation, group):
+    assert group_of(operation) == group
+
+
+def event(key, device_type, cpu_us=0.0, device_us=0.0):
+    return SimpleNamespace(key=key, device_type=device_type, self_cpu_time_total=cpu_us,
+                           self_device_time_total=device_us)
+
+
+def test_device_time_counts_each_kernel_once_and_keeps_unclaimed_kernels():
+    events = [
+        event("aten::cudnn_convolution", DeviceType.CPU, cpu_us=50, device_us=3_000_000),
+        event("aten::convolution_backward", DeviceType.CPU, cpu_us=70, device_us=5_000_000),
+        event("aten::relu_", DeviceType.CPU, cpu_us=10, device_us=1_000_000),
+        # the kernel rows: the same 9 s again, plus 0.5 s that no operation launched
+        event("sm90_xmma_fprop_implicit_gemm", DeviceType.CUDA, device_us=3_000_000),
+        event("sm90_xmma_dgrad_implicit_gemm", DeviceType.CUDA, device_us=5_000_000),
+        event("vectorized_elementwise_kernel", DeviceType.CUDA, device_us=1_000_000),
+        event("graph replay", DeviceType.CUDA, device_us=500_000),
+    ]
+    assert time_by_group(events, on_cuda=True) == {"convolutions": 8.0, "ReLU": 1.0, "kernels of no operation": 0.5}
+    assert time_by_group(events, on_cuda=False) == pytest.approx({"convolutions": 120e-6, "ReLU": 10e-6})
+
+
+def test_benchmark_runs_end_to_end_on_a_few_cpu_images(tmp_path):
+    report = tmp_path / "benchmark.json"
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "benchmark_epoch.py"), "--device", "cpu", "--epoch-images", "40",
+         "--data-images", "32", "--batch-size", "8", "--rungs", "+on-device", "--profile", "--json", str(report)],
+        capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = json.loads(report.read_text())
+    assert list(results["rungs"]) == ["classic", "+on-device"]
+    on_device = results["rungs"]["+on-device"]
+    # 36 training images -> 4 full batches of 8 trained, 32 + 4 evaluated
+    assert on_device["tflop_per_epoch"] == pytest.approx(epoch_flops(results["flops_per_image"], 32, 36) / 1e12)
+    assert on_device["tflop_per_s"] == pytest.approx(on_device["tflop_per_epoch"] / on_device["seconds"])
+    profile = results["profiles"][0]
+    per_image = results["flops_per_image"]  # profiled: 4 training steps of 8 (of the 10 asked), 4 validation images
+    assert profile["flops"]["conv"] == 32 * per_image["train_conv"] + 4 * per_image["eval_conv"]
+    assert profile["rung"] == "+eval-1024" and max(profile["seconds_by_group"], key=profile["seconds_by_group"].get) \
+        == "convolutions"
+    assert "the CPU computed for" in done.stdout and "TFLOP/s" in done.stdout
