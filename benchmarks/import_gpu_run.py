@@ -8,7 +8,9 @@
   the run folder the notebook printed);
 - every run's ``history.json`` to ``reference-run/runs/<run name>.json``, with the card and
   the commit added (from ``machine.txt``), for ``benchmarks/claims_table.py``;
-- ``machine.txt``, ``times.txt`` and the benchmark's and the profile's JSON and log to ``reference-run/``.
+- ``machine.txt``, ``times.txt`` and the benchmark's and the profile's JSON and log to ``reference-run/``;
+- when the reference notebooks were run, ``reference-run/README.md``: the card, the software,
+  the commit, the date, the data, the command, and each notebook's results.
 """
 
 from __future__ import annotations
@@ -24,12 +26,87 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
+DATA_NOTE = ("CIFAR-10 re-encoded as JPEG at quality 75 (all 60,000 images), exported to `train/<class>/` and "
+             "`test/<class>/` image folders and read by `helper_dataset`'s image-folder path. The original files "
+             "could not be downloaded on the machine the run was made on. JPEG loses some fine detail, so expect the "
+             "original CIFAR-10 files to score somewhat higher.")
+
+
 def machine_facts(work: Path) -> dict:
-    """The card and the commit, as run_on_gpu.sh recorded them in machine.txt."""
-    text = (work / "machine.txt").read_text()
-    card = text.splitlines()[1].split(",")[0].strip() if len(text.splitlines()) > 1 else "unknown card"
-    commit = re.search(r"commit ([0-9a-f]{7})", text)
-    return {"card": card, "commit": commit.group(1) if commit else "unknown"}
+    """The card, its driver, the software, the commit, the date and the command, as run_on_gpu.sh recorded them."""
+    lines = (work / "machine.txt").read_text().splitlines()
+    card = [part.strip() for part in lines[1].split(",")] if len(lines) > 1 else ["unknown card"]
+
+    def line_after(prefix: str) -> str:
+        return next((line[len(prefix):].strip() for line in lines if line.startswith(prefix)), "unknown")
+
+    commit = re.search(r"^commit ([0-9a-f]{7})", "\n".join(lines), re.MULTILINE)
+    return {"card": card[0], "driver": card[1] if len(card) > 1 else "unknown", "software": line_after("python "),
+            "commit": commit.group(1) if commit else "unknown", "date": line_after("date:"),
+            "command": line_after("command:")}
+
+
+def notebook_seconds(work: Path) -> dict[str, str]:
+    """Each notebook's whole run time and exit status, from times.txt ("...: exit status 0, 181 s for ...")."""
+    found = {}
+    for line in (work / "times.txt").read_text().splitlines() if (work / "times.txt").exists() else []:
+        match = re.match(r"(.+\.ipynb): exit status (\d+), (\d+) s", line)
+        if match:
+            found[Path(match.group(1)).name] = (f"{int(match.group(3)) / 60:.1f} min" if match.group(2) == "0"
+                                                else f"failed (exit status {match.group(2)})")
+    return found
+
+
+def reference_readme(work: Path, notebooks: dict[str, str | None]) -> str:
+    """reference-run/README.md: what was run, on what, at which commit, and what came out."""
+    facts, seconds = machine_facts(work), notebook_seconds(work)
+    rows = []
+    for notebook, run in notebooks.items():
+        history_file = work / "results" / str(run) / "history.json"
+        history = json.loads(history_file.read_text()) if run and history_file.exists() else None
+        if history and history.get("valid_acc"):
+            valid = history["valid_acc"]
+            best = max(range(len(valid)), key=valid.__getitem__)
+            test = f"{history['test_acc']:.2f}%" if history.get("test_acc") is not None else "not finished"
+            training = f"{(sum(history['epoch_seconds']) + sum(history.get('checkpoint_seconds', []))) / 60:.2f} min"
+            numbers = f"{len(valid)} | {test} | {valid[best]:.2f}% ({best + 1}) | {training}"
+        else:
+            numbers = "no history | - | - | -"
+        folder = f"`{run}`" if run else "none printed"
+        rows.append(f"| [`{notebook}`]({notebook}) | {folder} | {numbers} | {seconds.get(notebook, '?')} | "
+                    f"[figures](figures/{Path(notebook).stem}/) |")
+    return "\n".join([
+        "# Reference run",
+        "",
+        "Both notebooks executed top to bottom with their default settings on a GPU, outputs included, so that",
+        "you can see what a healthy run looks like before (or instead of) running one: every epoch's log, the",
+        "curves, the example predictions and the confusion matrix. Compare your own run's figures with the ones",
+        "in `figures/`. The top-level notebooks stay without outputs.",
+        "",
+        "| | |",
+        "|---|---|",
+        f"| card | {facts['card']} (driver {facts['driver']}) |",
+        f"| software | python {facts['software'].replace(' | ', ', ')} |",
+        f"| commit | `{facts['commit']}` |",
+        f"| date | {facts['date']} |",
+        f"| data | {DATA_NOTE} |",
+        f"| command | `{facts['command']}` (papermill, one notebook after the other) |",
+        "",
+        "| notebook | run folder | epochs | test accuracy | best validation accuracy (epoch) | training time "
+        "| whole notebook | figures |",
+        "|---|---|---|---|---|---|---|---|",
+        *rows,
+        "",
+        "- `figures/<notebook>/`: the PNG figures each notebook saved in its run folder.",
+        "- `runs/`: the `history.json` of every run made on the GPU (settings, every loss and accuracy, the",
+        "  time per epoch, the test accuracy), with the card and the commit added; `python benchmarks/claims_table.py`",
+        "  makes the README's table of the lecture's claims from them.",
+        "- `machine.txt`, `times.txt`: what `benchmarks/run_on_gpu.sh` recorded; `benchmarks/`: speed measurements.",
+        "- `tests/test_reference_run.py` checks that these notebooks' code cells are the current notebooks' code",
+        "  cells (apart from the injected parameters) and names any cell that changed since: a stale reference",
+        "  run is visible.",
+        "",
+    ])
 
 
 def printed_run_folder(notebook: Path) -> str | None:
@@ -50,9 +127,10 @@ def import_work(work: Path, target: Path) -> list[Path]:
                  "profile.log"):
         if (work / name).exists():
             written.append(Path(shutil.copy(work / name, target / name)))
+    notebooks = {}
     for notebook in sorted((work / "reference-run").glob("*.ipynb")):
         written.append(Path(shutil.copy(notebook, target / notebook.name)))
-        run = printed_run_folder(notebook)
+        run = notebooks[notebook.name] = printed_run_folder(notebook)
         if run is not None:
             figures = target / "figures" / notebook.stem
             figures.mkdir(parents=True, exist_ok=True)
@@ -65,6 +143,9 @@ def import_work(work: Path, target: Path) -> list[Path]:
         path = runs / f"{history.parent.name}.json"
         path.write_text(json.dumps(record, indent=1))
         written.append(path)
+    if notebooks:  # a run of the reference notebooks (not only of the claims): describe it
+        (target / "README.md").write_text(reference_readme(work, notebooks))
+        written.append(target / "README.md")
     return written
 
 

@@ -19,6 +19,8 @@
 #                against it, and the profile, without the ladder's other rungs;
 #   claims       the main notebook with a second seed, at 32x32, with Dropout2d 0.2,
 #                and in float32: the README's table of the lecture's claims.
+# Commit first, and on a machine whose copy of the repository has no .git, name the commit:
+#   RUN_COMMIT=$(git rev-parse HEAD) PACK=$OUT/gpu-run.tgz bash benchmarks/run_on_gpu.sh DATA WORK 540 "reference claims"
 # All notebook runs share WORK_DIR/results, one folder per run (see the notebooks). Afterwards,
 # `python benchmarks/import_gpu_run.py FILE.tgz` copies it all into reference-run/, and
 # `python benchmarks/claims_table.py` prints the README's table of the lecture's claims.
@@ -38,8 +40,11 @@ pack() { if [ -n "${PACK:-}" ]; then tar czf "$PACK" --exclude='*.pt' --exclude=
   nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv
   python3 -c "import sys, torch, torchvision; print('python', sys.version.split()[0], '| torch', torch.__version__, \
 '| torchvision', torchvision.__version__)"
-  git log -1 --format='commit %H (%cd)' 2>/dev/null || echo "commit: not a git checkout"
+  # a copy of the working tree without .git: RUN_COMMIT=$(git rev-parse HEAD) names the commit (commit first!)
+  git log -1 --format='commit %H (%cd)' 2>/dev/null || echo "commit ${RUN_COMMIT:-unknown} (from RUN_COMMIT)"
   git status --short 2>/dev/null | head -20
+  echo "date: $(date -u '+%Y-%m-%d %H:%M UTC')"
+  echo "command: bash benchmarks/run_on_gpu.sh $*"
 } > "$work/machine.txt" 2>&1
 cat "$work/machine.txt"
 

@@ -25,11 +25,18 @@ def fake_gpu_work(work: Path) -> None:
     """What run_on_gpu.sh leaves: machine.txt, an executed notebook naming its run folder, run folders."""
     (work / "reference-run").mkdir(parents=True)
     (work / "machine.txt").write_text("name, driver_version, memory.total [MiB]\nNVIDIA H200, 580.159.04, 143771 MiB\n"
-                                      "python 3.12.3 | torch 2.11.0\ncommit 0123456789abcdef (Thu Nov 26)\n")
+                                      "python 3.12.3 | torch 2.11.0 | torchvision 0.26.0\n"
+                                      "commit 0123456789abcdef (from RUN_COMMIT)\ndate: 2026-11-26 09:00 UTC\n"
+                                      "command: bash benchmarks/run_on_gpu.sh /tmp/cifar10 /tmp/w 540 reference\n")
+    (work / "times.txt").write_text(f"{work}/reference-run/vgg16-cifar10.ipynb: exit status 0, 183 s for the whole "
+                                    f"notebook\n{work}/reference-run/vgg16-cifar10-standardized.ipynb: exit status "
+                                    "124, 240 s for the whole notebook\n")
     output = {"output_type": "stream", "name": "stdout", "text": ["This run's folder: /tmp/w/results/lecture-aaaaaa\n"]}
     notebook = {"cells": [{"cell_type": "code", "source": "x", "metadata": {}, "outputs": [output],
                            "execution_count": 1}], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
     (work / "reference-run" / "vgg16-cifar10.ipynb").write_text(json.dumps(notebook))
+    killed = {**notebook, "cells": [{**notebook["cells"][0], "outputs": []}]}  # stopped by its time limit
+    (work / "reference-run" / "vgg16-cifar10-standardized.ipynb").write_text(json.dumps(killed))
     runs = {"lecture-aaaaaa": history("lecture-aaaaaa", LECTURE, [50.0, 80.0, 79.0], 81.5),
             "dropout2d=0.2-bbbbbb": history("dropout2d=0.2-bbbbbb", {**LECTURE, "dropout2d": 0.2}, [40.0, 70.0], 75.25),
             "seed=7-cccccc": history("seed=7-cccccc", {**LECTURE, "seed": 7}, [60.0], None)}
@@ -65,3 +72,29 @@ def test_claims_table_script_says_when_there_are_no_runs(tmp_path):
     done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "claims_table.py"), "--runs", str(tmp_path)],
                           capture_output=True, text=True)
     assert done.returncode != 0 and "No runs found" in done.stderr
+
+
+def test_import_describes_the_reference_run_in_its_readme(tmp_path):
+    fake_gpu_work(tmp_path / "work")
+    written = import_work(tmp_path / "work", tmp_path / "reference-run")
+    readme = (tmp_path / "reference-run" / "README.md").read_text()
+    assert tmp_path / "reference-run" / "README.md" in written
+    for fact in ("| card | NVIDIA H200 (driver 580.159.04) |", "| software | python 3.12.3, torch 2.11.0, torchvision "
+                 "0.26.0 |", "| commit | `0123456` |", "| date | 2026-11-26 09:00 UTC |", "JPEG at quality 75",
+                 "| command | `bash benchmarks/run_on_gpu.sh /tmp/cifar10 /tmp/w 540 reference` "):
+        assert fact in readme
+    assert ("| [`vgg16-cifar10.ipynb`](vgg16-cifar10.ipynb) | `lecture-aaaaaa` | 3 | 81.50% | 80.00% (2) | 1.50 min "
+            "| 3.0 min | [figures](figures/vgg16-cifar10/) |") in readme
+    assert ("| [`vgg16-cifar10-standardized.ipynb`](vgg16-cifar10-standardized.ipynb) | none printed | no history "
+            "| - | - | - | failed (exit status 124) |") in readme
+
+
+def test_import_of_claims_runs_alone_leaves_the_reference_readme_alone(tmp_path):
+    fake_gpu_work(tmp_path / "work")
+    for notebook in (tmp_path / "work" / "reference-run").glob("*.ipynb"):
+        notebook.unlink()
+    (tmp_path / "reference-run").mkdir()
+    (tmp_path / "reference-run" / "README.md").write_text("the earlier reference run")
+    import_work(tmp_path / "work", tmp_path / "reference-run")
+    assert (tmp_path / "reference-run" / "README.md").read_text() == "the earlier reference run"
+    assert (tmp_path / "reference-run" / "runs" / "lecture-aaaaaa.json").exists()
