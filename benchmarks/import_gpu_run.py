@@ -35,7 +35,9 @@ DATA_NOTE = ("CIFAR-10 re-encoded as JPEG at quality 75 (all 60,000 images), exp
 def machine_facts(work: Path) -> dict:
     """The card, its driver, the software, the commit, the date and the command, as run_on_gpu.sh recorded them."""
     lines = (work / "machine.txt").read_text().splitlines()
-    card = [part.strip() for part in lines[1].split(",")] if len(lines) > 1 else ["unknown card"]
+    header = next((i for i, line in enumerate(lines) if line.startswith("name, driver_version")), None)
+    card = [part.strip() for part in lines[header + 1].split(",")] if header is not None and header + 1 < len(lines) \
+        else ["unknown card (nvidia-smi printed nothing)"]
 
     def line_after(prefix: str) -> str:
         return next((line[len(prefix):].strip() for line in lines if line.startswith(prefix)), "unknown")
@@ -57,7 +59,7 @@ def notebook_seconds(work: Path) -> dict[str, str]:
     return found
 
 
-def reference_readme(work: Path, notebooks: dict[str, str | None]) -> str:
+def reference_readme(work: Path, target: Path, notebooks: dict[str, str | None]) -> str:
     """reference-run/README.md: what was run, on what, at which commit, and what came out."""
     facts, seconds = machine_facts(work), notebook_seconds(work)
     rows = []
@@ -73,8 +75,9 @@ def reference_readme(work: Path, notebooks: dict[str, str | None]) -> str:
         else:
             numbers = "no history | - | - | -"
         folder = f"`{run}`" if run else "none printed"
-        rows.append(f"| [`{notebook}`]({notebook}) | {folder} | {numbers} | {seconds.get(notebook, '?')} | "
-                    f"[figures](figures/{Path(notebook).stem}/) |")
+        figures = f"[figures](figures/{Path(notebook).stem}/)" if (target / "figures" / Path(notebook).stem).is_dir() \
+            else "none"
+        rows.append(f"| [`{notebook}`]({notebook}) | {folder} | {numbers} | {seconds.get(notebook, '?')} | {figures} |")
     return "\n".join([
         "# Reference run",
         "",
@@ -128,14 +131,13 @@ def import_work(work: Path, target: Path) -> list[Path]:
         if (work / name).exists():
             written.append(Path(shutil.copy(work / name, target / name)))
     notebooks = {}
-    for notebook in sorted((work / "reference-run").glob("*.ipynb")):
+    for notebook in sorted((work / "reference-run").glob("*.ipynb"), key=lambda path: (len(path.name), path.name)):
         written.append(Path(shutil.copy(notebook, target / notebook.name)))
         run = notebooks[notebook.name] = printed_run_folder(notebook)
-        if run is not None:
+        for png in sorted((work / "results" / run).glob("*.png")) if run is not None else []:
             figures = target / "figures" / notebook.stem
             figures.mkdir(parents=True, exist_ok=True)
-            for png in sorted((work / "results" / run).glob("*.png")):
-                written.append(Path(shutil.copy(png, figures / png.name)))
+            written.append(Path(shutil.copy(png, figures / png.name)))
     runs = target / "runs"
     runs.mkdir(exist_ok=True)
     for history in sorted((work / "results").glob("*/history.json")):
@@ -144,7 +146,7 @@ def import_work(work: Path, target: Path) -> list[Path]:
         path.write_text(json.dumps(record, indent=1))
         written.append(path)
     if notebooks:  # a run of the reference notebooks (not only of the claims): describe it
-        (target / "README.md").write_text(reference_readme(work, notebooks))
+        (target / "README.md").write_text(reference_readme(work, target, notebooks))
         written.append(target / "README.md")
     return written
 

@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 from benchmarks.claims_table import table
-from benchmarks.import_gpu_run import import_work
+from benchmarks.import_gpu_run import import_work, machine_facts
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -86,7 +86,17 @@ def test_import_describes_the_reference_run_in_its_readme(tmp_path):
     assert ("| [`vgg16-cifar10.ipynb`](vgg16-cifar10.ipynb) | `lecture-aaaaaa` | 3 | 81.50% | 80.00% (2) | 1.50 min "
             "| 3.0 min | [figures](figures/vgg16-cifar10/) |") in readme
     assert ("| [`vgg16-cifar10-standardized.ipynb`](vgg16-cifar10-standardized.ipynb) | none printed | no history "
-            "| - | - | - | failed (exit status 124) |") in readme
+            "| - | - | - | failed (exit status 124) | none |") in readme
+    assert readme.index("[`vgg16-cifar10.ipynb`]") < readme.index("[`vgg16-cifar10-standardized.ipynb`]")
+    assert not (tmp_path / "reference-run" / "figures" / "vgg16-cifar10-standardized").exists()
+
+
+def test_a_machine_without_nvidia_smi_gives_no_card_name(tmp_path):
+    fake_gpu_work(tmp_path / "work")
+    machine = tmp_path / "work" / "machine.txt"
+    machine.write_text("bash: nvidia-smi: command not found\n" + "\n".join(machine.read_text().splitlines()[2:]))
+    assert machine_facts(tmp_path / "work")["card"] == "unknown card (nvidia-smi printed nothing)"
+    assert machine_facts(tmp_path / "work")["commit"] == "0123456"
 
 
 def test_import_of_claims_runs_alone_leaves_the_reference_readme_alone(tmp_path):
