@@ -52,6 +52,7 @@ BEST_MODEL_FILE = "best_model.pt"
 INTERRUPTED_MODEL_FILE = "interrupted_model.pt"
 
 DIVERGENCE_FACTOR = 100.0
+LIVE_PLOT_MAX_SHARE = 0.05  # the live plot may take at most this share of the training time (see LivePlot)
 """A minibatch loss above DIVERGENCE_FACTOR x ln(num_classes) counts as divergence.
 
 ln(num_classes) is the loss of a model that guesses (2.303 for CIFAR-10); the notebook's
@@ -757,17 +758,39 @@ def running_in_jupyter() -> bool:
     return getattr(get_ipython(), "kernel", None) is not None
 
 
-def show_live_plot(history: dict, iter_per_epoch: int, subtitle: str | None):
-    """Show the curves so far (none yet, or those of a resumed run) in one inline output; return its handle.
+class LivePlot:
+    """The loss and accuracy curves so far, in one notebook output that is redrawn in place during training.
 
-    Shown before the first epoch, the figure stays above the training log instead of
-    scrolling away with it; ``handle.update(figure)`` redraws it in place after every epoch.
+    Shown before the first epoch (empty, or the curves of a resumed run), the figure stays
+    above the training log instead of scrolling away with it. Drawing it takes a tenth of a
+    second or two (matplotlib renders a PNG): nothing after a CPU's 20-second epoch, but a
+    tenth of the run after a fast GPU's 1.5-second epochs. So ``redraw`` draws only once the
+    time since the last drawing is at least ``1 / LIVE_PLOT_MAX_SHARE`` times what that
+    drawing took (at most 5% of the run), and always after the last epoch: every epoch on a
+    CPU or a T4, every few epochs on an H200.
     """
-    from IPython.display import display
 
-    fig = plot_live_progress(history["minibatch_loss"], history["train_acc"], history["valid_acc"], iter_per_epoch,
-                             subtitle=subtitle)
-    return display(fig, display_id=True)
+    def __init__(self, history: dict, iter_per_epoch: int, subtitle: str | None):
+        from IPython.display import display
+
+        self.iter_per_epoch, self.subtitle = iter_per_epoch, subtitle
+        started = time.perf_counter()
+        self.handle = display(self.figure(history), display_id=True)
+        self.drawn_at = time.perf_counter()
+        self.draw_seconds = self.drawn_at - started
+
+    def figure(self, history: dict):
+        return plot_live_progress(history["minibatch_loss"], history["train_acc"], history["valid_acc"],
+                                  self.iter_per_epoch, subtitle=self.subtitle)
+
+    def redraw(self, history: dict, last_epoch: bool) -> None:
+        """Redraw the curves after an epoch, if it is the last one or drawing costs little by now."""
+        started = time.perf_counter()
+        if not last_epoch and started - self.drawn_at < self.draw_seconds / LIVE_PLOT_MAX_SHARE:
+            return
+        self.handle.update(self.figure(history))
+        self.drawn_at = time.perf_counter()
+        self.draw_seconds = self.drawn_at - started
 
 
 # ---------------------------------------------------------------------------
@@ -895,7 +918,8 @@ def train_model(
       (see ``describe_run``; ``run_settings`` adds the caller's, e.g. the seed) is refused.
     - ``history_file``: where to keep the run's history as JSON (default: in ``checkpoint_dir``).
     - ``compile_model``: train with ``torch.compile`` (falls back to the plain model if it fails).
-    - ``live_plot``: in Jupyter, redraw the loss and accuracy curves after every epoch.
+    - ``live_plot``: in Jupyter, redraw the loss and accuracy curves after each epoch (after every
+      few epochs where epochs are so short that drawing would slow the run; see ``LivePlot``).
     - ``stall_check_epoch``: after this epoch, warn if the model is still guessing (None: never).
     - Interrupting (Ctrl-C, Jupyter's stop button), also during a save or the final test
       pass, returns the history so far; a loss that explodes raises ``TrainingDivergedError``
@@ -933,7 +957,7 @@ def train_model(
                 "precision": str(amp_dtype).replace("torch.", "") if amp_dtype else "float32",
                 "iter_per_epoch": len(train_loader), "test_acc": None}
     writer = CheckpointWriter(folder, device) if folder is not None else None
-    live = show_live_plot(history, len(train_loader), figure_subtitle) if live_plot and running_in_jupyter() else None
+    live = LivePlot(history, len(train_loader), figure_subtitle) if live_plot and running_in_jupyter() else None
     epochs_saved, epoch = first_epoch, first_epoch
     start_time = time.perf_counter()
     try:
@@ -946,8 +970,7 @@ def train_model(
             history["epoch_seconds"].append(time.perf_counter() - epoch_start)
             print(f"Time elapsed: {(time.perf_counter() - start_time) / 60:.2f} min")
             if live is not None:
-                live.update(plot_live_progress(minibatch_loss_list, train_acc_list, valid_acc_list,
-                                               len(train_loader), subtitle=figure_subtitle))
+                live.redraw(history, last_epoch=epoch + 1 == num_epochs)
             if scheduler is not None:
                 step_scheduler(scheduler, scheduler_on, valid_acc, minibatch_loss_list[-1])
             check_finite_weights(model, epoch, epochs_saved)

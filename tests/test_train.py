@@ -1,5 +1,7 @@
 """helper_train.train_model on a tiny learnable task."""
 
+import math
+import time
 import warnings
 
 import IPython.display
@@ -236,8 +238,32 @@ def test_live_plot_is_shown_before_training_and_redrawn_after_each_epoch_line_be
 
     monkeypatch.setattr(helper_train, "running_in_jupyter", lambda: True)
     monkeypatch.setattr(IPython.display, "display", fake_display)
+    monkeypatch.setattr(helper_train, "LIVE_PLOT_MAX_SHARE", math.inf)  # drawing costs nothing: every epoch
     run(epochs=3, live_plot=True, checkpoint_dir=tmp_path)
     assert events == ["display", "update", "update", "update"]
+
+
+def test_live_plot_that_would_slow_short_epochs_is_redrawn_only_every_few_epochs_and_after_the_last(
+        monkeypatch, capsys):
+    """Drawing takes 1 s here and the tiny epochs far less: redrawing after each would be most of the run."""
+    updates = []
+
+    class Handle:
+        def update(self, fig):
+            time.sleep(1.0)
+            updates.append(capsys.readouterr().out.count("| Train:"))  # epochs finished since the last drawing
+
+    def slow_display(fig, display_id=False):
+        time.sleep(1.0)
+        return Handle()
+
+    monkeypatch.setattr(helper_train, "running_in_jupyter", lambda: True)
+    monkeypatch.setattr(IPython.display, "display", slow_display)
+    capsys.readouterr()
+    started = time.perf_counter()
+    run(epochs=4, live_plot=True)
+    assert time.perf_counter() - started < 1.0 / helper_train.LIVE_PLOT_MAX_SHARE  # (20 s): the test's premise
+    assert updates == [4]  # once, after the last of the 4 epochs
 
 
 def test_live_plot_does_nothing_outside_jupyter(monkeypatch):
