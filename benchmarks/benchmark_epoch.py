@@ -354,7 +354,7 @@ def profile_rung(VGG16, data, rung: Rung, device, args, notebook, steps: int = 1
     groups = time_by_group(events, on_cuda)
     busy = sum(groups.values())
     trained = min(steps, len(loaders[0])) * args.batch_size
-    evaluated = sum(len(batch) for batch in valid_batches)
+    evaluated = sum(len(features) for features, _ in valid_batches)
     flops = {kind: trained * args.flops_per_image[f"train_{kind}"] + evaluated * args.flops_per_image[f"eval_{kind}"]
              for kind in ("conv", "linear")}
     where = "device" if on_cuda else "CPU"
