@@ -159,6 +159,22 @@ def test_save_atomically_keeps_the_old_file_when_writing_fails(tmp_path):
     assert target.stat().st_mode & 0o777 == 0o666 & ~umask  # the permissions of any file the user writes
 
 
+def test_ctrl_c_in_the_middle_of_a_save_leaves_the_old_file_and_no_temporary_file(tmp_path):
+    """Jupyter's stop button raises KeyboardInterrupt, which is not an Exception: a half-written
+    600 MB checkpoint must not stay behind as a hidden temporary file."""
+    target = tmp_path / "checkpoint.pt"
+    save_atomically(target, lambda path: Path(path).write_text("old"))
+
+    def interrupted_write(path):
+        Path(path).write_text("half")
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        save_atomically(target, interrupted_write)
+    assert target.read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["checkpoint.pt"]
+
+
 def test_save_atomically_flushes_through_a_handle_open_for_writing_as_windows_requires(tmp_path, monkeypatch):
     fcntl = pytest.importorskip("fcntl")  # to tell a read-only descriptor from a writable one, as Windows does
     real_fsync, flushed = os.fsync, []
