@@ -234,6 +234,11 @@ def test_confusion_summary_prints_names(capsys):
     assert "cat |  75.00%" in out and "dog -> cat" in out and "2 images" in out
 
 
+def test_confusion_summary_counts_every_image_not_only_the_correct_ones(capsys):
+    print_confusion_summary(np.array([[3, 1], [2, 4]]), ["cat", "dog"], k=1)  # 7 correct, 10 in all
+    assert "Most confused (true -> predicted), of 10 images:" in capsys.readouterr().out
+
+
 # --- the layer-shape table ---------------------------------------------------------------------
 
 
