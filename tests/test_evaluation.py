@@ -255,6 +255,18 @@ def test_layer_shapes_per_block_and_hooks_removed(tiny_net, capsys):
     assert [name for name, _, _ in all_rows] == ["features.0", "features.1", "features.2", "features", "classifier"]
 
 
+@pytest.mark.parametrize("training", [True, False])
+def test_layer_shapes_leave_the_model_in_the_mode_it_was_in(tiny_net, training):
+    """The notebook prints the shapes just before training: a model left in eval mode would train without dropout."""
+    tiny_net.train(training)
+    print_layer_shapes(tiny_net, (1, 3, 32, 32))
+    assert tiny_net.training is training
+    tiny_net.classifier = torch.nn.Linear(99, 10)  # and when the forward pass fails
+    with pytest.raises(RuntimeError):
+        print_layer_shapes(tiny_net, (1, 3, 32, 32))
+    assert tiny_net.training is training
+
+
 def test_layer_shapes_name_the_failing_layer_and_remove_hooks(tiny_net, capsys):
     tiny_net.classifier = torch.nn.Linear(99, 10)  # the flatten size computed wrongly by hand
     with pytest.raises(RuntimeError, match="failed in layer 'classifier'"):
