@@ -25,6 +25,7 @@ from helper_evaluation import (
     remove_stale_temporary_files,
     save_atomically,
     set_all_seeds,
+    set_deterministic,
 )
 
 
@@ -140,6 +141,29 @@ def test_deterministic_pooling_matches_adaptive_pooling_forward_and_backward(in_
 
 def test_mixed_precision_is_off_on_cpu():
     assert autocast_dtype("cpu") is None and autocast_dtype("cpu", use_amp=True) is None
+
+
+@pytest.mark.parametrize(("capability", "expected"), [((7, 5), torch.float16), ((8, 0), torch.bfloat16),
+                                                      ((9, 0), torch.bfloat16)], ids=["T4", "A100", "H100"])
+def test_mixed_precision_is_bf16_from_ampere_on_and_float16_before(monkeypatch, capability, expected):
+    """bf16 needs compute capability 8.0 (A100, the first bf16 GPU); Colab's T4 (7.5) gets float16."""
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
+    assert autocast_dtype("cuda") == expected
+    assert autocast_dtype("cuda", use_amp=False) is None
+
+
+def test_set_deterministic_turns_off_cudnn_benchmarking_and_turns_on_deterministic_algorithms(monkeypatch):
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", True)  # restored after the test, as is what follows
+    monkeypatch.setattr(torch.backends.cudnn, "deterministic", False)
+    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
+    was_deterministic = torch.are_deterministic_algorithms_enabled()
+    try:
+        set_deterministic()
+        assert torch.backends.cudnn.benchmark is False and torch.backends.cudnn.deterministic is True
+        assert torch.are_deterministic_algorithms_enabled()
+        assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":4096:8"
+    finally:
+        torch.use_deterministic_algorithms(was_deterministic)
 
 
 def test_save_atomically_keeps_the_old_file_when_writing_fails(tmp_path):
