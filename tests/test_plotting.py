@@ -46,6 +46,32 @@ def test_running_average_is_aligned_with_the_end_of_its_window():
     np.testing.assert_allclose(y, [2, 3, 4, 5])
 
 
+def test_running_average_window_shrinks_to_half_the_values_for_short_runs():
+    """The lecture's 100-iteration window on a 10-iteration smoke run averages 5 values, leaving a curve of 6 points."""
+    x, y = running_average(np.arange(10.0), window=100)
+    assert x.tolist() == [4, 5, 6, 7, 8, 9]
+    np.testing.assert_allclose(y, [2, 3, 4, 5, 6, 7])
+
+
+def test_training_loss_plot_zooms_in_on_the_losses_after_the_first_1000_iterations():
+    """The first iterations' large losses would squash the rest of the curve into a flat line at the bottom."""
+    losses = [50.0] * 1000 + list(np.linspace(2.0, 0.5, 750))
+    loss_axes = plot_training_loss(losses, num_epochs=10, iter_per_epoch=175).axes[0]
+    assert loss_axes.get_ylim() == pytest.approx((0.0, 3.0))  # 1.5 x the largest loss after iteration 1000
+
+
+@pytest.mark.parametrize(("num_epochs", "iter_per_epoch", "ticks"), [
+    (3, 7, [0, 7, 14, 21]), (20, 5, [0, 10, 20, 30, 40, 50, 60, 70, 80, 90, 100])])
+def test_training_loss_epoch_axis_marks_each_epoch_at_its_first_iteration(num_epochs, iter_per_epoch, ticks):
+    losses = list(np.linspace(2.3, 0.5, num_epochs * iter_per_epoch))
+    fig = plot_training_loss(losses, num_epochs, iter_per_epoch)
+    fig.draw_without_rendering()
+    loss_axes, epoch_axes = fig.axes
+    assert epoch_axes.get_xticks().tolist() == ticks
+    assert [label.get_text() for label in epoch_axes.get_xticklabels()] == [str(t // iter_per_epoch) for t in ticks]
+    assert epoch_axes.get_xlim() == loss_axes.get_xlim()  # the two axes line up: epoch 1 is under iteration 7
+
+
 def test_accuracy_plot_shows_both_curves_even_for_one_epoch(tmp_path):
     fig = plot_accuracy([40.0], [38.0], results_dir=tmp_path)
     ax = fig.axes[0]
