@@ -124,6 +124,26 @@ def test_confusion_matrix_plot_labels_classes_and_counts(tmp_path):
     assert (tmp_path / "plot_confusion_matrix.png").exists()
 
 
+def test_confusion_matrix_plot_puts_each_count_in_its_true_row_and_predicted_column():
+    conf_mat = np.array([[5, 0, 1], [3, 1, 0], [0, 0, 8]])  # not symmetric: a transposed matrix looks different
+    names = ["cat", "dog", "frog"]
+    fig = plot_confusion_matrix(conf_mat, class_names=names, show_normed=True)
+    ax = fig.axes[0]
+    normed = conf_mat / conf_mat.sum(axis=1, keepdims=True)  # each row: the fractions of one true class
+    np.testing.assert_allclose(ax.get_images()[0].get_array(), normed)  # row r of the image is drawn at y = r
+    cells = {tuple(round(v) for v in text.get_position()): text.get_text() for text in ax.texts}  # (x, y): text
+    assert cells[(0, 1)] == "3\n(0.75)"  # true dog (row 1) predicted cat (column 0): 3 of the 4 dogs
+    assert cells == {(col, row): f"{conf_mat[row, col]}\n({normed[row, col]:.2f})" for row in range(3)
+                     for col in range(3)}
+    assert [t.get_text() for t in ax.get_yticklabels()] == names  # the true labels name the rows
+
+
+def test_confusion_matrix_plot_writes_white_on_dark_cells_and_black_on_light_ones():
+    fig = plot_confusion_matrix(np.array([[9, 1], [2, 8]]))
+    colours = {text.get_text(): text.get_color() for text in fig.axes[0].texts}
+    assert colours == {"9": "white", "8": "white", "1": "black", "2": "black"}  # the threshold: half of the largest
+
+
 def test_confusion_matrix_plot_handles_an_empty_row():
     fig = plot_confusion_matrix(np.array([[2, 0], [0, 0]]), show_normed=True)
     assert "0\n(0.00)" in [t.get_text() for t in fig.axes[0].texts]
