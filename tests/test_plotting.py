@@ -1,5 +1,6 @@
 """helper_plotting: every function returns a Figure with the expected axes and saves its PNG."""
 
+import logging
 import re
 
 import numpy as np
@@ -14,11 +15,13 @@ import helper_plotting
 from helper_dataset import CIFAR10_CLASSES, UnNormalize, get_dataloaders_cifar10
 from helper_evaluation import classify_image, predict_batches
 from helper_plotting import (
+    draw_image_tensor,
     plot_accuracy,
     plot_confusion_matrix,
     plot_live_progress,
     plot_run_comparison,
     plot_training_loss,
+    prediction_title,
     running_average,
     show_confident_mistakes,
     show_examples,
@@ -175,6 +178,33 @@ def test_confident_mistakes_shows_the_most_confident_wrong_predictions(tmp_path)
     shown = [float(ax.get_images()[0].get_array().mean()) for ax in fig.axes if ax.get_images()]
     assert shown == sorted(shown, reverse=True) and shown[0] == pytest.approx(1.0)  # brightest first
     assert (tmp_path / "confident_mistakes.png").exists()
+
+
+def test_confident_mistakes_titles_show_the_predicted_probability_in_percent():
+    dim_grey = [(torch.full((1, 3, 8, 8), 0.1), torch.tensor([1]))]  # scores (1, 0): softmax gives class 0 73.1%
+    fig = show_confident_mistakes(ConfidentlyWrong(), dim_grey, num_images=1)
+    assert [ax.get_title() for ax in fig.axes if ax.get_title()] == ["P: 0 (73.1%)\nT: 1"]
+    assert prediction_title(3, 5, dict(enumerate(CIFAR10_CLASSES)), torch.tensor(0.973)) == "P: cat (97.3%)\nT: dog"
+
+
+def test_images_outside_the_displayable_range_are_clipped_to_0_1_without_a_warning_each(caplog):
+    """An un-normalized image is often slightly outside [0, 1]. Left to imshow, each one would print "Clipping input
+    data to the valid range" under the grid: fifteen warnings for one figure."""
+    images = torch.stack([torch.full((3, 4, 4), -0.5), torch.full((3, 4, 4), 1.7)])
+    with caplog.at_level(logging.WARNING):
+        fig = show_examples(TinyNet(), [(images, torch.tensor([0, 1]))])
+    drawn = [ax.get_images()[0].get_array() for ax in fig.axes if ax.get_images()]
+    assert [(float(image.min()), float(image.max())) for image in drawn] == [(0.0, 0.0), (1.0, 1.0)]
+    assert [record.getMessage() for record in caplog.records] == []
+
+
+def test_one_channel_images_are_drawn_in_grey_on_a_fixed_0_1_scale():
+    fig = Figure()
+    ax = fig.add_subplot(1, 1, 1)
+    draw_image_tensor(ax, torch.full((1, 4, 4), 0.25))  # a flat dark grey: not stretched to black or white
+    [image] = ax.get_images()
+    assert image.get_array().shape == (4, 4)
+    assert image.get_cmap().name == "gray" and image.get_clim() == (0, 1)
 
 
 def test_live_progress_has_loss_and_accuracy_panels():
