@@ -353,6 +353,16 @@ def test_picture_figure_shows_the_picture_its_32x32_version_the_input_and_the_pr
     assert fig.get_suptitle() == f"Prediction: {names[0]} ({100 * probabilities[0]:.1f}%)\n{SMOKE}"
 
 
+def test_live_loss_curves_are_drawn_against_epochs():
+    """Minibatch i of an epoch of 2 is at epoch i / 2; the running average's points at their windows' last values."""
+    losses = [2.4, 2.0, 1.8, 1.6, 1.4, 1.2]
+    fig = plot_live_progress(losses, [30.0, 40.0, 50.0], [28.0, 35.0, 45.0], iter_per_epoch=2, averaging_iterations=2)
+    raw, average = fig.axes[0].get_lines()
+    assert list(raw.get_xdata()) == [0.0, 0.5, 1.0, 1.5, 2.0, 2.5] and list(raw.get_ydata()) == losses
+    assert list(average.get_xdata()) == [0.5, 1.0, 1.5, 2.0, 2.5]
+    np.testing.assert_allclose(average.get_ydata(), [2.2, 1.9, 1.7, 1.5, 1.3])
+
+
 def test_live_plot_can_be_drawn_before_the_first_epoch():
     """train_model shows the live plot before training starts, when there is no loss or accuracy yet."""
     fig = plot_live_progress([], [], [], 9, subtitle="run lecture-123456")
