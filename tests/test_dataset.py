@@ -134,6 +134,22 @@ def test_smoke_loaders_return_three_loaders_with_the_right_shapes():
         assert -1.0 <= features.min() and features.max() <= 1.0
 
 
+@pytest.mark.parametrize("device", [None, "cpu"])
+def test_test_loader_serves_the_test_set_in_order_through_the_test_transforms(device):
+    """The test accuracy is measured on every test image, seen as validation images are: centre crop, no shuffle."""
+    *_, test_loader = lecture_loaders(device)
+    description = hd.describe_loader(test_loader)
+    assert description["transform"] == repr(lecture_test_transforms())
+    assert description["shuffle"] is False and description["drop_last"] is False
+    served = torch.cat([targets for _, targets in test_loader]).tolist()
+    assert served == read_cifar10(train=False, smoke_test=True).labels.tolist()
+
+
+def test_a_batch_as_large_as_the_training_set_is_allowed():
+    train_loader, _, _ = get_dataloaders_cifar10(576, validation_fraction=0.1, smoke_test=True)  # 640 - 64 = 576
+    assert len(train_loader) == 1
+
+
 def test_without_validation_fraction_two_loaders_are_returned():
     loaders = get_dataloaders_cifar10(16, smoke_test=True)
     assert len(loaders) == 2
