@@ -180,6 +180,24 @@ def test_confident_mistakes_shows_the_most_confident_wrong_predictions(tmp_path)
     assert (tmp_path / "confident_mistakes.png").exists()
 
 
+def test_show_examples_titles_show_the_models_prediction_over_the_true_label():
+    fig = show_examples(ConfidentlyWrong(), graded_images(count=5))  # predicts 0 for images labelled 1
+    assert [ax.get_title() for ax in fig.axes if ax.get_title()] == ["P: 0\nT: 1"] * 5
+
+
+@pytest.mark.parametrize("num_images", [5, 7, 15])
+def test_confident_mistakes_grid_has_room_for_every_mistake_asked_for(num_images):
+    fig = show_confident_mistakes(ConfidentlyWrong(), graded_images(), num_images=num_images)  # 40 mistakes
+    assert len([ax for ax in fig.axes if ax.get_images()]) == num_images
+
+
+def test_confident_mistakes_of_a_model_without_mistakes_says_so():
+    all_right = [(images, torch.zeros_like(labels)) for images, labels in graded_images()]  # it predicts 0
+    fig = show_confident_mistakes(ConfidentlyWrong(), all_right)
+    assert fig.get_suptitle() == "No mistakes in these images"
+    assert not [ax for ax in fig.axes if ax.get_images()]
+
+
 def test_confident_mistakes_titles_show_the_predicted_probability_in_percent():
     dim_grey = [(torch.full((1, 3, 8, 8), 0.1), torch.tensor([1]))]  # scores (1, 0): softmax gives class 0 73.1%
     fig = show_confident_mistakes(ConfidentlyWrong(), dim_grey, num_images=1)
