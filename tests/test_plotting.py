@@ -381,6 +381,15 @@ def test_live_loss_curves_are_drawn_against_epochs():
     np.testing.assert_allclose(average.get_ydata(), [2.2, 1.9, 1.7, 1.5, 1.3])
 
 
+def test_picture_figure_shows_the_32x32_picture_that_classify_image_used():
+    """The middle panel explains the network's answer only if it is the very picture the network was given."""
+    picture = Image.fromarray(np.random.default_rng(0).integers(0, 256, size=(80, 100, 3), dtype=np.uint8))
+    network_input, predictions = classify_image(TinyNet(), picture, lecture_test_transforms(), "cpu", CIFAR10_CLASSES)
+    fig = show_image_as_network_sees_it(picture, network_input, predictions, UnNormalize(MEAN, STD))
+    shown = np.asarray(fig.axes[1].get_images()[0].get_array())
+    np.testing.assert_array_equal(shown, np.asarray(picture.resize((32, 32), Image.Resampling.BILINEAR)))
+
+
 def test_live_plot_can_be_drawn_before_the_first_epoch():
     """train_model shows the live plot before training starts, when there is no loss or accuracy yet."""
     fig = plot_live_progress([], [], [], 9, subtitle="run lecture-123456")
