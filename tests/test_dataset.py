@@ -80,6 +80,21 @@ def test_image_folder_is_shuffled_so_validation_holds_every_class(tmp_path):
     assert len(set(valid.labels.tolist())) == 10
 
 
+def test_image_folder_is_shuffled_the_same_way_every_time(tmp_path):
+    """The validation images must be the same in every session: a resumed or compared run is validated on them."""
+    write_image_folder(tmp_path, per_class=10)
+    first, second = read_cifar10(tmp_path, train=True), read_cifar10(tmp_path, train=True)
+    np.testing.assert_array_equal(first.labels, second.labels)
+    np.testing.assert_array_equal(first.images, second.images)
+
+
+@pytest.mark.parametrize("suffix", [".PNG", ".JPG", ".Jpeg"])
+def test_image_folder_reads_files_whose_suffix_is_in_capitals(tmp_path, suffix):
+    """Cameras and Windows tools often write IMG_0001.JPG."""
+    write_image_folder(tmp_path, suffix=suffix)
+    assert read_cifar10(tmp_path, train=True).images.shape == (30, 32, 32, 3)
+
+
 def test_image_folder_with_wrong_class_names_is_rejected(tmp_path):
     write_image_folder(tmp_path, classes=[*CIFAR10_CLASSES[:9], "lorry"])
     with pytest.raises(ValueError, match="ten CIFAR-10 class folders"):
