@@ -60,6 +60,23 @@ def test_minibatch_loss_scheduler_sees_the_last_minibatch_loss(monkeypatch):
     assert seen == [losses[17], losses[35]]  # the last loss of each epoch
 
 
+def test_valid_acc_scheduler_sees_the_validation_accuracy(monkeypatch):
+    """The lecture's ReduceLROnPlateau(mode="max") watches the validation accuracy, not the training accuracy."""
+    seen = []
+    original = torch.optim.lr_scheduler.ReduceLROnPlateau.step
+    monkeypatch.setattr(torch.optim.lr_scheduler.ReduceLROnPlateau, "step",
+                        lambda self, metric: (seen.append(metric), original(self, metric))[1])
+    set_all_seeds(0)
+    model = TinyNet()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="max")
+    train_loader, valid_loader, test_loader = smoke_loaders()
+    mislabelled = [(features, (targets + 1) % 10) for features, targets in valid_loader]  # scores far below training
+    _, train_acc, valid_acc = train_model(model, 2, train_loader, mislabelled, test_loader, optimizer, "cpu",
+                                          scheduler=scheduler)
+    assert seen == valid_acc and min(train_acc) > max(valid_acc) + 50
+
+
 @pytest.mark.parametrize(("mode", "signal"), [("min", "valid_acc"), ("max", "minibatch_loss")])
 def test_scheduler_mode_that_contradicts_its_signal_is_refused(mode, signal):
     optimizer = torch.optim.SGD(TinyNet().parameters(), lr=0.1)
