@@ -224,6 +224,14 @@ def test_stall_warning_thresholds_fire_on_the_stuck_smoke_run_and_not_on_slow_le
         helper_train.warn_if_stalled([2.0] * 9, 10.0, 10, 1)  # loss already falling
 
 
+def test_stall_check_judges_the_losses_of_its_epoch_only(monkeypatch):
+    """After epoch 2 the check sees epoch 2's 18 losses: epoch 1's high start would make a learning run look stuck."""
+    calls = []
+    monkeypatch.setattr(helper_train, "warn_if_stalled", lambda *args: calls.append(args))
+    _, (losses, _, valid_acc) = run(epochs=3, stall_check_epoch=2)
+    assert calls == [(losses[18:36], valid_acc[1], 10, 1)]
+
+
 def test_stall_warning_stays_silent_on_a_learning_run():
     with warnings.catch_warnings():
         warnings.simplefilter("error", TrainingStalledWarning)
