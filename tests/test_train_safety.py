@@ -99,6 +99,17 @@ def test_checkpoint_best_weights_and_history_are_written(tmp_path):
     assert len(history["epoch_seconds"]) == 2 and history["device"] == "cpu" and history["precision"] == "float32"
 
 
+def test_history_names_its_run_after_the_folder_and_records_the_iterations_per_epoch(tmp_path):
+    """load_run_histories names each run by run_name; the loss figure's epoch axis needs iter_per_epoch."""
+    model, optimizer, scheduler = fresh()
+    train_loader, valid_loader, test_loader = loaders()
+    run_folder = tmp_path / "lecture-abc123"
+    train_model(model, 1, train_loader, valid_loader, test_loader, optimizer, "cpu", checkpoint_dir=run_folder)
+    history = json.loads((run_folder / HISTORY_FILE).read_text())
+    assert history["run_name"] == "lecture-abc123"
+    assert history["iter_per_epoch"] == len(train_loader) == len(history["minibatch_loss"]) == 18
+
+
 def test_finished_checkpoint_only_evaluates(tmp_path, capsys):
     model, optimizer, scheduler = fresh()
     first = train_model(model, 1, *loaders(), optimizer, "cpu", scheduler=scheduler, checkpoint_dir=tmp_path)
