@@ -1,6 +1,8 @@
 """helper_train for long runs: checkpoints, exact resume after a kill, interrupts, divergence, bad input."""
 
+import io
 import json
+import random
 import signal
 import subprocess
 import sys
@@ -8,6 +10,7 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from conftest import TinyNet, lecture_test_transforms, lecture_train_transforms
@@ -63,6 +66,20 @@ def assert_same_state(a, b, path="checkpoint"):
             assert_same_state(x, y, f"{path}/{index}")
     else:
         assert a == b, path
+
+
+def test_a_saved_rng_state_replays_python_numpy_and_torch_draws():
+    """A student's own transform may draw from random or NumPy: a resumed run must draw the same numbers.
+
+    The resume test cannot see this: nothing in the tutorial's own pipeline draws from Python or NumPy.
+    """
+    saved = io.BytesIO()
+    torch.save(helper_train.capture_rng_state(), saved)  # as the checkpoint stores it
+    first = (random.random(), float(np.random.rand()), torch.rand(1).item())
+    random.seed(99), np.random.seed(99), torch.manual_seed(99)  # a new process, seeded at the top of the notebook
+    saved.seek(0)
+    helper_train.restore_rng_state(torch.load(saved, weights_only=True))
+    assert (random.random(), float(np.random.rand()), torch.rand(1).item()) == first
 
 
 def test_killed_run_resumes_bit_for_bit_with_two_workers(tmp_path):
