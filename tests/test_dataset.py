@@ -80,6 +80,21 @@ def test_image_folder_is_shuffled_so_validation_holds_every_class(tmp_path):
     assert len(set(valid.labels.tolist())) == 10
 
 
+def test_image_folder_is_shuffled_the_same_way_every_time(tmp_path):
+    """The validation images must be the same in every session: a resumed or compared run is validated on them."""
+    write_image_folder(tmp_path, per_class=10)
+    first, second = read_cifar10(tmp_path, train=True), read_cifar10(tmp_path, train=True)
+    np.testing.assert_array_equal(first.labels, second.labels)
+    np.testing.assert_array_equal(first.images, second.images)
+
+
+@pytest.mark.parametrize("suffix", [".PNG", ".JPG", ".Jpeg"])
+def test_image_folder_reads_files_whose_suffix_is_in_capitals(tmp_path, suffix):
+    """Cameras and Windows tools often write IMG_0001.JPG."""
+    write_image_folder(tmp_path, suffix=suffix)
+    assert read_cifar10(tmp_path, train=True).images.shape == (30, 32, 32, 3)
+
+
 def test_image_folder_with_wrong_class_names_is_rejected(tmp_path):
     write_image_folder(tmp_path, classes=[*CIFAR10_CLASSES[:9], "lorry"])
     with pytest.raises(ValueError, match="ten CIFAR-10 class folders"):
@@ -132,6 +147,22 @@ def test_smoke_loaders_return_three_loaders_with_the_right_shapes():
         assert features.shape[1:] == (3, 64, 64) and features.dtype == torch.float32
         assert targets.dtype == torch.int64
         assert -1.0 <= features.min() and features.max() <= 1.0
+
+
+@pytest.mark.parametrize("device", [None, "cpu"])
+def test_test_loader_serves_the_test_set_in_order_through_the_test_transforms(device):
+    """The test accuracy is measured on every test image, seen as validation images are: centre crop, no shuffle."""
+    *_, test_loader = lecture_loaders(device)
+    description = hd.describe_loader(test_loader)
+    assert description["transform"] == repr(lecture_test_transforms())
+    assert description["shuffle"] is False and description["drop_last"] is False
+    served = torch.cat([targets for _, targets in test_loader]).tolist()
+    assert served == read_cifar10(train=False, smoke_test=True).labels.tolist()
+
+
+def test_a_batch_as_large_as_the_training_set_is_allowed():
+    train_loader, _, _ = get_dataloaders_cifar10(576, validation_fraction=0.1, smoke_test=True)  # 640 - 64 = 576
+    assert len(train_loader) == 1
 
 
 def test_without_validation_fraction_two_loaders_are_returned():
@@ -220,6 +251,72 @@ def test_random_crop_offsets_cover_all_positions_uniformly():
     chi_square = float(((counts - expected) ** 2 / expected).sum())
     assert chi_square < 76.2  # 99.9th percentile of chi-square with 48 degrees of freedom
     assert len(set(zip(top[:64].tolist(), left[:64].tolist(), strict=True))) > 20  # differs within a batch
+
+
+def position_images(count: int, size: int = 70) -> ImageArrays:
+    """``count`` identical images whose red channel holds the row and green channel the column; label = index.
+
+    After a crop without resizing, the first pixel of a crop tells where it was cut.
+    """
+    rows = np.broadcast_to(np.arange(size, dtype=np.uint8)[:, None], (size, size))
+    cols = np.broadcast_to(np.arange(size, dtype=np.uint8)[None, :], (size, size))
+    image = np.stack([rows, cols, np.zeros((size, size), np.uint8)], axis=-1)
+    return ImageArrays(np.broadcast_to(image, (count, size, size, 3)).copy(), np.arange(count))
+
+
+def crop_offsets_by_label(features: torch.Tensor, targets: torch.Tensor) -> list[tuple[int, int]]:
+    """(top, left) of the crop of each image of ``position_images``, in label order."""
+    top = (features[:, 0, 0, 0] * 255).round().long()
+    left = (features[:, 1, 0, 0] * 255).round().long()
+    order = targets.argsort()
+    return list(zip(top[order].tolist(), left[order].tolist(), strict=True))
+
+
+def test_device_loader_draws_new_crops_for_each_image_every_epoch():
+    """Random crops are augmentation only if they change: with one fixed crop per image, training sees 1 of 49."""
+    crop = transforms.Compose([transforms.RandomCrop(64), transforms.ToTensor()])
+    loader = DeviceBatchLoader(position_images(64), crop, 64, "cpu", shuffle=True)
+    torch.manual_seed(0)
+    first, second = (crop_offsets_by_label(*next(iter(loader))) for _ in range(2))
+    same = sum(a == b for a, b in zip(first, second, strict=True))
+    assert same <= 8, f"{same} of 64 images were cropped at the same place in both epochs (expected about 1.3)"
+
+
+@pytest.mark.parametrize("device", [None, "cpu"])
+def test_shuffled_loader_draws_a_new_order_every_epoch(device):
+    data = numbered_images(64)
+    loader = hd.make_loader(data, None, 64, shuffle=True, drop_last=False, num_workers=0, device=device)
+    torch.manual_seed(0)
+    first, second = (next(iter(loader))[1].tolist() for _ in range(2))
+    assert sorted(first) == sorted(second) == list(range(64)) and first != second
+
+
+@pytest.mark.parametrize("p", [0.0, 1.0])
+def test_batched_horizontal_flip_mirrors_left_and_right_like_torchvision(p):
+    data = random_images(8, seed=8)
+    flip = transforms.Compose([transforms.RandomHorizontalFlip(p), transforms.ToTensor()])  # p 0 or 1: no chance
+    batch, _ = next(iter(DeviceBatchLoader(data, flip, 8, "cpu")))
+    assert torch.equal(batch, per_image_batch(data, flip))
+
+
+@pytest.mark.parametrize(("transform", "stored_shape"), [(lecture_test_transforms(), (4, 3, 64, 64)),
+                                                         (lecture_train_transforms(), (4, 3, 70, 70))],
+                         ids=["test", "train"])
+def test_device_loader_stores_the_fixed_leading_steps_as_uint8(transform, stored_shape):
+    """The resize (and the test's centre crop) are done once; the images stay uint8, a quarter of float32's memory."""
+    loader = DeviceBatchLoader(random_images(4), transform, 4, "cpu")
+    assert loader.images.dtype == torch.uint8 and tuple(loader.images.shape) == stored_shape
+
+
+@pytest.mark.parametrize("crop", [(20, 32), (32, 20)], ids=["wide", "tall"])
+def test_resize_of_the_short_side_keeps_the_aspect_ratio_like_torchvision(crop):
+    """``Resize(40)`` scales the shorter side to 40 pixels: a 20x32 picture becomes 40x64, not 64x40."""
+    data = random_images(4, seed=9)
+    resize = transforms.Compose([transforms.CenterCrop(crop), transforms.Resize(40), transforms.ToTensor()])
+    expected = per_image_batch(data, resize)
+    actual, _ = next(iter(DeviceBatchLoader(data, resize, 4, "cpu")))
+    assert actual.shape == expected.shape
+    assert (actual - expected).abs().max() <= 1 / 255 + FLOAT_EPSILON
 
 
 def numbered_images(count: int) -> ImageArrays:

@@ -25,6 +25,7 @@ from helper_evaluation import (
     remove_stale_temporary_files,
     save_atomically,
     set_all_seeds,
+    set_deterministic,
 )
 
 
@@ -142,6 +143,29 @@ def test_mixed_precision_is_off_on_cpu():
     assert autocast_dtype("cpu") is None and autocast_dtype("cpu", use_amp=True) is None
 
 
+@pytest.mark.parametrize(("capability", "expected"), [((7, 5), torch.float16), ((8, 0), torch.bfloat16),
+                                                      ((9, 0), torch.bfloat16)], ids=["T4", "A100", "H100"])
+def test_mixed_precision_is_bf16_from_ampere_on_and_float16_before(monkeypatch, capability, expected):
+    """bf16 needs compute capability 8.0 (A100, the first bf16 GPU); Colab's T4 (7.5) gets float16."""
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
+    assert autocast_dtype("cuda") == expected
+    assert autocast_dtype("cuda", use_amp=False) is None
+
+
+def test_set_deterministic_turns_off_cudnn_benchmarking_and_turns_on_deterministic_algorithms(monkeypatch):
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", True)  # restored after the test, as is what follows
+    monkeypatch.setattr(torch.backends.cudnn, "deterministic", False)
+    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
+    was_deterministic = torch.are_deterministic_algorithms_enabled()
+    try:
+        set_deterministic()
+        assert torch.backends.cudnn.benchmark is False and torch.backends.cudnn.deterministic is True
+        assert torch.are_deterministic_algorithms_enabled()
+        assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":4096:8"
+    finally:
+        torch.use_deterministic_algorithms(was_deterministic)
+
+
 def test_save_atomically_keeps_the_old_file_when_writing_fails(tmp_path):
     target = tmp_path / "history.json"
     save_atomically(target, lambda path: open(path, "w").write("old"))
@@ -157,6 +181,22 @@ def test_save_atomically_keeps_the_old_file_when_writing_fails(tmp_path):
     umask = os.umask(0)
     os.umask(umask)
     assert target.stat().st_mode & 0o777 == 0o666 & ~umask  # the permissions of any file the user writes
+
+
+def test_ctrl_c_in_the_middle_of_a_save_leaves_the_old_file_and_no_temporary_file(tmp_path):
+    """Jupyter's stop button raises KeyboardInterrupt, which is not an Exception: a half-written
+    600 MB checkpoint must not stay behind as a hidden temporary file."""
+    target = tmp_path / "checkpoint.pt"
+    save_atomically(target, lambda path: Path(path).write_text("old"))
+
+    def interrupted_write(path):
+        Path(path).write_text("half")
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        save_atomically(target, interrupted_write)
+    assert target.read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["checkpoint.pt"]
 
 
 def test_save_atomically_flushes_through_a_handle_open_for_writing_as_windows_requires(tmp_path, monkeypatch):
@@ -218,6 +258,11 @@ def test_confusion_summary_prints_names(capsys):
     assert "cat |  75.00%" in out and "dog -> cat" in out and "2 images" in out
 
 
+def test_confusion_summary_counts_every_image_not_only_the_correct_ones(capsys):
+    print_confusion_summary(np.array([[3, 1], [2, 4]]), ["cat", "dog"], k=1)  # 7 correct, 10 in all
+    assert "Most confused (true -> predicted), of 10 images:" in capsys.readouterr().out
+
+
 # --- the layer-shape table ---------------------------------------------------------------------
 
 
@@ -232,6 +277,18 @@ def test_layer_shapes_per_block_and_hooks_removed(tiny_net, capsys):
     assert "features" in capsys.readouterr().out
     all_rows = print_layer_shapes(tiny_net, (1, 3, 32, 32), all_layers=True)
     assert [name for name, _, _ in all_rows] == ["features.0", "features.1", "features.2", "features", "classifier"]
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_layer_shapes_leave_the_model_in_the_mode_it_was_in(tiny_net, training):
+    """The notebook prints the shapes just before training: a model left in eval mode would train without dropout."""
+    tiny_net.train(training)
+    print_layer_shapes(tiny_net, (1, 3, 32, 32))
+    assert tiny_net.training is training
+    tiny_net.classifier = torch.nn.Linear(99, 10)  # and when the forward pass fails
+    with pytest.raises(RuntimeError):
+        print_layer_shapes(tiny_net, (1, 3, 32, 32))
+    assert tiny_net.training is training
 
 
 def test_layer_shapes_name_the_failing_layer_and_remove_hooks(tiny_net, capsys):

@@ -1,5 +1,6 @@
 """helper_plotting: every function returns a Figure with the expected axes and saves its PNG."""
 
+import logging
 import re
 
 import numpy as np
@@ -14,11 +15,13 @@ import helper_plotting
 from helper_dataset import CIFAR10_CLASSES, UnNormalize, get_dataloaders_cifar10
 from helper_evaluation import classify_image, predict_batches
 from helper_plotting import (
+    draw_image_tensor,
     plot_accuracy,
     plot_confusion_matrix,
     plot_live_progress,
     plot_run_comparison,
     plot_training_loss,
+    prediction_title,
     running_average,
     show_confident_mistakes,
     show_examples,
@@ -44,6 +47,32 @@ def test_running_average_is_aligned_with_the_end_of_its_window():
     x, y = running_average([1, 2, 3, 4, 5, 6], window=3)
     assert x.tolist() == [2, 3, 4, 5]
     np.testing.assert_allclose(y, [2, 3, 4, 5])
+
+
+def test_running_average_window_shrinks_to_half_the_values_for_short_runs():
+    """The lecture's 100-iteration window on a 10-iteration smoke run averages 5 values, leaving a curve of 6 points."""
+    x, y = running_average(np.arange(10.0), window=100)
+    assert x.tolist() == [4, 5, 6, 7, 8, 9]
+    np.testing.assert_allclose(y, [2, 3, 4, 5, 6, 7])
+
+
+def test_training_loss_plot_zooms_in_on_the_losses_after_the_first_1000_iterations():
+    """The first iterations' large losses would squash the rest of the curve into a flat line at the bottom."""
+    losses = [50.0] * 1000 + list(np.linspace(2.0, 0.5, 750))
+    loss_axes = plot_training_loss(losses, num_epochs=10, iter_per_epoch=175).axes[0]
+    assert loss_axes.get_ylim() == pytest.approx((0.0, 3.0))  # 1.5 x the largest loss after iteration 1000
+
+
+@pytest.mark.parametrize(("num_epochs", "iter_per_epoch", "ticks"), [
+    (3, 7, [0, 7, 14, 21]), (20, 5, [0, 10, 20, 30, 40, 50, 60, 70, 80, 90, 100])])
+def test_training_loss_epoch_axis_marks_each_epoch_at_its_first_iteration(num_epochs, iter_per_epoch, ticks):
+    losses = list(np.linspace(2.3, 0.5, num_epochs * iter_per_epoch))
+    fig = plot_training_loss(losses, num_epochs, iter_per_epoch)
+    fig.draw_without_rendering()
+    loss_axes, epoch_axes = fig.axes
+    assert epoch_axes.get_xticks().tolist() == ticks
+    assert [label.get_text() for label in epoch_axes.get_xticklabels()] == [str(t // iter_per_epoch) for t in ticks]
+    assert epoch_axes.get_xlim() == loss_axes.get_xlim()  # the two axes line up: epoch 1 is under iteration 7
 
 
 def test_accuracy_plot_shows_both_curves_even_for_one_epoch(tmp_path):
@@ -98,6 +127,26 @@ def test_confusion_matrix_plot_labels_classes_and_counts(tmp_path):
     assert (tmp_path / "plot_confusion_matrix.png").exists()
 
 
+def test_confusion_matrix_plot_puts_each_count_in_its_true_row_and_predicted_column():
+    conf_mat = np.array([[5, 0, 1], [3, 1, 0], [0, 0, 8]])  # not symmetric: a transposed matrix looks different
+    names = ["cat", "dog", "frog"]
+    fig = plot_confusion_matrix(conf_mat, class_names=names, show_normed=True)
+    ax = fig.axes[0]
+    normed = conf_mat / conf_mat.sum(axis=1, keepdims=True)  # each row: the fractions of one true class
+    np.testing.assert_allclose(ax.get_images()[0].get_array(), normed)  # row r of the image is drawn at y = r
+    cells = {tuple(round(v) for v in text.get_position()): text.get_text() for text in ax.texts}  # (x, y): text
+    assert cells[(0, 1)] == "3\n(0.75)"  # true dog (row 1) predicted cat (column 0): 3 of the 4 dogs
+    assert cells == {(col, row): f"{conf_mat[row, col]}\n({normed[row, col]:.2f})" for row in range(3)
+                     for col in range(3)}
+    assert [t.get_text() for t in ax.get_yticklabels()] == names  # the true labels name the rows
+
+
+def test_confusion_matrix_plot_writes_white_on_dark_cells_and_black_on_light_ones():
+    fig = plot_confusion_matrix(np.array([[9, 1], [2, 8]]))
+    colours = {text.get_text(): text.get_color() for text in fig.axes[0].texts}
+    assert colours == {"9": "white", "8": "white", "1": "black", "2": "black"}  # the threshold: half of the largest
+
+
 def test_confusion_matrix_plot_handles_an_empty_row():
     fig = plot_confusion_matrix(np.array([[2, 0], [0, 0]]), show_normed=True)
     assert "0\n(0.00)" in [t.get_text() for t in fig.axes[0].texts]
@@ -129,6 +178,51 @@ def test_confident_mistakes_shows_the_most_confident_wrong_predictions(tmp_path)
     shown = [float(ax.get_images()[0].get_array().mean()) for ax in fig.axes if ax.get_images()]
     assert shown == sorted(shown, reverse=True) and shown[0] == pytest.approx(1.0)  # brightest first
     assert (tmp_path / "confident_mistakes.png").exists()
+
+
+def test_show_examples_titles_show_the_models_prediction_over_the_true_label():
+    fig = show_examples(ConfidentlyWrong(), graded_images(count=5))  # predicts 0 for images labelled 1
+    assert [ax.get_title() for ax in fig.axes if ax.get_title()] == ["P: 0\nT: 1"] * 5
+
+
+@pytest.mark.parametrize("num_images", [5, 7, 15])
+def test_confident_mistakes_grid_has_room_for_every_mistake_asked_for(num_images):
+    fig = show_confident_mistakes(ConfidentlyWrong(), graded_images(), num_images=num_images)  # 40 mistakes
+    assert len([ax for ax in fig.axes if ax.get_images()]) == num_images
+
+
+def test_confident_mistakes_of_a_model_without_mistakes_says_so():
+    all_right = [(images, torch.zeros_like(labels)) for images, labels in graded_images()]  # it predicts 0
+    fig = show_confident_mistakes(ConfidentlyWrong(), all_right)
+    assert fig.get_suptitle() == "No mistakes in these images"
+    assert not [ax for ax in fig.axes if ax.get_images()]
+
+
+def test_confident_mistakes_titles_show_the_predicted_probability_in_percent():
+    dim_grey = [(torch.full((1, 3, 8, 8), 0.1), torch.tensor([1]))]  # scores (1, 0): softmax gives class 0 73.1%
+    fig = show_confident_mistakes(ConfidentlyWrong(), dim_grey, num_images=1)
+    assert [ax.get_title() for ax in fig.axes if ax.get_title()] == ["P: 0 (73.1%)\nT: 1"]
+    assert prediction_title(3, 5, dict(enumerate(CIFAR10_CLASSES)), torch.tensor(0.973)) == "P: cat (97.3%)\nT: dog"
+
+
+def test_images_outside_the_displayable_range_are_clipped_to_0_1_without_a_warning_each(caplog):
+    """An un-normalized image is often slightly outside [0, 1]. Left to imshow, each one would print "Clipping input
+    data to the valid range" under the grid: fifteen warnings for one figure."""
+    images = torch.stack([torch.full((3, 4, 4), -0.5), torch.full((3, 4, 4), 1.7)])
+    with caplog.at_level(logging.WARNING):
+        fig = show_examples(TinyNet(), [(images, torch.tensor([0, 1]))])
+    drawn = [ax.get_images()[0].get_array() for ax in fig.axes if ax.get_images()]
+    assert [(float(image.min()), float(image.max())) for image in drawn] == [(0.0, 0.0), (1.0, 1.0)]
+    assert [record.getMessage() for record in caplog.records] == []
+
+
+def test_one_channel_images_are_drawn_in_grey_on_a_fixed_0_1_scale():
+    fig = Figure()
+    ax = fig.add_subplot(1, 1, 1)
+    draw_image_tensor(ax, torch.full((1, 4, 4), 0.25))  # a flat dark grey: not stretched to black or white
+    [image] = ax.get_images()
+    assert image.get_array().shape == (4, 4)
+    assert image.get_cmap().name == "gray" and image.get_clim() == (0, 1)
 
 
 def test_live_progress_has_loss_and_accuracy_panels():
@@ -275,6 +369,25 @@ def test_picture_figure_shows_the_picture_its_32x32_version_the_input_and_the_pr
     assert [label.get_text() for label in bars_ax.get_yticklabels()] == list(names)
     assert bars_ax.yaxis_inverted()  # the most probable class on top
     assert fig.get_suptitle() == f"Prediction: {names[0]} ({100 * probabilities[0]:.1f}%)\n{SMOKE}"
+
+
+def test_live_loss_curves_are_drawn_against_epochs():
+    """Minibatch i of an epoch of 2 is at epoch i / 2; the running average's points at their windows' last values."""
+    losses = [2.4, 2.0, 1.8, 1.6, 1.4, 1.2]
+    fig = plot_live_progress(losses, [30.0, 40.0, 50.0], [28.0, 35.0, 45.0], iter_per_epoch=2, averaging_iterations=2)
+    raw, average = fig.axes[0].get_lines()
+    assert list(raw.get_xdata()) == [0.0, 0.5, 1.0, 1.5, 2.0, 2.5] and list(raw.get_ydata()) == losses
+    assert list(average.get_xdata()) == [0.5, 1.0, 1.5, 2.0, 2.5]
+    np.testing.assert_allclose(average.get_ydata(), [2.2, 1.9, 1.7, 1.5, 1.3])
+
+
+def test_picture_figure_shows_the_32x32_picture_that_classify_image_used():
+    """The middle panel explains the network's answer only if it is the very picture the network was given."""
+    picture = Image.fromarray(np.random.default_rng(0).integers(0, 256, size=(80, 100, 3), dtype=np.uint8))
+    network_input, predictions = classify_image(TinyNet(), picture, lecture_test_transforms(), "cpu", CIFAR10_CLASSES)
+    fig = show_image_as_network_sees_it(picture, network_input, predictions, UnNormalize(MEAN, STD))
+    shown = np.asarray(fig.axes[1].get_images()[0].get_array())
+    np.testing.assert_array_equal(shown, np.asarray(picture.resize((32, 32), Image.Resampling.BILINEAR)))
 
 
 def test_live_plot_can_be_drawn_before_the_first_epoch():

@@ -62,6 +62,23 @@ def test_minibatch_loss_scheduler_sees_the_last_minibatch_loss(monkeypatch):
     assert seen == [losses[17], losses[35]]  # the last loss of each epoch
 
 
+def test_valid_acc_scheduler_sees_the_validation_accuracy(monkeypatch):
+    """The lecture's ReduceLROnPlateau(mode="max") watches the validation accuracy, not the training accuracy."""
+    seen = []
+    original = torch.optim.lr_scheduler.ReduceLROnPlateau.step
+    monkeypatch.setattr(torch.optim.lr_scheduler.ReduceLROnPlateau, "step",
+                        lambda self, metric: (seen.append(metric), original(self, metric))[1])
+    set_all_seeds(0)
+    model = TinyNet()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="max")
+    train_loader, valid_loader, test_loader = smoke_loaders()
+    mislabelled = [(features, (targets + 1) % 10) for features, targets in valid_loader]  # scores far below training
+    _, train_acc, valid_acc = train_model(model, 2, train_loader, mislabelled, test_loader, optimizer, "cpu",
+                                          scheduler=scheduler)
+    assert seen == valid_acc and min(train_acc) > max(valid_acc) + 50
+
+
 @pytest.mark.parametrize(("mode", "signal"), [("min", "valid_acc"), ("max", "minibatch_loss")])
 def test_scheduler_mode_that_contradicts_its_signal_is_refused(mode, signal):
     optimizer = torch.optim.SGD(TinyNet().parameters(), lr=0.1)
@@ -207,6 +224,14 @@ def test_stall_warning_thresholds_fire_on_the_stuck_smoke_run_and_not_on_slow_le
         warnings.simplefilter("error", TrainingStalledWarning)
         helper_train.warn_if_stalled([2.24] * 9, 16.0, 10, 1)  # accuracy already rising
         helper_train.warn_if_stalled([2.0] * 9, 10.0, 10, 1)  # loss already falling
+
+
+def test_stall_check_judges_the_losses_of_its_epoch_only(monkeypatch):
+    """After epoch 2 the check sees epoch 2's 18 losses: epoch 1's high start would make a learning run look stuck."""
+    calls = []
+    monkeypatch.setattr(helper_train, "warn_if_stalled", lambda *args: calls.append(args))
+    _, (losses, _, valid_acc) = run(epochs=3, stall_check_epoch=2)
+    assert calls == [(losses[18:36], valid_acc[1], 10, 1)]
 
 
 def test_stall_warning_stays_silent_on_a_learning_run():

@@ -1,6 +1,8 @@
 """helper_train for long runs: checkpoints, exact resume after a kill, interrupts, divergence, bad input."""
 
+import io
 import json
+import random
 import signal
 import subprocess
 import sys
@@ -8,6 +10,7 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from conftest import TinyNet, lecture_test_transforms, lecture_train_transforms
@@ -65,6 +68,20 @@ def assert_same_state(a, b, path="checkpoint"):
         assert a == b, path
 
 
+def test_a_saved_rng_state_replays_python_numpy_and_torch_draws():
+    """A student's own transform may draw from random or NumPy: a resumed run must draw the same numbers.
+
+    The resume test cannot see this: nothing in the tutorial's own pipeline draws from Python or NumPy.
+    """
+    saved = io.BytesIO()
+    torch.save(helper_train.capture_rng_state(), saved)  # as the checkpoint stores it
+    first = (random.random(), float(np.random.rand()), torch.rand(1).item())
+    random.seed(99), np.random.seed(99), torch.manual_seed(99)  # a new process, seeded at the top of the notebook
+    saved.seek(0)
+    helper_train.restore_rng_state(torch.load(saved, weights_only=True))
+    assert (random.random(), float(np.random.rand()), torch.rand(1).item()) == first
+
+
 def test_killed_run_resumes_bit_for_bit_with_two_workers(tmp_path):
     """SIGKILL in epoch 2, resume: weights, optimizer, scheduler, scaler and history equal the uninterrupted run."""
     uninterrupted = run_worker(tmp_path / "a", tmp_path / "a.pt")
@@ -97,6 +114,17 @@ def test_checkpoint_best_weights_and_history_are_written(tmp_path):
     history = json.loads((tmp_path / HISTORY_FILE).read_text())
     assert history["valid_acc"] == checkpoint["history"]["valid_acc"] and history["test_acc"] is not None
     assert len(history["epoch_seconds"]) == 2 and history["device"] == "cpu" and history["precision"] == "float32"
+
+
+def test_history_names_its_run_after_the_folder_and_records_the_iterations_per_epoch(tmp_path):
+    """load_run_histories names each run by run_name; the loss figure's epoch axis needs iter_per_epoch."""
+    model, optimizer, scheduler = fresh()
+    train_loader, valid_loader, test_loader = loaders()
+    run_folder = tmp_path / "lecture-abc123"
+    train_model(model, 1, train_loader, valid_loader, test_loader, optimizer, "cpu", checkpoint_dir=run_folder)
+    history = json.loads((run_folder / HISTORY_FILE).read_text())
+    assert history["run_name"] == "lecture-abc123"
+    assert history["iter_per_epoch"] == len(train_loader) == len(history["minibatch_loss"]) == 18
 
 
 def test_finished_checkpoint_only_evaluates(tmp_path, capsys):
