@@ -695,7 +695,8 @@ class DeviceBatchLoader:
         return math.floor(count) if self.drop_last else math.ceil(count)
 
     def __iter__(self):
-        generator = torch.Generator().manual_seed(seed_from_global_rng() if self.shuffle else 0)
+        # drawn for every epoch, shuffled or not (as DataLoader does): random crops differ between epochs either way
+        generator = torch.Generator().manual_seed(seed_from_global_rng())
         count = len(self.labels)
         order = torch.randperm(count, generator=generator) if self.shuffle else torch.arange(count)
         order = order.to(self.device)

@@ -272,10 +272,14 @@ def crop_offsets_by_label(features: torch.Tensor, targets: torch.Tensor) -> list
     return list(zip(top[order].tolist(), left[order].tolist(), strict=True))
 
 
-def test_device_loader_draws_new_crops_for_each_image_every_epoch():
-    """Random crops are augmentation only if they change: with one fixed crop per image, training sees 1 of 49."""
+@pytest.mark.parametrize("shuffle", [True, False])
+def test_device_loader_draws_new_crops_for_each_image_every_epoch(shuffle):
+    """Random crops are augmentation only if they change: with one fixed crop per image, training sees 1 of 49.
+
+    Unshuffled too, as DataLoader's workers do: the order stays, the crops change.
+    """
     crop = transforms.Compose([transforms.RandomCrop(64), transforms.ToTensor()])
-    loader = DeviceBatchLoader(position_images(64), crop, 64, "cpu", shuffle=True)
+    loader = DeviceBatchLoader(position_images(64), crop, 64, "cpu", shuffle=shuffle)
     torch.manual_seed(0)
     first, second = (crop_offsets_by_label(*next(iter(loader))) for _ in range(2))
     same = sum(a == b for a, b in zip(first, second, strict=True))
