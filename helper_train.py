@@ -840,7 +840,8 @@ def save_epoch(writer: CheckpointWriter, checkpoint: dict, history: dict) -> Non
     """Hand the epoch's checkpoint to the background writer; record how long the training thread was held up."""
     start = time.perf_counter()
     checkpoint["history"]["checkpoint_seconds"].append(0.0)  # this epoch's cost is not known before the save
-    writer.save(checkpoint, is_best=history["valid_acc"][-1] >= max(history["valid_acc"]))
+    *earlier, latest = history["valid_acc"]  # the best epoch is the first to reach the highest accuracy, as
+    writer.save(checkpoint, is_best=latest > max(earlier, default=-math.inf))  # the run table counts it
     history["checkpoint_seconds"].append(time.perf_counter() - start)
 
 

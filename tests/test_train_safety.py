@@ -17,7 +17,7 @@ from conftest import TinyNet, lecture_test_transforms, lecture_train_transforms
 
 import helper_train
 from helper_dataset import get_dataloaders_cifar10
-from helper_evaluation import make_pooling_deterministic, set_all_seeds
+from helper_evaluation import make_pooling_deterministic, run_table_row, set_all_seeds
 from helper_train import (
     BEST_MODEL_FILE,
     CHECKPOINT_FILE,
@@ -276,6 +276,24 @@ def test_best_model_holds_the_best_validation_epoch_not_the_last(tmp_path, monke
     best = torch.load(tmp_path / "3" / BEST_MODEL_FILE, weights_only=True)
     assert all(torch.equal(best[k], weights[2][k]) for k in best)  # epoch 2 of the 3-epoch run
     assert not all(torch.equal(best[k], weights[3][k]) for k in best)
+
+
+def test_best_model_on_a_tie_is_the_first_epoch_to_reach_the_best_accuracy_as_the_run_table_says(
+        tmp_path, monkeypatch):
+    weights = {}
+    for epochs, values in ((2, [50.0, 80.0]), (3, [50.0, 80.0, 80.0])):
+        valid_loader_of = scripted_validation(monkeypatch, values)
+        train_loader, valid_loader, test_loader = loaders()
+        valid_loader_of.append(valid_loader)
+        model, optimizer, _ = fresh()
+        train_model(model, epochs, train_loader, valid_loader, test_loader, optimizer, "cpu",
+                    checkpoint_dir=tmp_path / str(epochs), history_file=tmp_path / str(epochs) / "history.json")
+        weights[epochs] = model.state_dict()
+    best = torch.load(tmp_path / "3" / BEST_MODEL_FILE, weights_only=True)
+    assert all(torch.equal(best[k], weights[2][k]) for k in best)  # epoch 2, not the tied epoch 3
+    assert not all(torch.equal(best[k], weights[3][k]) for k in best)
+    history = json.loads((tmp_path / "3" / "history.json").read_text())
+    assert "80.00% (2)" in run_table_row("3", history)
 
 
 def test_best_weights_are_written_before_the_checkpoint_that_records_them(tmp_path, monkeypatch):
