@@ -52,7 +52,6 @@ BEST_MODEL_FILE = "best_model.pt"
 INTERRUPTED_MODEL_FILE = "interrupted_model.pt"
 
 DIVERGENCE_FACTOR = 100.0
-LIVE_PLOT_MAX_SHARE = 0.05  # the live plot may take at most this share of the training time (see LivePlot)
 """A minibatch loss above DIVERGENCE_FACTOR x ln(num_classes) counts as divergence.
 
 ln(num_classes) is the loss of a model that guesses (2.303 for CIFAR-10); the notebook's
@@ -61,6 +60,8 @@ probability e^-230 on the right class: its outputs have grown by orders of magni
 which only an exploding run does. Waiting for NaN is too late: by then the weights of
 the last complete epoch may already be 1e15 and worthless.
 """
+
+LIVE_PLOT_MAX_SHARE = 0.05  # the live plot may take at most this share of the training time (see LivePlot)
 
 LECTURE_SETTINGS = {
     "seed": 123,
@@ -792,6 +793,17 @@ class LivePlot:
         self.drawn_at = time.perf_counter()
         self.draw_seconds = self.drawn_at - started
 
+    def catch_up(self, history: dict) -> None:
+        """After an interrupt or a divergence, draw everything so far, the unfinished epoch's losses included.
+
+        A second Ctrl-C while it draws skips the drawing: the first one is being handled.
+        """
+        if history["minibatch_loss"]:
+            try:
+                self.redraw(history, last_epoch=True)
+            except KeyboardInterrupt:
+                pass
+
 
 # ---------------------------------------------------------------------------
 # 7. The loop
@@ -989,8 +1001,12 @@ def train_model(
         run_info["test_acc"] = compute_accuracy(forward, test_loader, device, use_amp=use_amp)
         print(f"Test accuracy {run_info['test_acc']:.2f}%")
     except KeyboardInterrupt:
+        if live is not None:
+            live.catch_up(history)
         report_interrupt(model, writer, folder, epoch, num_epochs, len(valid_acc_list))
     except TrainingDivergedError:
+        if live is not None:
+            live.catch_up(history)
         if history_path is not None:  # the run's record shows the losses up to the explosion
             write_history(history_path, history, run_info)
         raise

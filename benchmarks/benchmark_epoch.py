@@ -313,6 +313,9 @@ def time_by_group(events, on_cuda: bool) -> dict[str, float]:
     def seconds(event) -> float:
         return (event.self_device_time_total if on_cuda else event.self_cpu_time_total) / 1e6
 
+    # record_function ranges (Optimizer.step, torch.compile's "Call CompiledFxGraph") are also recorded as
+    # device rows; they are no kernels, and their time is the kernels' again (torch's own table skips them too)
+    events = [event for event in events if not getattr(event, "is_user_annotation", False)]
     totals: dict[str, float] = {}
     for event in events:
         if event.device_type == DeviceType.CPU:

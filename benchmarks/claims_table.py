@@ -56,7 +56,8 @@ def table(runs: list[dict]) -> str:
         minutes = (sum(run["epoch_seconds"]) + sum(run.get("checkpoint_seconds", []))) / 60
         test = f"{run['test_acc']:.2f}%" if run.get("test_acc") is not None else "not finished"
         lines.append(f"| {row_label(run['settings'])} | {test} | {valid[best]:.2f}% ({best + 1}) | "
-                     f"{minutes:.2f} min | {run.get('card', '?')}, `{run.get('commit', '?')}` |")
+                     f"{minutes:.2f} min | {run.get('card', '?')}, `{run.get('commit', '?')}`"
+                     f"{' (code differed)' if run.get('code_matches_commit') is False else ''} |")
     return "\n".join(lines)
 
 

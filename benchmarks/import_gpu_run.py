@@ -8,16 +8,20 @@
   the run folder the notebook printed);
 - every run's ``history.json`` to ``reference-run/runs/<run name>.json``, with the card and
   the commit added (from ``machine.txt``), for ``benchmarks/claims_table.py``;
-- ``machine.txt``, ``times.txt`` and the benchmark's and the profile's JSON and log to ``reference-run/``;
-- when the reference notebooks were run, ``reference-run/README.md``: the card, the software,
-  the commit, the date, the data, the command, and each notebook's results.
+- the benchmark's and the profile's JSON and log to ``reference-run/``;
+- when the reference notebooks were run, ``machine.txt``, ``times.txt`` and
+  ``reference-run/README.md``: the card, the software, the commit (and whether the code that
+  ran was that commit's, compared file by file), the date, the data, the commands, and each
+  notebook's results.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import shutil
+import subprocess
 import sys
 import tarfile
 import tempfile
@@ -33,19 +37,56 @@ DATA_NOTE = ("CIFAR-10 re-encoded as JPEG at quality 75 (all 60,000 images), exp
 
 
 def machine_facts(work: Path) -> dict:
-    """The card, its driver, the software, the commit, the date and the command, as run_on_gpu.sh recorded them."""
+    """What run_on_gpu.sh recorded in machine.txt: the card and software once, then a block per invocation.
+
+    Returns the card, its driver, the software, the commit (one for all invocations: runs
+    made at two commits must be imported from two work folders), the SHA-256 of each code
+    file and any uncommitted changes, the first date, every command, the notebook options
+    and the data.
+    """
     lines = (work / "machine.txt").read_text().splitlines()
     header = next((i for i, line in enumerate(lines) if line.startswith("name, driver_version")), None)
     card = [part.strip() for part in lines[header + 1].split(",")] if header is not None and header + 1 < len(lines) \
         else ["unknown card (nvidia-smi printed nothing)"]
 
-    def line_after(prefix: str) -> str:
-        return next((line[len(prefix):].strip() for line in lines if line.startswith(prefix)), "unknown")
+    def all_after(prefix: str) -> list[str]:
+        return [line[len(prefix):].strip() for line in lines if line.startswith(prefix)]
 
-    commit = re.search(r"^commit ([0-9a-f]{7})", "\n".join(lines), re.MULTILINE)
-    return {"card": card[0], "driver": card[1] if len(card) > 1 else "unknown", "software": line_after("python "),
-            "commit": commit.group(1) if commit else "unknown", "date": line_after("date:"),
-            "command": line_after("command:")}
+    commits = sorted({found[:7] for found in all_after("commit ")})
+    if len(commits) > 1:
+        raise ValueError(f"{work / 'machine.txt'} records invocations at several commits ({', '.join(commits)}): "
+                         "import the runs of each commit from a work folder of its own.")
+    code = {}
+    for entry in all_after("code: "):
+        digest, _, name = entry.partition(" ")
+        code.setdefault(name.strip().lstrip("*"), digest)
+    options = sorted(set(all_after("notebook options:")) - {"none"})
+    return {"card": card[0], "driver": card[1] if len(card) > 1 else "unknown",
+            "software": (all_after("python ") or ["unknown"])[0], "commit": commits[0] if commits else "unknown",
+            "code": code, "uncommitted": all_after("uncommitted: "), "date": (all_after("date:") or ["unknown"])[0],
+            "commands": all_after("command:"), "notebook_options": options,
+            "data": (all_after("data:") or ["unknown"])[0]}
+
+
+def code_matches_commit(facts: dict) -> tuple[bool | None, str]:
+    """Whether the code that ran is the recorded commit's, file by file (SHA-256), and a note saying so."""
+    if facts["uncommitted"]:
+        return False, f" (with uncommitted changes: {', '.join(facts['uncommitted'])})"
+    if facts["commit"] == "unknown":
+        return None, " (not recorded: RUN_COMMIT was not set)"
+    if not facts["code"]:
+        return None, " (the code that ran was not recorded, so it could not be compared with it)"
+    differing = []
+    for name, digest in facts["code"].items():
+        shown = subprocess.run(["git", "show", f"{facts['commit']}:{name}"], cwd=ROOT, capture_output=True)
+        if shown.returncode != 0 and b"exists on disk, but not in" not in shown.stderr \
+                and b"does not exist in" not in shown.stderr:
+            return None, " (not in this repository, so the code could not be compared with it)"
+        if shown.returncode != 0 or hashlib.sha256(shown.stdout).hexdigest() != digest:
+            differing.append(name)
+    if differing:
+        return False, f" (but the code that ran differed from it in {', '.join(differing)})"
+    return True, ""
 
 
 def notebook_seconds(work: Path) -> dict[str, str]:
@@ -59,9 +100,18 @@ def notebook_seconds(work: Path) -> dict[str, str]:
     return found
 
 
+def data_description(recorded: str) -> str:
+    """The data row: the JPEG copy of CIFAR-10 explained, anything else as run_on_gpu.sh recorded it."""
+    jpeg = re.search(r": (\d+) JPEG and 0 PNG files", recorded)
+    return f"{DATA_NOTE} (recorded: {recorded})" if jpeg and int(jpeg.group(1)) > 0 else f"recorded: {recorded}"
+
+
 def reference_readme(work: Path, target: Path, notebooks: dict[str, str | None]) -> str:
     """reference-run/README.md: what was run, on what, at which commit, and what came out."""
     facts, seconds = machine_facts(work), notebook_seconds(work)
+    _, code_note = code_matches_commit(facts)
+    options = ", ".join(f"`{option}`" for option in facts["notebook_options"])
+    settings = f"their default settings, with {options} added (papermill)" if options else "their default settings"
     rows = []
     for notebook, run in notebooks.items():
         history_file = work / "results" / str(run) / "history.json"
@@ -81,7 +131,7 @@ def reference_readme(work: Path, target: Path, notebooks: dict[str, str | None])
     return "\n".join([
         "# Reference run",
         "",
-        "Both notebooks executed top to bottom with their default settings on a GPU, outputs included, so that",
+        f"Both notebooks executed top to bottom with {settings} on a GPU, outputs included, so that",
         "you can see what a healthy run looks like before (or instead of) running one: every epoch's log, the",
         "curves, the example predictions and the confusion matrix. Compare your own run's figures with the ones",
         "in `figures/`. The top-level notebooks stay without outputs.",
@@ -90,10 +140,11 @@ def reference_readme(work: Path, target: Path, notebooks: dict[str, str | None])
         "|---|---|",
         f"| card | {facts['card']} (driver {facts['driver']}) |",
         f"| software | python {facts['software'].replace(' | ', ', ')} |",
-        f"| commit | `{facts['commit']}` |",
+        f"| commit | `{facts['commit']}`{code_note} |",
         f"| date | {facts['date']} |",
-        f"| data | {DATA_NOTE} |",
-        f"| command | `{facts['command']}` (papermill, one notebook after the other) |",
+        f"| data | {data_description(facts['data'])} |",
+        f"| command | {'; then '.join(f'`{command}`' for command in facts['commands']) or 'unknown'} "
+        "(papermill, one notebook after the other) |",
         "",
         "| notebook | run folder | epochs | test accuracy | best validation accuracy (epoch) | training time "
         "| whole notebook | figures |",
@@ -125,9 +176,9 @@ def printed_run_folder(notebook: Path) -> str | None:
 def import_work(work: Path, target: Path) -> list[Path]:
     """Copy one GPU run's work folder into ``target`` (reference-run/); return the files written."""
     facts, written = machine_facts(work), []
+    matches, _ = code_matches_commit(facts)
     target.mkdir(parents=True, exist_ok=True)
-    for name in ("machine.txt", "times.txt", "skipped.txt", "benchmark.json", "benchmark.log", "profile.json",
-                 "profile.log"):
+    for name in ("benchmark.json", "benchmark.log", "profile.json", "profile.log"):
         if (work / name).exists():
             written.append(Path(shutil.copy(work / name, target / name)))
     notebooks = {}
@@ -141,11 +192,15 @@ def import_work(work: Path, target: Path) -> list[Path]:
     runs = target / "runs"
     runs.mkdir(exist_ok=True)
     for history in sorted((work / "results").glob("*/history.json")):
-        record = {**json.loads(history.read_text()), **facts}
+        record = {**json.loads(history.read_text()), "card": facts["card"], "commit": facts["commit"],
+                  "code_matches_commit": matches}
         path = runs / f"{history.parent.name}.json"
         path.write_text(json.dumps(record, indent=1))
         written.append(path)
-    if notebooks:  # a run of the reference notebooks (not only of the claims): describe it
+    if notebooks:  # a run of the reference notebooks (not only of the claims): describe it, with its records
+        for name in ("machine.txt", "times.txt", "skipped.txt"):
+            if (work / name).exists():
+                written.append(Path(shutil.copy(work / name, target / name)))
         (target / "README.md").write_text(reference_readme(work, target, notebooks))
         written.append(target / "README.md")
     return written

@@ -19,8 +19,11 @@
 #                against it, and the profile, without the ladder's other rungs;
 #   claims       the main notebook with a second seed, at 32x32, with Dropout2d 0.2,
 #                and in float32: the README's table of the lecture's claims.
-# Commit first, and on a machine whose copy of the repository has no .git, name the commit:
-#   RUN_COMMIT=$(git rev-parse HEAD) PACK=$OUT/gpu-run.tgz bash benchmarks/run_on_gpu.sh DATA WORK 540 "reference claims"
+# Commit first. On a machine whose copy of the repository has no .git, name the commit with the
+# hash that `git rev-parse HEAD` prints on YOUR machine, pasted in (the GPU machine has no git history):
+#   RUN_COMMIT=3a536ca... PACK=$OUT/gpu-run.tgz bash benchmarks/run_on_gpu.sh DATA WORK 540 "reference claims"
+# machine.txt records the card, the software, and for every invocation the commit, a SHA-256 of each
+# code file (import_gpu_run.py compares them with that commit), the date, the command and the data.
 # All notebook runs share WORK_DIR/results, one folder per run (see the notebooks). Afterwards,
 # `python benchmarks/import_gpu_run.py FILE.tgz` copies it all into reference-run/, and
 # `python benchmarks/claims_table.py` prints the README's table of the lecture's claims.
@@ -36,16 +39,30 @@ started=$(date +%s)
 left() { echo $(( budget - ($(date +%s) - started) )); }
 pack() { if [ -n "${PACK:-}" ]; then tar czf "$PACK" --exclude='*.pt' --exclude='*.tmp' -C "$work" . ; fi; }
 
-{
-  nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv
-  python3 -c "import sys, torch, torchvision; print('python', sys.version.split()[0], '| torch', torch.__version__, \
+if [ ! -f "$work/machine.txt" ]; then  # the machine, once per WORK_DIR
+  {
+    nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv
+    python3 -c "import sys, torch, torchvision; print('python', sys.version.split()[0], '| torch', torch.__version__, \
 '| torchvision', torchvision.__version__)"
-  # a copy of the working tree without .git: RUN_COMMIT=$(git rev-parse HEAD) names the commit (commit first!)
+  } > "$work/machine.txt" 2>&1
+fi
+{  # this invocation, appended: a later one into the same WORK_DIR adds its own block
+  echo "--- invocation"
   git log -1 --format='commit %H (%cd)' 2>/dev/null || echo "commit ${RUN_COMMIT:-unknown} (from RUN_COMMIT)"
-  git status --short 2>/dev/null | head -20
+  git status --short 2>/dev/null | sed 's/^/uncommitted: /'
+  sha256sum helper_*.py vgg16-cifar10*.ipynb benchmarks/*.py benchmarks/*.sh | sed 's/^/code: /'
   echo "date: $(date -u '+%Y-%m-%d %H:%M UTC')"
-  echo "command: bash benchmarks/run_on_gpu.sh $*"
-} > "$work/machine.txt" 2>&1
+  echo "command: bash benchmarks/run_on_gpu.sh$(printf ' %q' "$@")"
+  echo "notebook options: ${NOTEBOOK_OPTIONS:-none}"
+  if [ -d "$data/train" ]; then
+    echo "data: image folders in $data: $(find "$data" \( -iname '*.jpg' -o -iname '*.jpeg' \) | wc -l) JPEG" \
+      "and $(find "$data" -iname '*.png' | wc -l) PNG files"
+  elif [ -d "$data/cifar-10-batches-py" ] || [ -f "$data/cifar-10-python.tar.gz" ]; then
+    echo "data: torchvision's CIFAR-10 files in $data"
+  else
+    echo "data: no CIFAR-10 in $data"
+  fi
+} >> "$work/machine.txt" 2>&1
 cat "$work/machine.txt"
 
 notebook() {  # OUTPUT_IPYNB SECONDS NOTEBOOK [NAME VALUE ...]: run a notebook with papermill, log its time
@@ -64,6 +81,18 @@ notebook() {  # OUTPUT_IPYNB SECONDS NOTEBOOK [NAME VALUE ...]: run a notebook w
   pack
 }
 
+run_benchmark() {  # OUTPUT_STEM NEEDS_SECONDS AT_MOST_SECONDS [BENCHMARK OPTIONS...]: benchmark_epoch.py, timed and logged
+  local stem=$1 needs=$2 most=$3 begin status
+  shift 3
+  if (( $(left) < needs )); then echo "SKIPPED $stem: $(left) s left, needs $needs s" | tee -a "$work/skipped.txt"; return 0; fi
+  begin=$(date +%s)
+  timeout $(( $(left) < most ? $(left) : most )) python3 benchmarks/benchmark_epoch.py "$@" --json "$stem.json" 2>&1 \
+    | tee "$stem.log"
+  status=${PIPESTATUS[0]}
+  echo "$stem.json: exit status $status, $(( $(date +%s) - begin )) s for the benchmark" | tee -a "$work/times.txt"
+  pack
+}
+
 for step in $steps; do
   case $step in
     reference)
@@ -71,16 +100,10 @@ for step in $steps; do
       notebook "$work/reference-run/vgg16-cifar10-standardized.ipynb" 240 vgg16-cifar10-standardized.ipynb
       ;;
     benchmark)
-      if (( $(left) < 240 )); then echo "SKIPPED benchmark: $(left) s left" | tee -a "$work/skipped.txt"; continue; fi
-      timeout $(( $(left) < 420 ? $(left) : 420 )) python3 benchmarks/benchmark_epoch.py --compile --cudagraphs \
-        --profile --checkpoints --checkpoint-dir "$work" --json "$work/benchmark.json" 2>&1 | tee "$work/benchmark.log"
-      pack
+      run_benchmark "$work/benchmark" 360 420 --compile --cudagraphs --profile --checkpoints --checkpoint-dir "$work"
       ;;
     profile)
-      if (( $(left) < 150 )); then echo "SKIPPED profile: $(left) s left" | tee -a "$work/skipped.txt"; continue; fi
-      timeout $(( $(left) < 240 ? $(left) : 240 )) python3 benchmarks/benchmark_epoch.py --rungs classic --compile \
-        --cudagraphs --profile --data-images 2000 --json "$work/profile.json" 2>&1 | tee "$work/profile.log"
-      pack
+      run_benchmark "$work/profile" 180 240 --rungs classic --compile --cudagraphs --profile --data-images 2000
       ;;
     claims)
       notebook "$work/claims/seed-7.ipynb" 200 vgg16-cifar10.ipynb RANDOM_SEED 7

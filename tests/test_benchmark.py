@@ -67,9 +67,9 @@ def test_profiled_operations_fall_into_their_groups(operation, group):
     assert group_of(operation) == group
 
 
-def event(key, device_type, cpu_us=0.0, device_us=0.0):
+def event(key, device_type, cpu_us=0.0, device_us=0.0, annotation=False):
     return SimpleNamespace(key=key, device_type=device_type, self_cpu_time_total=cpu_us,
-                           self_device_time_total=device_us)
+                           self_device_time_total=device_us, is_user_annotation=annotation)
 
 
 def test_device_time_counts_each_kernel_once_and_keeps_unclaimed_kernels():
@@ -82,6 +82,9 @@ def test_device_time_counts_each_kernel_once_and_keeps_unclaimed_kernels():
         event("sm90_xmma_dgrad_implicit_gemm", DeviceType.CUDA, device_us=5_000_000),
         event("vectorized_elementwise_kernel", DeviceType.CUDA, device_us=1_000_000),
         event("graph replay", DeviceType.CUDA, device_us=500_000),
+        # record_function ranges, recorded on the device too: the kernels' time again, not more work
+        event("## Call CompiledFxGraph fabc ##", DeviceType.CUDA, device_us=8_000_000, annotation=True),
+        event("Optimizer.step#SGD.step", DeviceType.CUDA, device_us=1_000_000, annotation=True),
     ]
     assert time_by_group(events, on_cuda=True) == {"convolutions": 8.0, "ReLU": 1.0, "kernels of no operation": 0.5}
     assert time_by_group(events, on_cuda=False) == pytest.approx({"convolutions": 120e-6, "ReLU": 10e-6})

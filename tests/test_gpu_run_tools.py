@@ -1,9 +1,12 @@
 """The tools that bring a GPU run into the repository: import_gpu_run.py and the claims table."""
 
+import hashlib
 import json
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 from benchmarks.claims_table import table
 from benchmarks.import_gpu_run import import_work, machine_facts
@@ -21,13 +24,31 @@ LECTURE = {"seed": 123, "batch_size": 256, "learning_rate": 0.01, "image_size": 
            "normalization": "mean=std=0.5", "precision": "auto", "deterministic": False}
 
 
+MACHINE = ("name, driver_version, memory.total [MiB]\nNVIDIA H200, 580.159.04, 143771 MiB\n"
+           "python 3.12.3 | torch 2.11.0 | torchvision 0.26.0\n")
+
+
+def invocation(commit="0123456789abcdef", code="", steps="reference", options="none"):
+    """One invocation's block of machine.txt, as run_on_gpu.sh appends it."""
+    return (f"--- invocation\ncommit {commit} (from RUN_COMMIT)\n{code}date: 2026-11-26 09:00 UTC\n"
+            f"command: bash benchmarks/run_on_gpu.sh /tmp/cifar10 /tmp/w 540 {steps}\nnotebook options: {options}\n"
+            "data: image folders in /tmp/cifar10: 60000 JPEG and 0 PNG files\n")
+
+
+def code_lines(commit, change=None):
+    """run_on_gpu.sh's "code:" lines for the files of ``commit``; ``change`` names one file whose hash differs."""
+    lines = []
+    for name in ("helper_train.py", "vgg16-cifar10.ipynb"):
+        content = subprocess.run(["git", "show", f"{commit}:{name}"], cwd=ROOT, capture_output=True, check=True).stdout
+        digest = hashlib.sha256(content + (b"# edited" if name == change else b"")).hexdigest()
+        lines.append(f"code: {digest}  {name}\n")
+    return "".join(lines)
+
+
 def fake_gpu_work(work: Path) -> None:
     """What run_on_gpu.sh leaves: machine.txt, an executed notebook naming its run folder, run folders."""
     (work / "reference-run").mkdir(parents=True)
-    (work / "machine.txt").write_text("name, driver_version, memory.total [MiB]\nNVIDIA H200, 580.159.04, 143771 MiB\n"
-                                      "python 3.12.3 | torch 2.11.0 | torchvision 0.26.0\n"
-                                      "commit 0123456789abcdef (from RUN_COMMIT)\ndate: 2026-11-26 09:00 UTC\n"
-                                      "command: bash benchmarks/run_on_gpu.sh /tmp/cifar10 /tmp/w 540 reference\n")
+    (work / "machine.txt").write_text(MACHINE + invocation())
     (work / "times.txt").write_text(f"{work}/reference-run/vgg16-cifar10.ipynb: exit status 0, 183 s for the whole "
                                     f"notebook\n{work}/reference-run/vgg16-cifar10-standardized.ipynb: exit status "
                                     "124, 240 s for the whole notebook\n")
@@ -80,8 +101,11 @@ def test_import_describes_the_reference_run_in_its_readme(tmp_path):
     readme = (tmp_path / "reference-run" / "README.md").read_text()
     assert tmp_path / "reference-run" / "README.md" in written
     for fact in ("| card | NVIDIA H200 (driver 580.159.04) |", "| software | python 3.12.3, torch 2.11.0, torchvision "
-                 "0.26.0 |", "| commit | `0123456` |", "| date | 2026-11-26 09:00 UTC |", "JPEG at quality 75",
-                 "| command | `bash benchmarks/run_on_gpu.sh /tmp/cifar10 /tmp/w 540 reference` "):
+                 "0.26.0 |", "| commit | `0123456` (the code that ran was not recorded, so it could not be compared",
+                 "| date | 2026-11-26 09:00 UTC |", "JPEG at quality 75 (all 60,000 images)",
+                 "(recorded: image folders in /tmp/cifar10: 60000 JPEG and 0 PNG files) |",
+                 "| command | `bash benchmarks/run_on_gpu.sh /tmp/cifar10 /tmp/w 540 reference` ",
+                 "executed top to bottom with their default settings on a GPU"):
         assert fact in readme
     assert ("| [`vgg16-cifar10.ipynb`](vgg16-cifar10.ipynb) | `lecture-aaaaaa` | 3 | 81.50% | 80.00% (2) | 1.50 min "
             "| 3.0 min | [figures](figures/vgg16-cifar10/) |") in readme
@@ -107,4 +131,52 @@ def test_import_of_claims_runs_alone_leaves_the_reference_readme_alone(tmp_path)
     (tmp_path / "reference-run" / "README.md").write_text("the earlier reference run")
     import_work(tmp_path / "work", tmp_path / "reference-run")
     assert (tmp_path / "reference-run" / "README.md").read_text() == "the earlier reference run"
+    assert not (tmp_path / "reference-run" / "machine.txt").exists()  # it describes the claims runs, not the reference
     assert (tmp_path / "reference-run" / "runs" / "lecture-aaaaaa.json").exists()
+
+
+def test_the_code_that_ran_is_compared_file_by_file_with_the_recorded_commit(tmp_path):
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    fake_gpu_work(tmp_path / "work")
+    machine = tmp_path / "work" / "machine.txt"
+    machine.write_text(MACHINE + invocation(head.strip(), code_lines("HEAD")))
+    import_work(tmp_path / "work", tmp_path / "same")
+    assert f"| commit | `{head[:7]}` |" in (tmp_path / "same" / "README.md").read_text()
+    assert json.loads((tmp_path / "same" / "runs" / "lecture-aaaaaa.json").read_text())["code_matches_commit"] is True
+
+    machine.write_text(MACHINE + invocation("0123456789abcdef", code_lines("HEAD")))  # a commit this clone lacks
+    import_work(tmp_path / "work", tmp_path / "unknown")
+    assert ("| commit | `0123456` (not in this repository, so the code could not be compared with it) |"
+            in (tmp_path / "unknown" / "README.md").read_text())
+
+    machine.write_text(MACHINE + invocation(head.strip(), code_lines("HEAD", change="helper_train.py")))
+    import_work(tmp_path / "work", tmp_path / "edited")
+    assert (f"| commit | `{head[:7]}` (but the code that ran differed from it in helper_train.py) |"
+            in (tmp_path / "edited" / "README.md").read_text())
+    runs = [json.loads(p.read_text()) for p in sorted((tmp_path / "edited" / "runs").glob("*.json"))]
+    assert all(row.endswith(f"`{head[:7]}` (code differed) |") for row in table(runs).splitlines()[2:])
+
+
+def test_later_invocations_into_the_same_work_folder_are_all_named(tmp_path):
+    fake_gpu_work(tmp_path / "work")
+    machine = tmp_path / "work" / "machine.txt"
+    machine.write_text(machine.read_text() + invocation(steps="claims", options="-p SMOKE_TEST True"))
+    import_work(tmp_path / "work", tmp_path / "reference-run")
+    readme = (tmp_path / "reference-run" / "README.md").read_text()
+    assert ("| command | `bash benchmarks/run_on_gpu.sh /tmp/cifar10 /tmp/w 540 reference`; then "
+            "`bash benchmarks/run_on_gpu.sh /tmp/cifar10 /tmp/w 540 claims` ") in readme
+    assert "with their default settings, with `-p SMOKE_TEST True` added (papermill) on a GPU" in readme
+
+    machine.write_text(machine.read_text() + invocation(commit="fedcba9876543210", steps="claims"))
+    with pytest.raises(ValueError, match="several commits \\(0123456, fedcba9\\)"):
+        import_work(tmp_path / "work", tmp_path / "other")
+
+
+def test_data_other_than_the_jpeg_copy_is_described_as_recorded(tmp_path):
+    fake_gpu_work(tmp_path / "work")
+    machine = tmp_path / "work" / "machine.txt"
+    machine.write_text(machine.read_text().replace("data: image folders in /tmp/cifar10: 60000 JPEG and 0 PNG files",
+                                                   "data: torchvision's CIFAR-10 files in /data"))
+    import_work(tmp_path / "work", tmp_path / "reference-run")
+    readme = (tmp_path / "reference-run" / "README.md").read_text()
+    assert "| data | recorded: torchvision's CIFAR-10 files in /data |" in readme and "JPEG" not in readme

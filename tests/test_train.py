@@ -291,6 +291,34 @@ def test_live_plot_that_would_slow_short_epochs_is_redrawn_only_every_few_epochs
     assert updates == [4]  # once, after the last of the 4 epochs
 
 
+def test_an_interrupt_draws_the_live_plot_up_to_the_moment_it_stopped(monkeypatch):
+    """Throttled redraws can leave the plot epochs behind; Ctrl-C brings it up to date, unfinished epoch included."""
+    drawn = []  # the number of minibatch losses each drawing shows
+
+    class Handle:
+        def update(self, fig):
+            drawn.append(len(fig.axes[0].lines[0].get_xdata()))
+
+    def slow_display(fig, display_id=False):
+        time.sleep(1.0)  # so slow that no epoch of this tiny run is worth a redraw
+        return Handle()
+
+    original, calls = helper_train.train_one_epoch, []
+
+    def stopped_in_epoch_3(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            args[6].extend([0.5, 0.5])  # minibatch_loss_list: two batches of epoch 3 finished, then Ctrl-C
+            raise KeyboardInterrupt
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(helper_train, "running_in_jupyter", lambda: True)
+    monkeypatch.setattr(IPython.display, "display", slow_display)
+    monkeypatch.setattr(helper_train, "train_one_epoch", stopped_in_epoch_3)
+    _, (losses, _, valid_acc) = run(epochs=4, live_plot=True)
+    assert len(valid_acc) == 2 and drawn == [len(losses)]  # one drawing, after the interrupt, of everything
+
+
 def test_live_plot_does_nothing_outside_jupyter(monkeypatch):
     monkeypatch.setattr(IPython.display, "display", lambda *a, **k: pytest.fail("displayed outside Jupyter"))
     assert not helper_train.running_in_jupyter()
