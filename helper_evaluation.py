@@ -282,8 +282,11 @@ def print_confusion_summary(conf_mat: np.ndarray, class_names, k: int = 5) -> No
     for name, accuracy in zip(class_names, per_class_accuracy(conf_mat), strict=True):
         print(f"{name:>12} | {accuracy:6.2f}%")
     print(f"\nMost confused (true -> predicted), of {int(np.sum(conf_mat)):,} images:")
-    for true, predicted, count in most_confused_pairs(conf_mat, k):
+    pairs = most_confused_pairs(conf_mat, k)
+    for true, predicted, count in pairs:
         print(f"{class_names[true]:>12} -> {class_names[predicted]:<12} {count:6d} images")
+    if not pairs:
+        print("        none: every image was classified correctly")
 
 
 # ---------------------------------------------------------------------------

@@ -263,6 +263,13 @@ def test_confusion_summary_counts_every_image_not_only_the_correct_ones(capsys):
     assert "Most confused (true -> predicted), of 10 images:" in capsys.readouterr().out
 
 
+def test_confusion_summary_says_so_when_nothing_was_confused(capsys):
+    print_confusion_summary(np.array([[3, 0], [0, 4]]), ["cat", "dog"], k=3)
+    assert capsys.readouterr().out.endswith("of 7 images:\n        none: every image was classified correctly\n")
+    print_confusion_summary(np.array([[3, 1], [0, 4]]), ["cat", "dog"], k=3)
+    assert "none" not in capsys.readouterr().out
+
+
 # --- the layer-shape table ---------------------------------------------------------------------
 
 
