@@ -396,3 +396,12 @@ def test_a_numpy_float32_setting_is_the_same_run_as_the_python_float():
     b = describe_run(model, optimizer, scheduler, data[0], data[1], device="cpu",
                      settings={"dropout2d": np.linspace(0.0, 0.5, 3, dtype=np.float32)[1]})
     assert a == b and a["setting: dropout2d"] == "0.25"
+
+
+def test_run_folder_is_named_against_the_defaults_it_is_given(tmp_path, capsys):
+    """The notebooks' smoke runs pass the smoke test's batch size and rate as defaults: those are not "changes"."""
+    smoke_defaults = {**LECTURE_SETTINGS, "batch_size": 16, "learning_rate": 0.001}
+    settings = {"seed": 123, "batch_size": 16, "learning_rate": 0.001, "dropout2d": 0.0}
+    folder = helper_train.choose_run_folder(tmp_path, identity_of(), settings, smoke_test=True, defaults=smoke_defaults)
+    assert folder.parent == tmp_path and folder.name.startswith("smoke-lecture-")
+    assert "settings that differ from the smoke test's: none" in capsys.readouterr().out
