@@ -405,3 +405,18 @@ def test_run_folder_is_named_against_the_defaults_it_is_given(tmp_path, capsys):
     folder = helper_train.choose_run_folder(tmp_path, identity_of(), settings, smoke_test=True, defaults=smoke_defaults)
     assert folder.parent == tmp_path and folder.name.startswith("smoke-lecture-")
     assert "settings that differ from the smoke test's: none" in capsys.readouterr().out
+
+
+def test_a_loss_exactly_at_the_divergence_limit_is_still_recorded():
+    """Divergence is a loss above the limit; one at the limit is a (bad) loss like any other."""
+    losses: list[float] = []
+    helper_train.record_losses([torch.tensor(230.0), torch.tensor(2.0)], 0, losses, 230.0, 0, 18, 0)
+    assert losses == [230.0, 2.0]
+
+
+def test_the_losses_before_the_exploding_batch_are_kept_for_the_plots():
+    losses: list[float] = [2.3]
+    pending = [torch.tensor(2.0), torch.tensor(1.5), torch.tensor(float("nan")), torch.tensor(1.0)]
+    with pytest.raises(TrainingDivergedError, match=r"The loss became nan in epoch 2, batch 7/18"):
+        helper_train.record_losses(pending, 5, losses, 230.0, 1, 18, 1)
+    assert losses == [2.3, 2.0, 1.5] and pending == []
