@@ -380,3 +380,53 @@ def test_compile_trial_changes_nothing_and_falls_back_when_compiling_fails(monke
     assert torch.equal(torch.get_rng_state(), rng)
     assert not model.training and all(p.grad is None for p in model.parameters())
     assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+
+
+# --- review 2: the live plot's throttle --------------------------------------
+
+
+class FakeClock:
+    """helper_train's clock, moved on by the test and by each drawing (which takes ``draw_seconds``)."""
+
+    def __init__(self, monkeypatch):
+        self.now = 0.0
+        monkeypatch.setattr(helper_train, "time", self)
+
+    def perf_counter(self):
+        return self.now
+
+
+def live_plot_drawing_at(monkeypatch, clock, draw_seconds):
+    """A LivePlot whose first drawing takes 1 s; the returned list gets the clock time of every redraw."""
+    updates = []
+
+    class Handle:
+        def update(self, fig):
+            updates.append(clock.now)
+            clock.now += draw_seconds
+
+    def display(fig, display_id=False):
+        clock.now += 1.0
+        return Handle()
+
+    monkeypatch.setattr(IPython.display, "display", display)
+    history = {"minibatch_loss": [2.0, 1.5], "train_acc": [50.0], "valid_acc": [40.0]}
+    return helper_train.LivePlot(history, 2, None), history, updates
+
+
+def test_live_plot_waits_twenty_drawing_times_from_the_last_drawing_not_the_first(monkeypatch):
+    clock = FakeClock(monkeypatch)
+    live, history, updates = live_plot_drawing_at(monkeypatch, clock, draw_seconds=1.0)
+    for now in (25.0, 30.0, 47.0):  # drawn at 0-1 s and 25-26 s: the next drawing is due at 46 s
+        clock.now = now
+        live.redraw(history, last_epoch=False)
+    assert updates == [25.0, 47.0]
+
+
+def test_live_plot_waits_longer_once_a_drawing_took_longer(monkeypatch):
+    clock = FakeClock(monkeypatch)
+    live, history, updates = live_plot_drawing_at(monkeypatch, clock, draw_seconds=5.0)
+    for now in (25.0, 60.0, 131.0):  # the drawing at 25-30 s took 5 s: the next is due 100 s later, at 130 s
+        clock.now = now
+        live.redraw(history, last_epoch=False)
+    assert updates == [25.0, 131.0]

@@ -347,3 +347,76 @@ def test_checkpoints_off_in_a_folder_with_a_checkpoint_says_it_starts_over(tmp_p
     (folder / CHECKPOINT_FILE).write_bytes(b"")
     helper_train.choose_run_folder(tmp_path, identity, {}, checkpoints=False)
     assert "checkpoints are off: this run starts from scratch" in capsys.readouterr().out
+
+
+# --- what the identity records (review 2: each test fails when its part of the identity is dropped or mixed up) ---
+
+
+def test_a_changed_evaluation_transform_is_a_new_run():
+    """The validation loader's transform is recorded as itself, not as the training loader's."""
+    model, optimizer, scheduler, (train_loader, valid_loader, _), settings = setup()
+    _, other_valid, _ = get_dataloaders_cifar10(
+        32, validation_fraction=0.1, train_transforms=lecture_train_transforms(),
+        test_transforms=transforms.Compose([transforms.Resize((64, 64)), transforms.ToTensor()]), smoke_test=True)
+    base = describe_run(model, optimizer, scheduler, train_loader, valid_loader, device="cpu", settings=settings)
+    changed = describe_run(model, optimizer, scheduler, train_loader, other_valid, device="cpu", settings=settings)
+    assert "Resize(size=(64, 64)" in changed["eval_transform"] and "CenterCrop" in base["eval_transform"]
+    assert run_name(base, {}) != run_name(changed, {})
+
+
+def test_other_validation_images_are_a_new_run():
+    """The validation loader's images are recorded as themselves, not as the training loader's."""
+    model, optimizer, scheduler, (train_loader, valid_loader, _), settings = setup()
+    _, larger_valid, _ = get_dataloaders_cifar10(
+        32, validation_fraction=0.2, train_transforms=lecture_train_transforms(),
+        test_transforms=lecture_test_transforms(), smoke_test=True)
+    base = describe_run(model, optimizer, scheduler, train_loader, valid_loader, device="cpu", settings=settings)
+    changed = describe_run(model, optimizer, scheduler, train_loader, larger_valid, device="cpu", settings=settings)
+    assert base["valid_data"].endswith("last 64") and changed["valid_data"].endswith("last 128")
+    assert run_name(base, {}) != run_name(changed, {})
+
+
+def test_switching_deterministic_algorithms_on_is_a_new_run():
+    before = identity_of()
+    torch.use_deterministic_algorithms(True)
+    try:
+        deterministic = identity_of()
+    finally:
+        torch.use_deterministic_algorithms(False)
+    assert (before["deterministic"], deterministic["deterministic"]) == ("False", "True")
+    assert run_name(before, {}) != run_name(deterministic, {})
+
+
+def test_a_numpy_float32_setting_is_the_same_run_as_the_python_float():
+    """DROPOUT2D read from a float32 array (np.float32, unlike np.float64, is no Python float) is 0.25 all the same."""
+    import numpy as np
+
+    model, optimizer, scheduler, data, _ = setup()
+    a = describe_run(model, optimizer, scheduler, data[0], data[1], device="cpu", settings={"dropout2d": 0.25})
+    b = describe_run(model, optimizer, scheduler, data[0], data[1], device="cpu",
+                     settings={"dropout2d": np.linspace(0.0, 0.5, 3, dtype=np.float32)[1]})
+    assert a == b and a["setting: dropout2d"] == "0.25"
+
+
+def test_run_folder_is_named_against_the_defaults_it_is_given(tmp_path, capsys):
+    """The notebooks' smoke runs pass the smoke test's batch size and rate as defaults: those are not "changes"."""
+    smoke_defaults = {**LECTURE_SETTINGS, "batch_size": 16, "learning_rate": 0.001}
+    settings = {"seed": 123, "batch_size": 16, "learning_rate": 0.001, "dropout2d": 0.0}
+    folder = helper_train.choose_run_folder(tmp_path, identity_of(), settings, smoke_test=True, defaults=smoke_defaults)
+    assert folder.parent == tmp_path and folder.name.startswith("smoke-lecture-")
+    assert "settings that differ from the smoke test's: none" in capsys.readouterr().out
+
+
+def test_a_loss_exactly_at_the_divergence_limit_is_still_recorded():
+    """Divergence is a loss above the limit; one at the limit is a (bad) loss like any other."""
+    losses: list[float] = []
+    helper_train.record_losses([torch.tensor(230.0), torch.tensor(2.0)], 0, losses, 230.0, 0, 18, 0)
+    assert losses == [230.0, 2.0]
+
+
+def test_the_losses_before_the_exploding_batch_are_kept_for_the_plots():
+    losses: list[float] = [2.3]
+    pending = [torch.tensor(2.0), torch.tensor(1.5), torch.tensor(float("nan")), torch.tensor(1.0)]
+    with pytest.raises(TrainingDivergedError, match=r"The loss became nan in epoch 2, batch 7/18"):
+        helper_train.record_losses(pending, 5, losses, 230.0, 1, 18, 1)
+    assert losses == [2.3, 2.0, 1.5] and pending == []
