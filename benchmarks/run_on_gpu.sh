@@ -96,8 +96,8 @@ run_benchmark() {  # OUTPUT_STEM NEEDS_SECONDS AT_MOST_SECONDS [BENCHMARK OPTION
 for step in $steps; do
   case $step in
     reference)
-      notebook "$work/reference-run/vgg16-cifar10.ipynb" 240 vgg16-cifar10.ipynb
-      notebook "$work/reference-run/vgg16-cifar10-standardized.ipynb" 240 vgg16-cifar10-standardized.ipynb
+      notebook "$work/reference-run/vgg16-cifar10.ipynb" 270 vgg16-cifar10.ipynb
+      notebook "$work/reference-run/vgg16-cifar10-standardized.ipynb" 270 vgg16-cifar10-standardized.ipynb
       ;;
     benchmark)
       run_benchmark "$work/benchmark" 360 420 --compile --cudagraphs --profile --checkpoints --checkpoint-dir "$work"
