@@ -54,7 +54,8 @@ def table(runs: list[dict]) -> str:
         valid = run["valid_acc"]
         best = max(range(len(valid)), key=valid.__getitem__)
         minutes = (sum(run["epoch_seconds"]) + sum(run.get("checkpoint_seconds", []))) / 60
-        test = f"{run['test_acc']:.2f}%" if run.get("test_acc") is not None else "not finished"
+        test = f"{run['test_acc']:.2f}%" if run.get("test_acc") is not None \
+            else f"not finished: stopped after {len(valid)} epochs"
         lines.append(f"| {row_label(run['settings'])} | {test} | {valid[best]:.2f}% ({best + 1}) | "
                      f"{minutes:.2f} min | {run.get('card', '?')}, `{run.get('commit', '?')}`"
                      f"{' (code differed)' if run.get('code_matches_commit') is False else ''} |")

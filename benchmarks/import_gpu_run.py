@@ -89,6 +89,52 @@ def code_matches_commit(facts: dict) -> tuple[bool | None, str]:
     return True, ""
 
 
+def commit_with_code(code: dict[str, str], depth: int = 500, repository: Path = ROOT) -> str | None:
+    """The commit that made the code that ran: its files have exactly the recorded SHA-256s.
+
+    Walking back from HEAD (at most ``depth`` commits), the oldest commit of the first unbroken
+    stretch that matches: the commits after it in that stretch changed other files only. The
+    commit that machine.txt names is what git said on the GPU machine, whose copy of the history
+    can be older than the working tree it ran: the code's hashes decide.
+    """
+    digests: dict[str, str] = {}  # blob id -> SHA-256 of its content, each blob read once
+
+    def digest_of(blob: str) -> str:
+        if blob not in digests:
+            content = subprocess.run(["git", "cat-file", "blob", blob], cwd=repository, capture_output=True).stdout
+            digests[blob] = hashlib.sha256(content).hexdigest()
+        return digests[blob]
+
+    listed = subprocess.run(["git", "rev-list", f"--max-count={depth}", "HEAD"], cwd=repository,
+                            capture_output=True, text=True)
+    found = None
+    for commit in listed.stdout.split():
+        tree = subprocess.run(["git", "ls-tree", "-r", commit, "--", *code], cwd=repository, capture_output=True,
+                              text=True)
+        blobs = {line.partition("\t")[2]: line.split()[2] for line in tree.stdout.splitlines()}
+        if all(name in blobs and digest_of(blobs[name]) == digest for name, digest in code.items()):
+            found = commit
+        elif found is not None:
+            break
+    return found
+
+
+def with_commit_of_code(facts: dict) -> dict:
+    """``facts`` with the commit replaced by the one whose files are exactly the code that ran, where they differ.
+
+    The note added under "recorded" says what machine.txt named instead; without a recorded code or a
+    commit that has it, ``facts`` comes back unchanged (and code_matches_commit says why).
+    """
+    if not facts["code"] or code_matches_commit(facts)[0] is True:
+        return facts
+    found = commit_with_code(facts["code"])
+    if found is None:
+        return facts
+    named = f"`{facts['commit']}`" + (" with uncommitted changes" if facts["uncommitted"] else "")
+    return {**facts, "commit": found[:7], "uncommitted": [],
+            "recorded": f" (machine.txt names {named}; the SHA-256 of every code file that ran is this commit's)"}
+
+
 def notebook_seconds(work: Path) -> dict[str, str]:
     """Each notebook's whole run time and exit status, from times.txt ("...: exit status 0, 181 s for ...")."""
     found = {}
@@ -108,8 +154,9 @@ def data_description(recorded: str) -> str:
 
 def reference_readme(work: Path, target: Path, notebooks: dict[str, str | None]) -> str:
     """reference-run/README.md: what was run, on what, at which commit, and what came out."""
-    facts, seconds = machine_facts(work), notebook_seconds(work)
+    facts, seconds = with_commit_of_code(machine_facts(work)), notebook_seconds(work)
     _, code_note = code_matches_commit(facts)
+    code_note += facts.get("recorded", "")
     options = ", ".join(f"`{option}`" for option in facts["notebook_options"])
     settings = f"their default settings, with {options} added (papermill)" if options else "their default settings"
     rows = []
@@ -175,7 +222,7 @@ def printed_run_folder(notebook: Path) -> str | None:
 
 def import_work(work: Path, target: Path) -> list[Path]:
     """Copy one GPU run's work folder into ``target`` (reference-run/); return the files written."""
-    facts, written = machine_facts(work), []
+    facts, written = with_commit_of_code(machine_facts(work)), []
     matches, _ = code_matches_commit(facts)
     target.mkdir(parents=True, exist_ok=True)
     for name in ("benchmark.json", "benchmark.log", "profile.json", "profile.log"):

@@ -19,8 +19,9 @@
 #                against it, and the profile, without the ladder's other rungs;
 #   claims       the main notebook with a second seed, at 32x32, with Dropout2d 0.2,
 #                and in float32: the README's table of the lecture's claims.
-# Commit first. On a machine whose copy of the repository has no .git, name the commit with the
-# hash that `git rev-parse HEAD` prints on YOUR machine, pasted in (the GPU machine has no git history):
+# Commit first, and name the commit with the hash that `git rev-parse HEAD` prints on YOUR machine,
+# pasted in: the GPU machine's copy may have no .git, or an older one than its working tree (seen on
+# 2026-11-26: it named the commit before the one it ran). import_gpu_run.py checks it against the code:
 #   RUN_COMMIT=3a536ca... PACK=$OUT/gpu-run.tgz bash benchmarks/run_on_gpu.sh DATA WORK 540 "reference claims"
 # machine.txt records the card, the software, and for every invocation the commit, a SHA-256 of each
 # code file (import_gpu_run.py compares them with that commit), the date, the command and the data.
@@ -48,8 +49,12 @@ if [ ! -f "$work/machine.txt" ]; then  # the machine, once per WORK_DIR
 fi
 {  # this invocation, appended: a later one into the same WORK_DIR adds its own block
   echo "--- invocation"
-  git log -1 --format='commit %H (%cd)' 2>/dev/null || echo "commit ${RUN_COMMIT:-unknown} (from RUN_COMMIT)"
-  git status --short 2>/dev/null | sed 's/^/uncommitted: /'
+  if [ -n "${RUN_COMMIT:-}" ]; then  # the GPU machine's copy of .git can be older than its working tree
+    echo "commit $RUN_COMMIT (from RUN_COMMIT)"
+  else
+    git log -1 --format='commit %H (%cd)' 2>/dev/null || echo "commit unknown (from RUN_COMMIT)"
+    git status --short 2>/dev/null | sed 's/^/uncommitted: /'
+  fi
   sha256sum helper_*.py vgg16-cifar10*.ipynb benchmarks/*.py benchmarks/*.sh | sed 's/^/code: /'
   echo "date: $(date -u '+%Y-%m-%d %H:%M UTC')"
   echo "command: bash benchmarks/run_on_gpu.sh$(printf ' %q' "$@")"
@@ -107,7 +112,7 @@ for step in $steps; do
       ;;
     claims)
       notebook "$work/claims/seed-7.ipynb" 200 vgg16-cifar10.ipynb RANDOM_SEED 7
-      notebook "$work/claims/image-size-32.ipynb" 120 vgg16-cifar10.ipynb IMAGE_SIZE 32
+      notebook "$work/claims/image-size-32.ipynb" 200 vgg16-cifar10.ipynb IMAGE_SIZE 32
       notebook "$work/claims/dropout2d-0.2.ipynb" 200 vgg16-cifar10.ipynb DROPOUT2D 0.2
       notebook "$work/claims/float32.ipynb" 300 vgg16-cifar10.ipynb PRECISION float32
       ;;

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks.claims_table import table
-from benchmarks.import_gpu_run import import_work, machine_facts
+from benchmarks.import_gpu_run import commit_with_code, import_work, machine_facts
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -86,7 +86,8 @@ def test_claims_table_has_one_row_per_run_in_the_lectures_order(tmp_path):
     rows = table(runs).splitlines()[2:]
     assert rows[0] == "| the main notebook as it is | 81.50% | 80.00% (2) | 1.50 min | NVIDIA H200, `0123456` |"
     assert rows[1].startswith("| Dropout2d 0.2 (`DROPOUT2D = 0.2`) | 75.25% | 70.00% (2) | 1.00 min |")
-    assert rows[2].startswith("| the main notebook, another seed (`RANDOM_SEED = 7`) | not finished | 60.00% (1) |")
+    assert rows[2].startswith("| the main notebook, another seed (`RANDOM_SEED = 7`) | "
+                              "not finished: stopped after 1 epochs | 60.00% (1) |")
 
 
 def test_claims_table_script_says_when_there_are_no_runs(tmp_path):
@@ -144,7 +145,8 @@ def test_the_code_that_ran_is_compared_file_by_file_with_the_recorded_commit(tmp
     assert f"| commit | `{head[:7]}` |" in (tmp_path / "same" / "README.md").read_text()
     assert json.loads((tmp_path / "same" / "runs" / "lecture-aaaaaa.json").read_text())["code_matches_commit"] is True
 
-    machine.write_text(MACHINE + invocation("0123456789abcdef", code_lines("HEAD")))  # a commit this clone lacks
+    machine.write_text(MACHINE + invocation("0123456789abcdef",  # a commit this clone lacks, code no commit has
+                                            code_lines("HEAD", change="helper_train.py")))
     import_work(tmp_path / "work", tmp_path / "unknown")
     assert ("| commit | `0123456` (not in this repository, so the code could not be compared with it) |"
             in (tmp_path / "unknown" / "README.md").read_text())
@@ -155,6 +157,42 @@ def test_the_code_that_ran_is_compared_file_by_file_with_the_recorded_commit(tmp
             in (tmp_path / "edited" / "README.md").read_text())
     runs = [json.loads(p.read_text()) for p in sorted((tmp_path / "edited" / "runs").glob("*.json"))]
     assert all(row.endswith(f"`{head[:7]}` (code differed) |") for row in table(runs).splitlines()[2:])
+
+
+def test_the_commit_is_the_one_that_made_the_code_not_the_newest_with_the_same_files(tmp_path):
+    def git(*arguments):
+        return subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *arguments], cwd=tmp_path,
+                              capture_output=True, text=True, check=True).stdout.strip()
+
+    git("init", "-q")
+    commits = {}
+    for name, train, readme in [("zero", "v2", "a"), ("one", "v1", "a"), ("two", "v2", "a"), ("three", "v2", "b"),
+                                ("four", "v3", "b")]:
+        (tmp_path / "helper_train.py").write_text(train)
+        (tmp_path / "README.md").write_text(readme)
+        git("add", ".")
+        git("commit", "-q", "-m", name)
+        commits[name] = git("rev-parse", "HEAD")
+    v2 = {"helper_train.py": hashlib.sha256(b"v2").hexdigest()}
+    assert commit_with_code(v2, repository=tmp_path) == commits["two"]  # "three" changed the README only, and
+    # "zero" had the same file before "one" changed it: not the code that the stretch from HEAD started with
+    assert commit_with_code({"helper_train.py": hashlib.sha256(b"v3").hexdigest()}, repository=tmp_path) \
+        == commits["four"]
+    assert commit_with_code({"helper_train.py": hashlib.sha256(b"v9").hexdigest()}, repository=tmp_path) is None
+    assert commit_with_code({**v2, "gone.py": hashlib.sha256(b"").hexdigest()}, repository=tmp_path) is None
+
+
+def test_a_stale_recorded_commit_is_replaced_by_the_commit_of_the_code_that_ran(tmp_path):
+    """Seen on the H100 on 2026-11-26: git there named the commit before the one whose files it ran."""
+    fake_gpu_work(tmp_path / "work")
+    (tmp_path / "work" / "machine.txt").write_text(
+        MACHINE + invocation("0123456789abcdef", code_lines("HEAD")).replace(
+            "(from RUN_COMMIT)\n", "(from RUN_COMMIT)\nuncommitted:  M benchmarks/run_on_gpu.sh\n"))
+    import_work(tmp_path / "work", tmp_path / "reference-run")
+    commit = json.loads((tmp_path / "reference-run" / "runs" / "lecture-aaaaaa.json").read_text())["commit"]
+    assert code_lines(commit) == code_lines("HEAD") and commit != "0123456"
+    assert (f"| commit | `{commit}` (machine.txt names `0123456` with uncommitted changes; the SHA-256 of every "
+            "code file that ran is this commit's) |") in (tmp_path / "reference-run" / "README.md").read_text()
 
 
 def test_later_invocations_into_the_same_work_folder_are_all_named(tmp_path):
