@@ -495,3 +495,26 @@ def test_the_history_records_the_mixed_precision_type_that_training_used(tmp_pat
     train_model(model, 1, *loaders(), optimizer, "cpu", checkpoint_dir=tmp_path)
     history = json.loads((tmp_path / HISTORY_FILE).read_text())
     assert history["precision"] == "bfloat16" and history["identity"]["precision"] == "mixed"
+
+
+def test_the_last_checkpoint_is_complete_before_the_test_pass_starts(tmp_path, monkeypatch):
+    """The training time includes the last write, and a failed last write stops the run before the test pass."""
+    original_save, original_accuracy = torch.save, helper_train.compute_accuracy
+    train_loader, valid_loader, test_loader = loaders()
+    on_disk_at_test_pass = []
+
+    def slow_save(obj, path):
+        time.sleep(0.5)
+        original_save(obj, path)
+
+    def accuracy(model, loader, device, **kwargs):
+        if loader is test_loader:
+            path = tmp_path / CHECKPOINT_FILE
+            on_disk_at_test_pass.append(torch.load(path, weights_only=True)["epochs_done"] if path.exists() else None)
+        return original_accuracy(model, loader, device, **kwargs)
+
+    monkeypatch.setattr(helper_train.torch, "save", slow_save)
+    monkeypatch.setattr(helper_train, "compute_accuracy", accuracy)
+    model, optimizer, _ = fresh()
+    train_model(model, 1, train_loader, valid_loader, test_loader, optimizer, "cpu", checkpoint_dir=tmp_path)
+    assert on_disk_at_test_pass == [1]
