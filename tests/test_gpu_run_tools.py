@@ -218,3 +218,27 @@ def test_data_other_than_the_jpeg_copy_is_described_as_recorded(tmp_path):
     import_work(tmp_path / "work", tmp_path / "reference-run")
     readme = (tmp_path / "reference-run" / "README.md").read_text()
     assert "| data | recorded: torchvision's CIFAR-10 files in /data |" in readme and "JPEG" not in readme
+
+
+def test_claims_table_lists_the_claims_in_the_lectures_order_whatever_the_run_names():
+    """As it is, 32x32, standardized, Dropout2d, another seed, float32: not the alphabetical order of the names."""
+    changes = [("seed=7-a", {"seed": 7}), ("image_size=32-b", {"image_size": 32}), ("lecture-c", {}),
+               ("precision=float32-d", {"precision": "float32"}), ("dropout2d=0.2-e", {"dropout2d": 0.2}),
+               ("normalization=per-channel-f", {"normalization": "per-channel"})]
+    runs = [history(name, {**LECTURE, **change}, [50.0], 60.0) for name, change in changes]
+    labels = [row.split(" | ")[0] for row in table(runs).splitlines()[2:]]
+    assert labels == ["| the main notebook as it is", "| the raw 32x32 images (`IMAGE_SIZE = 32`)",
+                      "| the standardized notebook (per-channel mean and std)", "| Dropout2d 0.2 (`DROPOUT2D = 0.2`)",
+                      "| the main notebook, another seed (`RANDOM_SEED = 7`)",
+                      "| the main notebook in float32 (`PRECISION = \"float32\"`)"]
+
+
+def test_claims_table_training_time_includes_the_time_spent_saving_checkpoints():
+    run = {**history("lecture-a", LECTURE, [50.0, 60.0], 61.0), "checkpoint_seconds": [15.0, 15.0]}
+    assert " | 1.50 min | " in table([run])  # 2 x 30 s training + 2 x 15 s saving
+
+
+def test_claims_table_names_the_first_epoch_that_reached_the_best_validation_accuracy():
+    """As best_model.pt and the notebook's run table do."""
+    assert " | 80.00% (2) | " in table([history("lecture-a", LECTURE, [50.0, 80.0, 80.0], 79.0)])
+

@@ -85,3 +85,130 @@ def test_settings_cell_applies_auto_and_refuses_what_cannot_run_before_the_data(
     settings_index = [i for i, source in enumerate(sources) if "choose_device(DEVICE)" in source]
     data_index = [i for i, source in enumerate(sources) if "read_cifar10(" in source or "_cifar10(" in source]
     assert settings_index[0] < min(data_index)  # refused before any image is read
+
+
+# --- review 2: the notebooks' own cells, run without Jupyter on generated data -----------------------------
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS)
+def test_smoke_test_replaces_the_lectures_batch_size_but_not_a_students_own(notebook, machine):
+    machine(gpus=0)
+    assert run_settings_cells(notebook, SMOKE_TEST=True)["BATCH_SIZE"] == 16
+    assert run_settings_cells(notebook, SMOKE_TEST=True, BATCH_SIZE=32)["BATCH_SIZE"] == 32
+    assert run_settings_cells(notebook)["BATCH_SIZE"] == 256
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS)
+def test_smoke_test_replaces_the_lectures_learning_rate_but_not_a_students_own(notebook, machine):
+    machine(gpus=0)
+    assert run_settings_cells(notebook, SMOKE_TEST=True)["LEARNING_RATE"] == 0.001
+    assert run_settings_cells(notebook, SMOKE_TEST=True, LEARNING_RATE=0.005)["LEARNING_RATE"] == 0.005
+    assert run_settings_cells(notebook)["LEARNING_RATE"] == 0.01
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS)
+def test_smoke_test_trains_at_most_three_epochs(notebook, machine):
+    machine(gpus=0)
+    assert run_settings_cells(notebook, SMOKE_TEST=True)["NUM_EPOCHS"] == 3
+    assert run_settings_cells(notebook, SMOKE_TEST=True, NUM_EPOCHS=2)["NUM_EPOCHS"] == 2
+    assert run_settings_cells(notebook)["NUM_EPOCHS"] == 50
+
+
+def cell_containing(notebook, text):
+    [source] = [source for source, _ in code_cells(ROOT / notebook) if text in source]
+    return source
+
+
+def run_folder_cell(notebook, results_dir, **overrides):
+    """The settings cells, then the cell that names the run (RUN_SETTINGS, RUN_DIR) for a tiny model and the smoke data."""
+    from conftest import TinyNet, lecture_test_transforms, lecture_train_transforms
+
+    from helper_dataset import get_dataloaders_cifar10
+
+    namespace = run_settings_cells(notebook, RESULTS_DIR=str(results_dir), **overrides)
+    model = TinyNet()
+    optimizer = torch.optim.SGD(model.parameters(), lr=namespace["LEARNING_RATE"], momentum=0.9)
+    train_loader, valid_loader, _ = get_dataloaders_cifar10(
+        namespace["BATCH_SIZE"], validation_fraction=0.1, train_transforms=lecture_train_transforms(),
+        test_transforms=lecture_test_transforms(), smoke_test=True)
+    namespace.update(model=model, optimizer=optimizer, train_loader=train_loader, valid_loader=valid_loader,
+                     scheduler=torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="max"), USE_AMP=False)
+    exec(cell_containing(notebook, "RUN_SETTINGS = {"), namespace)
+    return namespace
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS)
+def test_raw_32_pixel_images_are_a_run_of_their_own_named_after_the_image_size(notebook, machine, tmp_path):
+    machine(gpus=0)
+    assert run_folder_cell(notebook, tmp_path, IMAGE_SIZE=32)["RUN_DIR"].name.startswith("image_size=32")
+
+
+@pytest.mark.parametrize(("notebook", "name"), [(NOTEBOOKS[0], "smoke-lecture-"),
+                                                (NOTEBOOKS[1], "smoke-normalization=per-channel-")])
+def test_a_smoke_run_is_named_against_the_smoke_tests_own_batch_size_and_rate(notebook, name, machine, tmp_path):
+    machine(gpus=0)
+    assert run_folder_cell(notebook, tmp_path, SMOKE_TEST=True)["RUN_DIR"].name.startswith(name)
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS)
+def test_a_smoke_run_saves_no_checkpoints(notebook, machine, tmp_path):
+    machine(gpus=0)
+    assert run_folder_cell(notebook, tmp_path, SMOKE_TEST=True)["SAVE_CHECKPOINTS"] is False
+    assert run_folder_cell(notebook, tmp_path)["SAVE_CHECKPOINTS"] is True
+
+
+@pytest.mark.parametrize("smoke_test", [True, False])
+def test_the_comparison_shows_smoke_runs_in_a_smoke_test_and_real_runs_otherwise(smoke_test, tmp_path, monkeypatch):
+    import json
+
+    import helper_evaluation
+    import helper_plotting
+
+    for name in ("smoke-lecture-aaaaaa", "lecture-bbbbbb", "smoke-dropout2d=0.25-cccccc"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "history.json").write_text(json.dumps({"run_name": name, "valid_acc": [50.0]}))
+    shown = []
+    monkeypatch.setattr(helper_evaluation, "print_run_table", lambda histories: shown.append(sorted(histories)))
+    monkeypatch.setattr(helper_plotting, "plot_run_comparison", lambda histories, **kwargs: None)
+    namespace = {"RESULTS_DIR": str(tmp_path), "RUN_DIR": tmp_path / "lecture-bbbbbb", "SMOKE_TEST": smoke_test}
+    exec(cell_containing(NOTEBOOKS[0], "load_run_histories(RESULTS_DIR)"), namespace)
+    assert shown == [["smoke-dropout2d=0.25-cccccc", "smoke-lecture-aaaaaa"] if smoke_test else ["lecture-bbbbbb"]]
+
+
+def test_own_picture_with_checkpoints_off_uses_the_trained_model_not_an_earlier_runs_best_weights(
+        tmp_path, monkeypatch, capsys):
+    """CHECKPOINTS = False trains from scratch in a folder where an earlier run's best_model.pt may stay."""
+    import numpy as np
+    from conftest import TinyNet, lecture_test_transforms
+    from PIL import Image
+
+    import helper_plotting
+    from helper_dataset import CIFAR10_CLASSES
+
+    torch.manual_seed(0)
+    trained, earlier = TinyNet(), TinyNet()
+    torch.save(earlier.state_dict(), tmp_path / "best_model.pt")
+    Image.fromarray(np.full((40, 40, 3), 200, dtype=np.uint8)).save(tmp_path / "photo.png")
+    monkeypatch.setattr(helper_plotting, "show_image_as_network_sees_it", lambda *args, **kwargs: None)
+    namespace = {"MY_IMAGE": tmp_path / "photo.png", "SMOKE_TEST": False, "SAVE_CHECKPOINTS": False,
+                 "RUN_DIR": tmp_path, "VGG16": lambda num_classes, dropout2d: TinyNet(num_classes), "DROPOUT2D": 0.0,
+                 "CIFAR10_CLASSES": CIFAR10_CLASSES, "model": trained, "DEVICE": torch.device("cpu"),
+                 "test_transforms": lecture_test_transforms(), "USE_AMP": False, "unnormalizer": None,
+                 "FIGURE_SUBTITLE": None}
+    exec(cell_containing(NOTEBOOKS[0], "picture_model = VGG16("), namespace)
+    used = namespace["picture_model"].state_dict()
+    assert all(torch.equal(used[k], v) for k, v in trained.state_dict().items())
+    assert "Weights: the model as trained above" in capsys.readouterr().out
+
+
+def test_standardized_notebook_computes_the_channel_statistics_over_the_training_images_only(machine, capsys):
+    """The first 90% of the training split (45,000 of 50,000 images; here 576 of the 640 smoke images)."""
+    from helper_dataset import compute_channel_mean_std, read_cifar10
+
+    machine(gpus=0)
+    notebook = NOTEBOOKS[1]
+    namespace = run_settings_cells(notebook, SMOKE_TEST=True)
+    exec(cell_containing(notebook, "compute_channel_mean_std("), namespace)
+    expected = compute_channel_mean_std(read_cifar10(train=True, smoke_test=True).images[:576])
+    assert (namespace["CHANNEL_MEAN"], namespace["CHANNEL_STD"]) == expected
+    assert "Computed over 576 training images" in capsys.readouterr().out

@@ -420,3 +420,9 @@ def test_the_losses_before_the_exploding_batch_are_kept_for_the_plots():
     with pytest.raises(TrainingDivergedError, match=r"The loss became nan in epoch 2, batch 7/18"):
         helper_train.record_losses(pending, 5, losses, 230.0, 1, 18, 1)
     assert losses == [2.3, 2.0, 1.5] and pending == []
+
+
+def test_a_setting_recorded_only_in_the_checkpoint_is_a_difference():
+    """A notebook run (seed and named settings recorded) is not silently continued by a call that names none."""
+    saved = {"model": "TinyNet", "setting: seed": "0"}
+    assert helper_train.identity_differences(saved, {"model": "TinyNet"}) == ["  setting: seed: 0 -> (not recorded)"]

@@ -437,3 +437,84 @@ def test_deterministic_pooling_replaces_adaptive_pooling_by_type():
     assert make_pooling_deterministic(model) == 1
     assert not any(isinstance(m, torch.nn.AdaptiveAvgPool2d) for m in model.modules())
     torch.testing.assert_close(model(x), expected)
+
+
+# --- review 2: the background writer, resuming, and what the history records -----------------------------
+
+
+def test_a_failed_background_write_is_raised_on_the_training_thread(tmp_path, monkeypatch):
+    """A full disk in the writer thread must stop the run at the next save or wait, not vanish with the thread."""
+    def full_disk(path, write):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(helper_train, "save_atomically", full_disk)
+    writer = helper_train.CheckpointWriter(tmp_path, torch.device("cpu"))
+    writer.save({"model": {"w": torch.zeros(2)}, "epochs_done": 1}, is_best=True)
+    with pytest.raises(RuntimeError, match=r"Writing a checkpoint to '.*' failed: .*No space left on device"):
+        writer.wait()
+    writer.wait()  # reported once
+
+
+def test_the_history_records_one_checkpoint_time_per_epoch(tmp_path):
+    """The claims table adds these times to the training time: one entry per epoch, none twice."""
+    model, optimizer, scheduler = fresh()
+    train_model(model, 2, *loaders(), optimizer, "cpu", scheduler=scheduler, checkpoint_dir=tmp_path)
+    history = json.loads((tmp_path / HISTORY_FILE).read_text())
+    checkpoint = torch.load(tmp_path / CHECKPOINT_FILE, weights_only=True)
+    assert len(history["checkpoint_seconds"]) == len(history["epoch_seconds"]) == 2
+    assert len(checkpoint["history"]["checkpoint_seconds"]) == 2
+
+
+def test_resume_false_trains_from_scratch_in_a_folder_with_a_checkpoint(tmp_path, capsys):
+    model, optimizer, scheduler = fresh()
+    train_model(model, 1, *loaders(), optimizer, "cpu", scheduler=scheduler, checkpoint_dir=tmp_path)
+    capsys.readouterr()
+    model, optimizer, scheduler = fresh()
+    _, _, valid_acc = train_model(model, 1, *loaders(), optimizer, "cpu", scheduler=scheduler,
+                                  checkpoint_dir=tmp_path, resume=False)
+    out = capsys.readouterr().out
+    assert len(valid_acc) == 1 and "Batch 0000" in out and "nothing left to train" not in out
+
+
+def test_a_finished_checkpoint_says_there_is_nothing_left_to_train(tmp_path, capsys):
+    model, optimizer, scheduler = fresh()
+    train_model(model, 1, *loaders(), optimizer, "cpu", scheduler=scheduler, checkpoint_dir=tmp_path)
+    capsys.readouterr()
+    model, optimizer, scheduler = fresh()
+    train_model(model, 1, *loaders(), optimizer, "cpu", scheduler=scheduler, checkpoint_dir=tmp_path)
+    out = capsys.readouterr().out
+    assert "already holds all 1 epochs: nothing left to train" in out and "Resuming" not in out
+
+
+def test_the_history_records_the_mixed_precision_type_that_training_used(tmp_path, monkeypatch):
+    """On a bf16 GPU the history says bfloat16 (here the CPU is made to train in bf16 autocast)."""
+    from helper_evaluation import DevicePolicy
+
+    monkeypatch.setattr(helper_train, "device_policy", lambda device, use_amp=None: DevicePolicy(False, torch.bfloat16))
+    model, optimizer, _ = fresh()
+    train_model(model, 1, *loaders(), optimizer, "cpu", checkpoint_dir=tmp_path)
+    history = json.loads((tmp_path / HISTORY_FILE).read_text())
+    assert history["precision"] == "bfloat16" and history["identity"]["precision"] == "mixed"
+
+
+def test_the_last_checkpoint_is_complete_before_the_test_pass_starts(tmp_path, monkeypatch):
+    """The training time includes the last write, and a failed last write stops the run before the test pass."""
+    original_save, original_accuracy = torch.save, helper_train.compute_accuracy
+    train_loader, valid_loader, test_loader = loaders()
+    on_disk_at_test_pass = []
+
+    def slow_save(obj, path):
+        time.sleep(0.5)
+        original_save(obj, path)
+
+    def accuracy(model, loader, device, **kwargs):
+        if loader is test_loader:
+            path = tmp_path / CHECKPOINT_FILE
+            on_disk_at_test_pass.append(torch.load(path, weights_only=True)["epochs_done"] if path.exists() else None)
+        return original_accuracy(model, loader, device, **kwargs)
+
+    monkeypatch.setattr(helper_train.torch, "save", slow_save)
+    monkeypatch.setattr(helper_train, "compute_accuracy", accuracy)
+    model, optimizer, _ = fresh()
+    train_model(model, 1, train_loader, valid_loader, test_loader, optimizer, "cpu", checkpoint_dir=tmp_path)
+    assert on_disk_at_test_pass == [1]

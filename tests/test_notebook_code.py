@@ -1,0 +1,53 @@
+"""benchmarks/notebook_code.py: a notebook's code run without Jupyter, with papermill-like overrides."""
+
+import json
+
+import pytest
+
+from benchmarks.notebook_code import code_cells, parse_override, run
+from tests.test_notebooks import NOTEBOOKS, ROOT
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS)
+def test_every_code_cell_compiles_once_the_ipython_lines_are_skipped(notebook):
+    """The Colab cell's indented `!git clone` and `%pip` lines and the `%watermark` magics become `pass`."""
+    for index, (source, _) in enumerate(code_cells(ROOT / notebook)):
+        compile(source, f"<{notebook}, code cell {index + 1}>", "exec")
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("NUM_EPOCHS=50", ("NUM_EPOCHS", 50)), ("SMOKE_TEST=True", ("SMOKE_TEST", True)),
+    ("DEVICE=cuda:0", ("DEVICE", "cuda:0")), ("DATA_ROOT=/data/cifar10", ("DATA_ROOT", "/data/cifar10")),
+])
+def test_an_override_is_a_python_literal_else_the_text_itself(text, expected):
+    assert parse_override(text) == expected
+
+
+def write_notebook(path, cells):
+    """A notebook with the given (source, tags) code cells."""
+    notebook = {"cells": [{"cell_type": "code", "source": source, "metadata": {"tags": tags}, "outputs": [],
+                           "execution_count": None} for source, tags in cells],
+                "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
+    path.write_text(json.dumps(notebook))
+    return path
+
+
+def tiny_notebook(tmp_path):
+    """A Colab-style first cell, a parameters cell, then cells that use and change the settings."""
+    return write_notebook(tmp_path / "tiny.ipynb", [
+        ('import sys\nif "google.colab" in sys.modules:\n    !git clone x\n    %cd x\nSEEN = []', []),
+        ('EPOCHS = 1\nNAME = "x"\nOUT = None', ["parameters"]),
+        ("SEEN.append((EPOCHS, NAME))\nEPOCHS = EPOCHS * 2", []),
+        ("SEEN.append(EPOCHS)\nopen(OUT, 'w').write(repr(SEEN))", []),
+    ])
+
+
+def test_run_applies_the_overrides_once_right_after_the_parameters_cell(tmp_path):
+    run(tiny_notebook(tmp_path), {"EPOCHS": 5, "OUT": str(tmp_path / "seen.txt")})
+    assert (tmp_path / "seen.txt").read_text() == "[(5, 'x'), 10]"
+
+
+def test_run_refuses_an_override_that_is_not_a_setting(tmp_path):
+    with pytest.raises(SystemExit, match=r"Not settings of .*tiny\.ipynb: \['EPOCH'\]"):
+        run(tiny_notebook(tmp_path), {"EPOCH": 5, "OUT": str(tmp_path / "seen.txt")})
+    assert not (tmp_path / "seen.txt").exists()
