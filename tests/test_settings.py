@@ -120,7 +120,7 @@ def cell_containing(notebook, text):
 
 
 def run_folder_cell(notebook, results_dir, **overrides):
-    """The settings cells, then the cell that names the run (RUN_SETTINGS, RUN_DIR) for a tiny model and the smoke data."""
+    """The settings cells, then the cell naming the run (RUN_SETTINGS, RUN_DIR) for a tiny model and the smoke data."""
     from conftest import TinyNet, lecture_test_transforms, lecture_train_transforms
 
     from helper_dataset import get_dataloaders_cifar10
