@@ -4,10 +4,14 @@ The reference run is made on a GPU by benchmarks/run_on_gpu.sh; until it has bee
 the two tests about it are skipped, saying so.
 """
 
+import json
+import re
 from pathlib import Path
 
 import nbformat
 import pytest
+
+from benchmarks.claims_table import table
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ["vgg16-cifar10.ipynb", "vgg16-cifar10-standardized.ipynb"]
@@ -59,3 +63,44 @@ def test_reference_notebook_ran_without_errors_and_has_its_figures(name):
 def test_changed_cells_names_what_differs():
     assert changed_cells(["a = 1", "b = 2"], ["a = 1", "b = 3", "c = 4"]) == ["code cell 2: b = 3",
                                                                               "code cell 3 (new): c = 4"]
+
+
+def markdown_links(text: str) -> list[str]:
+    """The targets of Markdown links and images, ``[text](target)`` and ``![alt](target)``, without web addresses."""
+    return [target for target in re.findall(r"\]\(([^)\s]+)\)", text)
+            if not re.match(r"[a-z]+:|#", target)]
+
+
+def notebook_markdown(path: Path) -> str:
+    return "\n".join(cell.source for cell in nbformat.read(path, as_version=4).cells if cell.cell_type == "markdown")
+
+
+DOCUMENTS = {"README.md": lambda: (ROOT / "README.md").read_text(),
+             "reference-run/README.md": lambda: (ROOT / "reference-run" / "README.md").read_text(),
+             **{name: (lambda name=name: notebook_markdown(ROOT / name)) for name in NOTEBOOKS}}
+
+
+@pytest.mark.parametrize("document", DOCUMENTS)
+def test_every_relative_link_points_to_a_file_in_the_repository(document):
+    if not (ROOT / document).exists():
+        pytest.skip(f"{document} not made yet (benchmarks/import_gpu_run.py)")
+    folder = (ROOT / document).parent
+    missing = [target for target in markdown_links(DOCUMENTS[document]()) if not (folder / target).exists()]
+    assert not missing, f"{document} links to files that do not exist: {missing}"
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=needs_reference(n)) for n in NOTEBOOKS])
+def test_each_reference_figure_is_linked_from_its_notebook(name):
+    figures = sorted((ROOT / "reference-run" / "figures" / Path(name).stem).glob("*.png"))
+    linked = set(markdown_links(notebook_markdown(ROOT / name)))
+    assert figures, f"reference-run/figures/{Path(name).stem}/ holds no figures"
+    assert not [f.name for f in figures if str(f.relative_to(ROOT)) not in linked]
+
+
+@pytest.mark.skipif(not (ROOT / "reference-run" / "runs").is_dir(), reason="no GPU runs imported yet")
+def test_the_readmes_claims_table_is_what_claims_table_prints_from_the_stored_runs():
+    runs = [json.loads(path.read_text()) for path in sorted((ROOT / "reference-run" / "runs").glob("*.json"))]
+    expected = table(runs)
+    readme = (ROOT / "README.md").read_text()
+    assert expected in readme, ("README.md's table of the lecture's claims differs from what "
+                                "`python benchmarks/claims_table.py` prints: paste its output into the README")
