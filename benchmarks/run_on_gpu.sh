@@ -18,7 +18,8 @@
 #   profile      a short benchmark (about 3 minutes): the classic path, compile and CUDA graphs
 #                against it, and the profile, without the ladder's other rungs;
 #   claims       the main notebook with a second seed, at 32x32, with Dropout2d 0.2,
-#                and in float32: the README's table of the lecture's claims.
+#                and in float32: the README's table of the lecture's claims; each can also be
+#                named alone as a step: seed-7, image-size-32, dropout2d-0.2, float32.
 # Commit first, and name the commit with the hash that `git rev-parse HEAD` prints on YOUR machine,
 # pasted in: the GPU machine's copy may have no .git, or an older one than its working tree (seen on
 # 2026-11-26: it named the commit before the one it ran). import_gpu_run.py checks it against the code:
@@ -33,6 +34,13 @@ data=${1:?CIFAR10_DIR}
 work=${2:?WORK_DIR}
 budget=${3:-3600}
 steps=${4:-reference benchmark claims}
+CLAIMS="seed-7 image-size-32 dropout2d-0.2 float32"
+for step in $steps; do  # a mistyped step is refused before anything runs
+  case " reference benchmark profile claims $CLAIMS " in
+    *" $step "*) ;;
+    *) echo "unknown step '$step': choose from reference, benchmark, profile, claims, or one claim: $CLAIMS" >&2; exit 2 ;;
+  esac
+done
 cd "$(dirname "$0")/.." || exit 1
 mkdir -p "$work/reference-run" "$work/claims" "$work/results"
 export PYTHONUNBUFFERED=1
@@ -98,6 +106,15 @@ run_benchmark() {  # OUTPUT_STEM NEEDS_SECONDS AT_MOST_SECONDS [BENCHMARK OPTION
   pack
 }
 
+run_claim() {  # CLAIM: one of the claims step's notebook runs (the H100 took about 175 s for a 64x64 run)
+  case $1 in
+    seed-7) notebook "$work/claims/seed-7.ipynb" 200 vgg16-cifar10.ipynb RANDOM_SEED 7 ;;
+    image-size-32) notebook "$work/claims/image-size-32.ipynb" 200 vgg16-cifar10.ipynb IMAGE_SIZE 32 ;;
+    dropout2d-0.2) notebook "$work/claims/dropout2d-0.2.ipynb" 200 vgg16-cifar10.ipynb DROPOUT2D 0.2 ;;
+    float32) notebook "$work/claims/float32.ipynb" 300 vgg16-cifar10.ipynb PRECISION float32 ;;
+  esac
+}
+
 for step in $steps; do
   case $step in
     reference)
@@ -111,10 +128,10 @@ for step in $steps; do
       run_benchmark "$work/profile" 180 240 --rungs classic --compile --cudagraphs --profile --data-images 2000
       ;;
     claims)
-      notebook "$work/claims/seed-7.ipynb" 200 vgg16-cifar10.ipynb RANDOM_SEED 7
-      notebook "$work/claims/image-size-32.ipynb" 200 vgg16-cifar10.ipynb IMAGE_SIZE 32
-      notebook "$work/claims/dropout2d-0.2.ipynb" 200 vgg16-cifar10.ipynb DROPOUT2D 0.2
-      notebook "$work/claims/float32.ipynb" 300 vgg16-cifar10.ipynb PRECISION float32
+      for claim in $CLAIMS; do run_claim "$claim"; done
+      ;;
+    *)
+      run_claim "$step"
       ;;
   esac
 done

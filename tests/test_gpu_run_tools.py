@@ -242,3 +242,24 @@ def test_claims_table_names_the_first_epoch_that_reached_the_best_validation_acc
     """As best_model.pt and the notebook's run table do."""
     assert " | 80.00% (2) | " in table([history("lecture-a", LECTURE, [50.0, 80.0, 80.0], 79.0)])
 
+
+
+def run_on_gpu(tmp_path, steps, seconds="0"):
+    return subprocess.run(["bash", str(ROOT / "benchmarks" / "run_on_gpu.sh"), str(tmp_path / "data"),
+                           str(tmp_path / "work"), seconds, steps], capture_output=True, text=True, timeout=120)
+
+
+def test_run_on_gpu_refuses_a_mistyped_step_before_doing_anything(tmp_path):
+    finished = run_on_gpu(tmp_path, "reference floa32")
+    assert finished.returncode == 2 and "unknown step 'floa32'" in finished.stderr
+    assert not (tmp_path / "work").exists()
+
+
+@pytest.mark.parametrize("steps, claims", [("image-size-32", ["image-size-32"]),
+                                           ("dropout2d-0.2 float32", ["dropout2d-0.2", "float32"]),
+                                           ("claims", ["seed-7", "image-size-32", "dropout2d-0.2", "float32"])])
+def test_run_on_gpu_runs_one_claim_or_all_of_them(tmp_path, steps, claims):
+    finished = run_on_gpu(tmp_path, steps)  # no time left: every notebook is skipped, and says so
+    assert finished.returncode == 0, finished.stderr
+    skipped = (tmp_path / "work" / "skipped.txt").read_text().splitlines()
+    assert [line.split("/claims/")[1].split(".ipynb")[0] for line in skipped] == claims
