@@ -157,8 +157,10 @@ def test_a_smoke_run_saves_no_checkpoints(notebook, machine, tmp_path):
     assert run_folder_cell(notebook, tmp_path)["SAVE_CHECKPOINTS"] is True
 
 
+@pytest.mark.parametrize("notebook", NOTEBOOKS)
 @pytest.mark.parametrize("smoke_test", [True, False])
-def test_the_comparison_shows_smoke_runs_in_a_smoke_test_and_real_runs_otherwise(smoke_test, tmp_path, monkeypatch):
+def test_the_comparison_shows_smoke_runs_in_a_smoke_test_and_real_runs_otherwise(notebook, smoke_test, tmp_path,
+                                                                                  monkeypatch):
     import json
 
     import helper_evaluation
@@ -171,7 +173,7 @@ def test_the_comparison_shows_smoke_runs_in_a_smoke_test_and_real_runs_otherwise
     monkeypatch.setattr(helper_evaluation, "print_run_table", lambda histories: shown.append(sorted(histories)))
     monkeypatch.setattr(helper_plotting, "plot_run_comparison", lambda histories, **kwargs: None)
     namespace = {"RESULTS_DIR": str(tmp_path), "RUN_DIR": tmp_path / "lecture-bbbbbb", "SMOKE_TEST": smoke_test}
-    exec(cell_containing(NOTEBOOKS[0], "load_run_histories(RESULTS_DIR)"), namespace)
+    exec(cell_containing(notebook, "load_run_histories(RESULTS_DIR)"), namespace)
     assert shown == [["smoke-dropout2d=0.25-cccccc", "smoke-lecture-aaaaaa"] if smoke_test else ["lecture-bbbbbb"]]
 
 
