@@ -68,6 +68,25 @@ def machine_facts(work: Path) -> dict:
             "data": (all_after("data:") or ["unknown"])[0]}
 
 
+def files_differing(commit: str, code: dict[str, str], repository: Path = ROOT,
+                    digests: dict[str, str] | None = None) -> list[str] | None:
+    """The files of ``code`` (name -> SHA-256) whose content at ``commit`` differs or is missing there.
+
+    None where the repository lacks the commit. ``digests`` (blob id -> SHA-256) lets several calls
+    read each blob once.
+    """
+    digests = {} if digests is None else digests
+    tree = subprocess.run(["git", "ls-tree", "-r", commit, "--", *code], cwd=repository, capture_output=True, text=True)
+    if tree.returncode != 0:
+        return None
+    blobs = {line.partition("\t")[2]: line.split()[2] for line in tree.stdout.splitlines()}
+    for blob in blobs.values():
+        if blob not in digests:
+            content = subprocess.run(["git", "cat-file", "blob", blob], cwd=repository, capture_output=True).stdout
+            digests[blob] = hashlib.sha256(content).hexdigest()
+    return [name for name, digest in code.items() if name not in blobs or digests[blobs[name]] != digest]
+
+
 def code_matches_commit(facts: dict) -> tuple[bool | None, str]:
     """Whether the code that ran is the recorded commit's, file by file (SHA-256), and a note saying so."""
     if facts["uncommitted"]:
@@ -76,14 +95,9 @@ def code_matches_commit(facts: dict) -> tuple[bool | None, str]:
         return None, " (not recorded: RUN_COMMIT was not set)"
     if not facts["code"]:
         return None, " (the code that ran was not recorded, so it could not be compared with it)"
-    differing = []
-    for name, digest in facts["code"].items():
-        shown = subprocess.run(["git", "show", f"{facts['commit']}:{name}"], cwd=ROOT, capture_output=True)
-        if shown.returncode != 0 and b"exists on disk, but not in" not in shown.stderr \
-                and b"does not exist in" not in shown.stderr:
-            return None, " (not in this repository, so the code could not be compared with it)"
-        if shown.returncode != 0 or hashlib.sha256(shown.stdout).hexdigest() != digest:
-            differing.append(name)
+    differing = files_differing(facts["commit"], facts["code"])
+    if differing is None:
+        return None, " (not in this repository, so the code could not be compared with it)"
     if differing:
         return False, f" (but the code that ran differed from it in {', '.join(differing)})"
     return True, ""
@@ -97,22 +111,12 @@ def commit_with_code(code: dict[str, str], depth: int = 500, repository: Path = 
     commit that machine.txt names is what git said on the GPU machine, whose copy of the history
     can be older than the working tree it ran: the code's hashes decide.
     """
-    digests: dict[str, str] = {}  # blob id -> SHA-256 of its content, each blob read once
-
-    def digest_of(blob: str) -> str:
-        if blob not in digests:
-            content = subprocess.run(["git", "cat-file", "blob", blob], cwd=repository, capture_output=True).stdout
-            digests[blob] = hashlib.sha256(content).hexdigest()
-        return digests[blob]
-
+    digests: dict[str, str] = {}
     listed = subprocess.run(["git", "rev-list", f"--max-count={depth}", "HEAD"], cwd=repository,
                             capture_output=True, text=True)
     found = None
     for commit in listed.stdout.split():
-        tree = subprocess.run(["git", "ls-tree", "-r", commit, "--", *code], cwd=repository, capture_output=True,
-                              text=True)
-        blobs = {line.partition("\t")[2]: line.split()[2] for line in tree.stdout.splitlines()}
-        if all(name in blobs and digest_of(blobs[name]) == digest for name, digest in code.items()):
+        if files_differing(commit, code, repository, digests) == []:
             found = commit
         elif found is not None:
             break
@@ -152,10 +156,13 @@ def data_description(recorded: str) -> str:
     return f"{DATA_NOTE} (recorded: {recorded})" if jpeg and int(jpeg.group(1)) > 0 else f"recorded: {recorded}"
 
 
-def reference_readme(work: Path, target: Path, notebooks: dict[str, str | None]) -> str:
-    """reference-run/README.md: what was run, on what, at which commit, and what came out."""
-    facts, seconds = with_commit_of_code(machine_facts(work)), notebook_seconds(work)
-    _, code_note = code_matches_commit(facts)
+def reference_readme(work: Path, target: Path, notebooks: dict[str, str | None], facts: dict, code_note: str) -> str:
+    """reference-run/README.md: what was run, on what, at which commit, and what came out.
+
+    ``facts`` are machine.txt's, with the commit of the code that ran; ``code_note`` says how that code
+    compares with the commit (code_matches_commit).
+    """
+    seconds = notebook_seconds(work)
     code_note += facts.get("recorded", "")
     options = ", ".join(f"`{option}`" for option in facts["notebook_options"])
     settings = f"their default settings, with {options} added (papermill)" if options else "their default settings"
@@ -223,7 +230,7 @@ def printed_run_folder(notebook: Path) -> str | None:
 def import_work(work: Path, target: Path) -> list[Path]:
     """Copy one GPU run's work folder into ``target`` (reference-run/); return the files written."""
     facts, written = with_commit_of_code(machine_facts(work)), []
-    matches, _ = code_matches_commit(facts)
+    matches, code_note = code_matches_commit(facts)
     target.mkdir(parents=True, exist_ok=True)
     for name in ("benchmark.json", "benchmark.log", "profile.json", "profile.log"):
         if (work / name).exists():
@@ -248,7 +255,7 @@ def import_work(work: Path, target: Path) -> list[Path]:
         for name in ("machine.txt", "times.txt", "skipped.txt"):
             if (work / name).exists():
                 written.append(Path(shutil.copy(work / name, target / name)))
-        (target / "README.md").write_text(reference_readme(work, target, notebooks))
+        (target / "README.md").write_text(reference_readme(work, target, notebooks, facts, code_note))
         written.append(target / "README.md")
     return written
 
