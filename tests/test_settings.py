@@ -91,27 +91,16 @@ def test_settings_cell_applies_auto_and_refuses_what_cannot_run_before_the_data(
 
 
 @pytest.mark.parametrize("notebook", NOTEBOOKS)
-def test_smoke_test_replaces_the_lectures_batch_size_but_not_a_students_own(notebook, machine):
+@pytest.mark.parametrize("name, smoke, students_own, lecture", [("BATCH_SIZE", 16, 32, 256),
+                                                                ("LEARNING_RATE", 0.001, 0.005, 0.01),
+                                                                ("NUM_EPOCHS", 3, 2, 50)])
+def test_smoke_test_replaces_the_lectures_value_but_not_a_students_own(notebook, machine, name, smoke, students_own,
+                                                                       lecture):
+    """The smoke test's batch size, learning rate and at most three epochs replace only the lecture's values."""
     machine(gpus=0)
-    assert run_settings_cells(notebook, SMOKE_TEST=True)["BATCH_SIZE"] == 16
-    assert run_settings_cells(notebook, SMOKE_TEST=True, BATCH_SIZE=32)["BATCH_SIZE"] == 32
-    assert run_settings_cells(notebook)["BATCH_SIZE"] == 256
-
-
-@pytest.mark.parametrize("notebook", NOTEBOOKS)
-def test_smoke_test_replaces_the_lectures_learning_rate_but_not_a_students_own(notebook, machine):
-    machine(gpus=0)
-    assert run_settings_cells(notebook, SMOKE_TEST=True)["LEARNING_RATE"] == 0.001
-    assert run_settings_cells(notebook, SMOKE_TEST=True, LEARNING_RATE=0.005)["LEARNING_RATE"] == 0.005
-    assert run_settings_cells(notebook)["LEARNING_RATE"] == 0.01
-
-
-@pytest.mark.parametrize("notebook", NOTEBOOKS)
-def test_smoke_test_trains_at_most_three_epochs(notebook, machine):
-    machine(gpus=0)
-    assert run_settings_cells(notebook, SMOKE_TEST=True)["NUM_EPOCHS"] == 3
-    assert run_settings_cells(notebook, SMOKE_TEST=True, NUM_EPOCHS=2)["NUM_EPOCHS"] == 2
-    assert run_settings_cells(notebook)["NUM_EPOCHS"] == 50
+    assert run_settings_cells(notebook, SMOKE_TEST=True)[name] == smoke
+    assert run_settings_cells(notebook, SMOKE_TEST=True, **{name: students_own})[name] == students_own
+    assert run_settings_cells(notebook)[name] == lecture
 
 
 def cell_containing(notebook, text):

@@ -48,11 +48,17 @@ def test_train_model_learns_the_tiny_task_and_prints_the_lecture_log(capsys):
     assert "Time elapsed: " in out and "Total Training Time: " in out and "Test accuracy " in out
 
 
-def test_minibatch_loss_scheduler_sees_the_last_minibatch_loss(monkeypatch):
+def scheduler_metrics(monkeypatch) -> list:
+    """The metrics ReduceLROnPlateau.step is given from now on, in order (it still steps)."""
     seen = []
     original = torch.optim.lr_scheduler.ReduceLROnPlateau.step
     monkeypatch.setattr(torch.optim.lr_scheduler.ReduceLROnPlateau, "step",
                         lambda self, metric: (seen.append(metric), original(self, metric))[1])
+    return seen
+
+
+def test_minibatch_loss_scheduler_sees_the_last_minibatch_loss(monkeypatch):
+    seen = scheduler_metrics(monkeypatch)
     set_all_seeds(0)
     model = TinyNet()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
@@ -64,10 +70,7 @@ def test_minibatch_loss_scheduler_sees_the_last_minibatch_loss(monkeypatch):
 
 def test_valid_acc_scheduler_sees_the_validation_accuracy(monkeypatch):
     """The lecture's ReduceLROnPlateau(mode="max") watches the validation accuracy, not the training accuracy."""
-    seen = []
-    original = torch.optim.lr_scheduler.ReduceLROnPlateau.step
-    monkeypatch.setattr(torch.optim.lr_scheduler.ReduceLROnPlateau, "step",
-                        lambda self, metric: (seen.append(metric), original(self, metric))[1])
+    seen = scheduler_metrics(monkeypatch)
     set_all_seeds(0)
     model = TinyNet()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)

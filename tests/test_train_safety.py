@@ -248,31 +248,33 @@ def test_temporary_files_of_a_killed_save_are_removed_at_the_next_start(tmp_path
     assert "temporary file left by an interrupted save" in capsys.readouterr().out
 
 
-def scripted_validation(monkeypatch, values):
+def scripted_validation(monkeypatch, values, valid_loader):
     """Validation accuracies decided by the test: the best epoch is known in advance."""
     original, calls = helper_train.compute_accuracy, {"n": 0}
 
     def accuracy(model, loader, device, **kwargs):
-        if loader is valid_loader_of[0]:
+        if loader is valid_loader:
             calls["n"] += 1
             return values[calls["n"] - 1]
         return original(model, loader, device, **kwargs)
 
-    valid_loader_of = []
     monkeypatch.setattr(helper_train, "compute_accuracy", accuracy)
-    return valid_loader_of
+
+
+def train_with_scripted_validation(tmp_path, monkeypatch, values):
+    """Train one epoch per value in tmp_path/<epochs>/, validation scoring ``values``; return the final weights."""
+    train_loader, valid_loader, test_loader = loaders()
+    scripted_validation(monkeypatch, values, valid_loader)
+    model, optimizer, _ = fresh()
+    folder = tmp_path / str(len(values))
+    train_model(model, len(values), train_loader, valid_loader, test_loader, optimizer, "cpu",
+                checkpoint_dir=folder, history_file=folder / "history.json")
+    return model.state_dict()
 
 
 def test_best_model_holds_the_best_validation_epoch_not_the_last(tmp_path, monkeypatch):
-    weights = {}
-    for epochs, values in ((2, [50.0, 80.0]), (3, [50.0, 80.0, 60.0])):
-        valid_loader_of = scripted_validation(monkeypatch, values)
-        train_loader, valid_loader, test_loader = loaders()
-        valid_loader_of.append(valid_loader)
-        model, optimizer, _ = fresh()
-        train_model(model, epochs, train_loader, valid_loader, test_loader, optimizer, "cpu",
-                    checkpoint_dir=tmp_path / str(epochs))
-        weights[epochs] = model.state_dict()
+    weights = {2: train_with_scripted_validation(tmp_path, monkeypatch, [50.0, 80.0]),
+               3: train_with_scripted_validation(tmp_path, monkeypatch, [50.0, 80.0, 60.0])}
     best = torch.load(tmp_path / "3" / BEST_MODEL_FILE, weights_only=True)
     assert all(torch.equal(best[k], weights[2][k]) for k in best)  # epoch 2 of the 3-epoch run
     assert not all(torch.equal(best[k], weights[3][k]) for k in best)
@@ -280,15 +282,8 @@ def test_best_model_holds_the_best_validation_epoch_not_the_last(tmp_path, monke
 
 def test_best_model_on_a_tie_is_the_first_epoch_to_reach_the_best_accuracy_as_the_run_table_says(
         tmp_path, monkeypatch):
-    weights = {}
-    for epochs, values in ((2, [50.0, 80.0]), (3, [50.0, 80.0, 80.0])):
-        valid_loader_of = scripted_validation(monkeypatch, values)
-        train_loader, valid_loader, test_loader = loaders()
-        valid_loader_of.append(valid_loader)
-        model, optimizer, _ = fresh()
-        train_model(model, epochs, train_loader, valid_loader, test_loader, optimizer, "cpu",
-                    checkpoint_dir=tmp_path / str(epochs), history_file=tmp_path / str(epochs) / "history.json")
-        weights[epochs] = model.state_dict()
+    weights = {2: train_with_scripted_validation(tmp_path, monkeypatch, [50.0, 80.0]),
+               3: train_with_scripted_validation(tmp_path, monkeypatch, [50.0, 80.0, 80.0])}
     best = torch.load(tmp_path / "3" / BEST_MODEL_FILE, weights_only=True)
     assert all(torch.equal(best[k], weights[2][k]) for k in best)  # epoch 2, not the tied epoch 3
     assert not all(torch.equal(best[k], weights[3][k]) for k in best)
