@@ -241,9 +241,12 @@ def show_confident_mistakes(
         raise ValueError("The data loader yielded no images to look for mistakes in.")
     images, confidences, predictions, targets = mistakes
     titles = [prediction_title(p, t, class_dict, c) for p, c, t in zip(predictions, confidences, targets, strict=True)]
-    fig = image_grid(images, titles, unnormalizer, nrows=max(1, math.ceil(num_images / 5)), ncols=5,
-                     suptitle="Most confident mistakes" if len(images) else "No mistakes in these images",
-                     subtitle=subtitle)
+    if len(images):  # as many rows as the mistakes fill, so a handful of mistakes leaves no blank rows
+        fig = image_grid(images, titles, unnormalizer, nrows=math.ceil(len(images) / 5), ncols=5,
+                         suptitle="Most confident mistakes", subtitle=subtitle)
+    else:  # a title alone, not a page of empty cells
+        fig = Figure(figsize=(6, 1.2))
+        set_title(fig, "No mistakes in these images", subtitle)
     save_figure(fig, results_dir, "confident_mistakes.png")
     return fig
 

@@ -195,7 +195,14 @@ def test_confident_mistakes_of_a_model_without_mistakes_says_so():
     all_right = [(images, torch.zeros_like(labels)) for images, labels in graded_images()]  # it predicts 0
     fig = show_confident_mistakes(ConfidentlyWrong(), all_right)
     assert fig.get_suptitle() == "No mistakes in these images"
-    assert not [ax for ax in fig.axes if ax.get_images()]
+    assert not fig.axes and fig.get_size_inches()[1] < 2  # a title, not a page of blank cells
+
+
+def test_confident_mistakes_grid_has_no_blank_rows_when_there_are_few_mistakes():
+    three_wrong = [(images, torch.tensor([1, 1, 1] + [0] * (len(images) - 3))) for images, _ in graded_images(count=8)]
+    fig = show_confident_mistakes(ConfidentlyWrong(), three_wrong, num_images=15)  # model predicts 0 for all
+    assert len([ax for ax in fig.axes if ax.get_images()]) == 3
+    assert len(fig.axes) == 5  # one row of five, not three
 
 
 def test_confident_mistakes_titles_show_the_predicted_probability_in_percent():
