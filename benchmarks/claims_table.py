@@ -46,18 +46,28 @@ def sort_key(settings: dict) -> int:
     return order.index(changed[0]) if changed else 0
 
 
+def run_numbers(run: dict) -> tuple[str, str, str]:
+    """A run's test accuracy, best validation accuracy with its epoch, and training time, as the tables print them.
+
+    The best epoch is the first to reach the highest validation accuracy (the one whose weights
+    ``best_model.pt`` keeps); the training time counts the time the checkpoints held training.
+    """
+    valid = run["valid_acc"]
+    best = max(range(len(valid)), key=valid.__getitem__)
+    minutes = (sum(run["epoch_seconds"]) + sum(run.get("checkpoint_seconds", []))) / 60
+    test = f"{run['test_acc']:.2f}%" if run.get("test_acc") is not None \
+        else f"not finished: stopped after {len(valid)} epochs"
+    return test, f"{valid[best]:.2f}% ({best + 1})", f"{minutes:.2f} min"
+
+
 def table(runs: list[dict]) -> str:
     """The Markdown table: one row per run."""
     lines = ["| setting (50 epochs each) | test accuracy | best validation accuracy (epoch) | training time "
              "| card, commit |", "|---|---|---|---|---|"]
     for run in sorted(runs, key=lambda r: (sort_key(r["settings"]), r["run_name"])):
-        valid = run["valid_acc"]
-        best = max(range(len(valid)), key=valid.__getitem__)
-        minutes = (sum(run["epoch_seconds"]) + sum(run.get("checkpoint_seconds", []))) / 60
-        test = f"{run['test_acc']:.2f}%" if run.get("test_acc") is not None \
-            else f"not finished: stopped after {len(valid)} epochs"
-        lines.append(f"| {row_label(run['settings'])} | {test} | {valid[best]:.2f}% ({best + 1}) | "
-                     f"{minutes:.2f} min | {run.get('card', '?')}, `{run.get('commit', '?')}`"
+        test, best_valid, training = run_numbers(run)
+        lines.append(f"| {row_label(run['settings'])} | {test} | {best_valid} | "
+                     f"{training} | {run.get('card', '?')}, `{run.get('commit', '?')}`"
                      f"{' (code differed)' if run.get('code_matches_commit') is False else ''} |")
     return "\n".join(lines)
 

@@ -28,7 +28,9 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 
+from benchmarks.claims_table import run_numbers  # noqa: E402
 
 DATA_NOTE = ("CIFAR-10 re-encoded as JPEG at quality 75 (all 60,000 images), exported to `train/<class>/` and "
              "`test/<class>/` image folders and read by `helper_dataset`'s image-folder path. The original files "
@@ -171,11 +173,7 @@ def reference_readme(work: Path, target: Path, notebooks: dict[str, str | None],
         history_file = work / "results" / str(run) / "history.json"
         history = json.loads(history_file.read_text()) if run and history_file.exists() else None
         if history and history.get("valid_acc"):
-            valid = history["valid_acc"]
-            best = max(range(len(valid)), key=valid.__getitem__)
-            test = f"{history['test_acc']:.2f}%" if history.get("test_acc") is not None else "not finished"
-            training = f"{(sum(history['epoch_seconds']) + sum(history.get('checkpoint_seconds', []))) / 60:.2f} min"
-            numbers = f"{len(valid)} | {test} | {valid[best]:.2f}% ({best + 1}) | {training}"
+            numbers = " | ".join([str(len(history["valid_acc"])), *run_numbers(history)])
         else:
             numbers = "no history | - | - | -"
         folder = f"`{run}`" if run else "none printed"
