@@ -259,9 +259,12 @@ def import_work(work: Path, target: Path) -> list[Path]:
 
 
 def main() -> None:
-    if len(sys.argv) != 2:
+    if len(sys.argv) != 2 or sys.argv[1] in ("-h", "--help"):
         raise SystemExit(__doc__)
     source = Path(sys.argv[1])
+    if not (source / "machine.txt").is_file() and not source.is_file():
+        raise SystemExit(f"{source} is neither the archive run_on_gpu.sh packs (PACK=...) nor a work folder with "
+                         "machine.txt in it: pass one of them.")
     with tempfile.TemporaryDirectory() as unpacked:
         if source.is_file():
             with tarfile.open(source) as archive:

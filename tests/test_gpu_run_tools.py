@@ -263,3 +263,10 @@ def test_run_on_gpu_runs_one_claim_or_all_of_them(tmp_path, steps, claims):
     assert finished.returncode == 0, finished.stderr
     skipped = (tmp_path / "work" / "skipped.txt").read_text().splitlines()
     assert [line.split("/claims/")[1].split(".ipynb")[0] for line in skipped] == claims
+
+
+def test_import_of_a_folder_without_a_gpu_run_names_what_to_pass_instead_of_a_traceback(tmp_path):
+    result = subprocess.run([sys.executable, "benchmarks/import_gpu_run.py", str(tmp_path)], capture_output=True,
+                            text=True, cwd=Path(__file__).resolve().parents[1])
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "neither the archive run_on_gpu.sh packs" in result.stderr
