@@ -113,6 +113,12 @@ def test_run_table_columns_line_up_under_their_headers(capsys):
     assert all(line[0] != " " for line in lines), lines
 
 
+def test_run_table_of_a_history_with_only_validation_accuracies(capsys):
+    """read_history asks for nothing but valid_acc, so a hand-made or older history must print too."""
+    print_run_table({"by hand": {"valid_acc": [30.0, 45.0]}})
+    assert table_rows(capsys)[1] == ["by hand", "2", "45.00%", "45.00% (2)", "-", "-"]
+
+
 def test_run_table_without_runs_says_so(capsys):
     print_run_table({})
     assert "No runs to compare yet" in capsys.readouterr().out
