@@ -78,6 +78,11 @@ def test_training_loss_running_average_uses_the_window_it_is_given():
     np.testing.assert_allclose(average.get_ydata(), [3.0, 1.0, 1.0, 3.0, 3.0, 1.0, 1.0])
 
 
+def test_training_loss_running_average_spans_the_lectures_100_iterations_by_default():
+    average = plot_training_loss(list(np.linspace(2.3, 0.5, 300)), 3, 100).axes[0].get_lines()[1]
+    assert average.get_xdata()[0] == 99
+
+
 def test_running_average_of_a_single_value_is_that_value():
     x, y = running_average([2.3], window=100)
     assert x.tolist() == [0] and y.tolist() == [2.3]
@@ -400,6 +405,14 @@ def test_run_comparison_draws_each_run_labelled_by_name():
     assert [(line.get_label(), list(line.get_xdata()), list(line.get_ydata())) for line in lines] == [
         ("baseline", [1, 2, 3], [30.0, 40.0, 45.0]), ("lr=0.1", [1, 2], [10.0, 12.0])]
     assert [text.get_text() for text in fig.axes[0].get_legend().get_texts()] == ["baseline", "lr=0.1"]
+
+
+def test_run_comparison_labels_each_curve_by_its_key_so_two_runs_of_one_name_differ():
+    """load_run_histories keys the second folder of a shared run name "baseline (baseline-copy)"."""
+    histories = {"baseline": make_history("baseline", [30.0]),
+                 "baseline (baseline-copy)": make_history("baseline", [20.0])}
+    legend = plot_run_comparison(histories).axes[0].get_legend()
+    assert [text.get_text() for text in legend.get_texts()] == ["baseline", "baseline (baseline-copy)"]
 
 
 # --- your own picture --------------------------------------------------------------------------
