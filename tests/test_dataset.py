@@ -95,6 +95,37 @@ def test_image_folder_reads_files_whose_suffix_is_in_capitals(tmp_path, suffix):
     assert read_cifar10(tmp_path, train=True).images.shape == (30, 32, 32, 3)
 
 
+def test_stray_files_beside_the_class_folders_are_ignored(tmp_path):
+    """A README or macOS's .DS_Store beside the ten class folders is not an eleventh class."""
+    write_image_folder(tmp_path, per_class=1)
+    (tmp_path / "train" / ".DS_Store").write_bytes(b"\0")
+    (tmp_path / "train" / "README.txt").write_text("CIFAR-10 as PNG files")
+    assert sorted(read_cifar10(tmp_path, train=True).labels.tolist()) == list(range(10))
+
+
+def test_an_eleventh_class_folder_is_rejected(tmp_path):
+    write_image_folder(tmp_path, per_class=1)
+    (tmp_path / "train" / "unsorted").mkdir()
+    with pytest.raises(ValueError, match="ten CIFAR-10 class folders"):
+        read_cifar10(tmp_path, train=True)
+
+
+def test_a_class_with_a_single_image_is_not_empty(tmp_path):
+    write_image_folder(tmp_path, per_class=1)
+    assert sorted(read_cifar10(tmp_path, train=True).labels.tolist()) == list(range(10))
+
+
+def test_image_files_are_listed_in_name_order_whatever_order_the_file_system_gives(tmp_path, monkeypatch):
+    """The fixed shuffle, and so the validation split, are the same on every machine only if the list is."""
+    write_image_folder(tmp_path, per_class=3)
+    real_iterdir = type(tmp_path).iterdir
+    monkeypatch.setattr(type(tmp_path), "iterdir", lambda folder: reversed(sorted(real_iterdir(folder))))
+    paths, labels = hd.list_image_folder(tmp_path / "train")
+    assert [(path.parent.name, path.name) for path in paths] == [
+        (name, f"{k:03d}.png") for name in CIFAR10_CLASSES for k in range(3)]
+    assert labels == [label for label in range(10) for _ in range(3)]
+
+
 def test_image_folder_with_wrong_class_names_is_rejected(tmp_path):
     write_image_folder(tmp_path, classes=[*CIFAR10_CLASSES[:9], "lorry"])
     with pytest.raises(ValueError, match="ten CIFAR-10 class folders"):
@@ -134,6 +165,18 @@ def test_split_is_the_lecture_split_sizes_and_disjoint():
     assert len(train.labels) == 45000 and len(valid.labels) == 5000
     assert valid.labels[0] == 45000  # the *last* 5,000 images validate
     assert not set(train.labels.tolist()) & set(valid.labels.tolist())
+
+
+def test_split_keeps_every_image_with_its_own_label():
+    data = ImageArrays(np.arange(20, dtype=np.uint8).reshape(20, 1, 1, 1), np.arange(20))  # image i shows i
+    for part in split_train_valid(data, 0.25):
+        assert part.images[:, 0, 0, 0].tolist() == part.labels.tolist()
+
+
+@pytest.mark.parametrize("fraction", [0, 1.5, -0.1])
+def test_split_refuses_a_fraction_outside_0_to_1(fraction):
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        split_train_valid(make_synthetic_cifar10(20), fraction)
 
 
 def test_smoke_loaders_return_three_loaders_with_the_right_shapes():
@@ -200,6 +243,14 @@ def test_channel_statistics_are_exact_population_values():
     np.testing.assert_allclose(std, pixels.std(axis=0), rtol=0, atol=1e-9)
 
 
+def test_channel_statistics_of_images_that_are_not_square():
+    data = np.random.default_rng(5).integers(0, 256, size=(7, 6, 10, 3), dtype=np.uint8)
+    mean, std = compute_channel_mean_std(data, chunk_size=3)
+    pixels = data.reshape(-1, 3).astype(np.float64) / 255.0
+    np.testing.assert_allclose(mean, pixels.mean(axis=0), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(std, pixels.std(axis=0), rtol=0, atol=1e-9)
+
+
 # --- the fast on-device path equals the classic one -------------------------------------------
 
 
@@ -230,6 +281,60 @@ def test_batched_normalization_matches_torchvision():
     expected = per_image_batch(data, lecture_test_transforms())
     actual, _ = next(iter(DeviceBatchLoader(data, lecture_test_transforms(), 16, "cpu")))
     assert (actual - expected).abs().max() <= (1 / 255 + FLOAT_EPSILON) / STD[0]  # Normalize divides by std
+
+
+def test_batched_normalization_with_each_channels_own_mean_and_std_matches_torchvision():
+    """CIFAR-10's own statistics differ per channel, and mean differs from std (the fixtures' 0.5s do not)."""
+    data = random_images(8, seed=6)
+    normalize = transforms.Compose([transforms.ToTensor(),
+                                    transforms.Normalize((0.49, 0.48, 0.45), (0.25, 0.24, 0.26))])
+    actual, _ = next(iter(DeviceBatchLoader(data, normalize, 8, "cpu")))
+    torch.testing.assert_close(actual, per_image_batch(data, normalize))
+
+
+@pytest.mark.parametrize("crop", [transforms.RandomCrop(32, padding=4), transforms.RandomCrop(40, pad_if_needed=True)],
+                         ids=["padding", "pad_if_needed"])
+def test_batched_random_crop_with_padding_is_refused(crop):
+    """The usual CIFAR-10 augmentation pads by 4: cropping 32 of 32 without it would silently do nothing."""
+    with pytest.raises(ValueError, match="RandomCrop without padding"):
+        DeviceBatchLoader(random_images(4), transforms.Compose([crop, transforms.ToTensor()]), 4, "cpu")
+
+
+def test_batched_random_crop_of_images_that_are_not_square_reaches_every_position():
+    height, width = 68, 66  # a 64x64 crop: 5 rows x 3 columns of positions
+    rows = np.broadcast_to(np.arange(height, dtype=np.uint8)[:, None], (height, width))
+    cols = np.broadcast_to(np.arange(width, dtype=np.uint8)[None, :], (height, width))
+    image = np.stack([rows, cols, np.zeros_like(rows)], axis=-1)
+    data = ImageArrays(np.broadcast_to(image, (300, height, width, 3)).copy(), np.arange(300))
+    torch.manual_seed(0)
+    crop = transforms.Compose([transforms.RandomCrop(64), transforms.ToTensor()])
+    batch, _ = next(iter(DeviceBatchLoader(data, crop, 300, "cpu")))
+    top, left = ((batch[:, channel, 0, 0] * 255).round().long() for channel in (0, 1))
+    assert set(zip(top.tolist(), left.tolist(), strict=True)) == {(t, c) for t in range(5) for c in range(3)}
+    offsets = torch.arange(64)
+    assert torch.equal((batch[:, 0, :, 0] * 255).round().long(), top[:, None] + offsets)  # the crops are whole
+    assert torch.equal((batch[:, 1, 0, :] * 255).round().long(), left[:, None] + offsets)
+
+
+@pytest.mark.parametrize("size", [31, 29])
+def test_batched_centre_crop_with_an_odd_margin_is_placed_like_torchvision(size):
+    """torchvision rounds half a pixel of margin as Python's round() does: 0.5 to 0, 1.5 to 2."""
+    data = random_images(4, seed=3)
+    crop = transforms.Compose([transforms.CenterCrop(size), transforms.ToTensor()])
+    actual, _ = next(iter(DeviceBatchLoader(data, crop, 4, "cpu")))
+    assert torch.equal(actual, per_image_batch(data, crop))
+
+
+def test_batched_horizontal_flip_decides_for_each_image_on_its_own():
+    data = random_images(64, seed=8)
+    torch.manual_seed(0)
+    flip = transforms.Compose([transforms.RandomHorizontalFlip(0.5), transforms.ToTensor()])
+    batch, _ = next(iter(DeviceBatchLoader(data, flip, 64, "cpu")))
+    original = per_image_batch(data, transforms.ToTensor())
+    flipped = [bool(torch.equal(image, source.flip(-1))) for image, source in zip(batch, original, strict=True)]
+    kept = [bool(torch.equal(image, source)) for image, source in zip(batch, original, strict=True)]
+    assert all(a != b for a, b in zip(flipped, kept, strict=True))  # each image is either mirrored or left as it is
+    assert 10 < sum(flipped) < 54  # about half of them (the chance of failing this by luck: below 1e-6)
 
 
 def test_random_crop_offsets_cover_all_positions_uniformly():

@@ -114,6 +114,11 @@ def test_empty_loader_is_a_clear_error():
         compute_accuracy(FixedPredictions(), [], "cpu")
 
 
+def test_confusion_matrix_of_an_empty_loader_is_a_clear_error():
+    with pytest.raises(ValueError, match="no images"):
+        compute_confusion_matrix(FixedPredictions(), [], "cpu")
+
+
 def test_seeds_give_identical_weights_and_draws():
     set_all_seeds(7)
     first = [TinyNet().state_dict(), torch.rand(3), np.random.rand(3), random.random()]
@@ -150,6 +155,14 @@ def test_mixed_precision_is_bf16_from_ampere_on_and_float16_before(monkeypatch, 
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
     assert autocast_dtype("cuda") == expected
     assert autocast_dtype("cuda", use_amp=False) is None
+
+
+@pytest.mark.parametrize(("device", "use_amp", "expected"), [
+    ("cuda", None, DevicePolicy(True, torch.bfloat16)), ("cuda", False, DevicePolicy(True, None)),
+    ("cpu", None, DevicePolicy(False, None)), ("mps", None, DevicePolicy(False, None))])
+def test_device_policy_is_channels_last_on_cuda_only_and_passes_use_amp_on(monkeypatch, device, use_amp, expected):
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (8, 0))
+    assert helper_evaluation.device_policy(device, use_amp) == expected
 
 
 def test_set_deterministic_turns_off_cudnn_benchmarking_and_turns_on_deterministic_algorithms(monkeypatch):
@@ -197,6 +210,12 @@ def test_ctrl_c_in_the_middle_of_a_save_leaves_the_old_file_and_no_temporary_fil
         save_atomically(target, interrupted_write)
     assert target.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["checkpoint.pt"]
+
+
+def test_save_atomically_creates_the_folders_it_saves_into(tmp_path):
+    target = tmp_path / "results" / "run-1" / "history.json"
+    save_atomically(target, lambda path: Path(path).write_text("new"))
+    assert target.read_text() == "new"
 
 
 def test_save_atomically_flushes_through_a_handle_open_for_writing_as_windows_requires(tmp_path, monkeypatch):
@@ -261,6 +280,13 @@ def test_confusion_summary_prints_names(capsys):
 def test_confusion_summary_counts_every_image_not_only_the_correct_ones(capsys):
     print_confusion_summary(np.array([[3, 1], [2, 4]]), ["cat", "dog"], k=1)  # 7 correct, 10 in all
     assert "Most confused (true -> predicted), of 10 images:" in capsys.readouterr().out
+
+
+def test_confusion_summary_prints_only_the_k_most_confused_pairs(capsys):
+    conf_mat = np.array([[5, 3, 1], [2, 5, 4], [1, 1, 5]])  # six confused pairs
+    print_confusion_summary(conf_mat, ["cat", "dog", "frog"], k=2)
+    pairs = [line.split() for line in capsys.readouterr().out.splitlines() if "->" in line and "true" not in line]
+    assert pairs == [["dog", "->", "frog", "4", "images"], ["cat", "->", "dog", "3", "images"]]
 
 
 def test_confusion_summary_says_so_when_nothing_was_confused(capsys):

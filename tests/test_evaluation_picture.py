@@ -6,8 +6,9 @@ import torch
 from conftest import TinyNet, lecture_test_transforms
 from PIL import Image
 
+import helper_evaluation
 from helper_dataset import CIFAR10_CLASSES
-from helper_evaluation import classify_image
+from helper_evaluation import classify_image, predict_batches
 
 
 class FixedScores(torch.nn.Module):
@@ -73,3 +74,39 @@ def test_mistakes_in_the_arguments_are_explained():
         classify_image(model, picture, transforms, "cpu", CIFAR10_CLASSES, k=11)
     with pytest.raises(TypeError, match="PIL image"):
         classify_image(model, "my_cat.jpg", transforms, "cpu", CIFAR10_CLASSES)
+
+
+def test_k_may_be_anything_from_one_to_the_number_of_classes():
+    model, picture, transforms = TinyNet(), noise_picture(), lecture_test_transforms()
+    _, every_class = classify_image(model, picture, transforms, "cpu", CIFAR10_CLASSES, k=10)
+    assert sorted(name for name, _ in every_class) == sorted(CIFAR10_CLASSES)
+    assert sum(p for _, p in every_class) == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="k must be between 1 and the number of classes"):
+        classify_image(model, picture, transforms, "cpu", CIFAR10_CLASSES, k=0)
+
+
+def test_more_class_names_than_model_outputs_are_refused():
+    """CIFAR-100's names for a CIFAR-10 model would put a wrong name on every prediction."""
+    with pytest.raises(ValueError, match="class_names has 11 names, but the model outputs 10"):
+        classify_image(TinyNet(), noise_picture(), lecture_test_transforms(), "cpu", [*CIFAR10_CLASSES, "tiger"])
+
+
+def test_class_names_may_be_a_dict_from_label_to_name():
+    """The notebook's ``class_dict = dict(enumerate(CIFAR10_CLASSES))`` names the classes as well as the tuple."""
+    scores = [0.0, 3.0, 1.0, 2.0, -1.0, 0.5, 0.0, 0.0, 0.0, 0.0]
+    _, predictions = classify_image(FixedScores(scores), noise_picture(), lecture_test_transforms(), "cpu",
+                                    dict(enumerate(CIFAR10_CLASSES)))
+    assert [name for name, _ in predictions] == ["automobile", "cat", "bird"]
+
+
+def test_classify_image_predicts_in_the_precision_it_is_given(monkeypatch):
+    """The notebook passes USE_AMP, so the picture is classified as the test images were (False: float32)."""
+    seen = []
+
+    def spy(model, data_loader, device, *, use_amp=None):
+        seen.append(use_amp)
+        return predict_batches(model, data_loader, device, use_amp=use_amp)
+
+    monkeypatch.setattr(helper_evaluation, "predict_batches", spy)
+    classify_image(TinyNet(), noise_picture(), lecture_test_transforms(), "cpu", CIFAR10_CLASSES, use_amp=False)
+    assert seen == [False]

@@ -63,8 +63,9 @@ def test_two_folders_with_one_run_name_are_both_kept(tmp_path):
 
 @pytest.mark.parametrize(
     "content",
-    [b'{"run_name": "cut off", "valid_acc": [40.0, 5', b"[1, 2, 3]", b'{"run_name": "no accuracies"}', b"\xff\xfe\x00"],
-    ids=["truncated", "not an object", "no valid_acc", "not text"],
+    [b'{"run_name": "cut off", "valid_acc": [40.0, 5', b"[1, 2, 3]", b'{"run_name": "no accuracies"}', b"\xff\xfe\x00",
+     b'{"run_name": "edited by hand", "valid_acc": null}'],
+    ids=["truncated", "not an object", "no valid_acc", "not text", "valid_acc not a list"],
 )
 def test_a_file_that_cannot_be_read_is_skipped_with_a_line_naming_it(tmp_path, capsys, content):
     write_run(tmp_path, "good", make_history("good", [40.0]))
@@ -94,6 +95,28 @@ def test_run_table_of_a_run_without_epochs_or_timings(capsys):
     history = make_history("just started", [], epoch_seconds=[])
     print_run_table({"just started": history})
     assert table_rows(capsys)[1] == ["just started", "0", "-", "-", "-", "-"]
+
+
+def test_run_table_shows_an_accuracy_of_zero_as_0_percent_not_as_unknown(capsys):
+    """A run that diverged has 0.00% accuracy; "-" would say that it has not been measured yet."""
+    print_run_table({"diverged": make_history("diverged", [0.0], test_acc=0.0, epoch_seconds=[30.0])})
+    assert table_rows(capsys)[1] == ["diverged", "1", "0.00%", "0.00% (1)", "0.00%", "0.5"]
+
+
+def test_run_table_columns_line_up_under_their_headers(capsys):
+    """Run names are left-aligned and the numbers right-aligned under headers wider than themselves."""
+    print_run_table({"baseline": make_history("baseline", [40.0, 55.5], test_acc=51.0),
+                     "lr=0.1": make_history("lr=0.1", [10.0])})
+    lines = capsys.readouterr().out.splitlines()
+    assert len({len(line) for line in lines}) == 1, lines  # every column as wide as its widest cell or header
+    assert [line.split()[0] for line in lines] == ["run", "baseline", "lr=0.1"]
+    assert all(line[0] != " " for line in lines), lines
+
+
+def test_run_table_of_a_history_with_only_validation_accuracies(capsys):
+    """read_history asks for nothing but valid_acc, so a hand-made or older history must print too."""
+    print_run_table({"by hand": {"valid_acc": [30.0, 45.0]}})
+    assert table_rows(capsys)[1] == ["by hand", "2", "45.00%", "45.00% (2)", "-", "-"]
 
 
 def test_run_table_without_runs_says_so(capsys):

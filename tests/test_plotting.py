@@ -63,6 +63,31 @@ def test_training_loss_plot_zooms_in_on_the_losses_after_the_first_1000_iteratio
     assert loss_axes.get_ylim() == pytest.approx((0.0, 3.0))  # 1.5 x the largest loss after iteration 1000
 
 
+@pytest.mark.parametrize("num_iterations", [1, 1000])
+def test_training_loss_plot_of_one_or_exactly_1000_iterations(num_iterations):
+    """One iteration: an epoch of one batch (batch size = training set). 1000: zooming needs losses after the 1000th."""
+    losses = list(np.linspace(2.3, 0.5, num_iterations))
+    raw, average = plot_training_loss(losses, num_epochs=1, iter_per_epoch=num_iterations).axes[0].get_lines()
+    assert len(raw.get_xdata()) == num_iterations and len(average.get_xdata()) >= 1
+
+
+def test_training_loss_running_average_uses_the_window_it_is_given():
+    losses = [4.0, 2.0, 0.0, 2.0, 4.0, 2.0, 0.0, 2.0]
+    average = plot_training_loss(losses, 2, 4, averaging_iterations=2).axes[0].get_lines()[1]
+    assert list(average.get_xdata()) == [1, 2, 3, 4, 5, 6, 7]
+    np.testing.assert_allclose(average.get_ydata(), [3.0, 1.0, 1.0, 3.0, 3.0, 1.0, 1.0])
+
+
+def test_training_loss_running_average_spans_the_lectures_100_iterations_by_default():
+    average = plot_training_loss(list(np.linspace(2.3, 0.5, 300)), 3, 100).axes[0].get_lines()[1]
+    assert average.get_xdata()[0] == 99
+
+
+def test_running_average_of_a_single_value_is_that_value():
+    x, y = running_average([2.3], window=100)
+    assert x.tolist() == [0] and y.tolist() == [2.3]
+
+
 @pytest.mark.parametrize(("num_epochs", "iter_per_epoch", "ticks"), [
     (3, 7, [0, 7, 14, 21]), (20, 5, [0, 10, 20, 30, 40, 50, 60, 70, 80, 90, 100])])
 def test_training_loss_epoch_axis_marks_each_epoch_at_its_first_iteration(num_epochs, iter_per_epoch, ticks):
@@ -145,6 +170,30 @@ def test_confusion_matrix_plot_writes_white_on_dark_cells_and_black_on_light_one
     fig = plot_confusion_matrix(np.array([[9, 1], [2, 8]]))
     colours = {text.get_text(): text.get_color() for text in fig.axes[0].texts}
     assert colours == {"9": "white", "8": "white", "1": "black", "2": "black"}  # the threshold: half of the largest
+
+
+def test_confusion_matrix_plot_shows_fractions_alone_and_shades_by_them_when_asked():
+    conf_mat = np.array([[1, 0], [10, 90]])  # class 0: one image, all right; class 1: 90 of 100
+    fig = plot_confusion_matrix(conf_mat, show_absolute=False, show_normed=True)
+    colours = {tuple(round(v) for v in t.get_position()): (t.get_text(), t.get_color()) for t in fig.axes[0].texts}
+    assert colours == {(0, 0): ("1.00", "white"), (1, 0): ("0.00", "black"),  # dark: a fraction of 1.00
+                       (0, 1): ("0.10", "black"), (1, 1): ("0.90", "white")}
+
+
+def test_confusion_matrix_plot_refuses_empty_cells_and_the_wrong_number_of_names():
+    with pytest.raises(ValueError, match="show_absolute or show_normed"):
+        plot_confusion_matrix(np.eye(3, dtype=int), show_absolute=False, show_normed=False)
+    with pytest.raises(ValueError, match="class_names has 3 names for a 10-class matrix"):
+        plot_confusion_matrix(np.eye(10, dtype=int), class_names=["cat", "dog", "frog"])
+
+
+def test_confusion_matrix_plot_applies_the_lectures_display_options():
+    fig = plot_confusion_matrix(np.eye(3, dtype=int), hide_spines=True, hide_ticks=True, figsize=(4, 3), cmap="Greens")
+    ax = fig.axes[0]
+    assert tuple(fig.get_size_inches()) == (4, 3)
+    assert ax.get_images()[0].get_cmap().name == "Greens"
+    assert list(ax.get_xticks()) == [] and list(ax.get_yticks()) == []
+    assert not any(spine.get_visible() for spine in ax.spines.values())
 
 
 def test_confusion_matrix_plot_handles_an_empty_row():
@@ -358,6 +407,14 @@ def test_run_comparison_draws_each_run_labelled_by_name():
     assert [text.get_text() for text in fig.axes[0].get_legend().get_texts()] == ["baseline", "lr=0.1"]
 
 
+def test_run_comparison_labels_each_curve_by_its_key_so_two_runs_of_one_name_differ():
+    """load_run_histories keys the second folder of a shared run name "baseline (baseline-copy)"."""
+    histories = {"baseline": make_history("baseline", [30.0]),
+                 "baseline (baseline-copy)": make_history("baseline", [20.0])}
+    legend = plot_run_comparison(histories).axes[0].get_legend()
+    assert [text.get_text() for text in legend.get_texts()] == ["baseline", "baseline (baseline-copy)"]
+
+
 # --- your own picture --------------------------------------------------------------------------
 
 
@@ -376,6 +433,18 @@ def test_picture_figure_shows_the_picture_its_32x32_version_the_input_and_the_pr
     assert [label.get_text() for label in bars_ax.get_yticklabels()] == list(names)
     assert bars_ax.yaxis_inverted()  # the most probable class on top
     assert fig.get_suptitle() == f"Prediction: {names[0]} ({100 * probabilities[0]:.1f}%)\n{SMOKE}"
+
+
+def test_picture_figure_gives_sizes_as_width_x_height():
+    picture, network_input = Image.new("RGB", (100, 80)), torch.rand(3, 48, 64)  # 64 wide, 48 high
+    fig = show_image_as_network_sees_it(picture, network_input, [("cat", 0.6)])
+    assert fig.axes[0].get_title() == "Your picture (100x80)"
+    assert fig.axes[2].get_title() == "The network's input (64x48)"
+
+
+def test_picture_figure_without_predictions_is_a_clear_error():
+    with pytest.raises(ValueError, match="no predictions to show"):
+        show_image_as_network_sees_it(Image.new("RGB", (40, 30)), torch.rand(3, 64, 64), [])
 
 
 def test_live_loss_curves_are_drawn_against_epochs():
