@@ -244,8 +244,11 @@ def show_confident_mistakes(
     if len(images):  # as many rows as the mistakes fill, so a handful of mistakes leaves no blank rows
         fig = image_grid(images, titles, unnormalizer, nrows=math.ceil(len(images) / 5), ncols=5,
                          suptitle="Most confident mistakes", subtitle=subtitle)
-    else:  # a title alone, not a page of empty cells
-        fig = Figure(figsize=(6, 1.2))
+    else:  # a title and one line, not a page of empty cells (a figure without axes would not even be displayed)
+        fig = Figure(figsize=(6, 1.4))
+        ax = fig.subplots()
+        ax.axis("off")
+        ax.text(0.5, 0.5, "Every image was classified correctly.", ha="center", va="center")
         set_title(fig, "No mistakes in these images", subtitle)
     save_figure(fig, results_dir, "confident_mistakes.png")
     return fig

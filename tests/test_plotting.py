@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import MEAN, STD, TinyNet, lecture_test_transforms
+from IPython.core.pylabtools import print_figure
 from matplotlib.figure import Figure
 from PIL import Image
 from test_evaluation_runs import make_history
@@ -244,7 +245,8 @@ def test_confident_mistakes_of_a_model_without_mistakes_says_so():
     all_right = [(images, torch.zeros_like(labels)) for images, labels in graded_images()]  # it predicts 0
     fig = show_confident_mistakes(ConfidentlyWrong(), all_right)
     assert fig.get_suptitle() == "No mistakes in these images"
-    assert not fig.axes and fig.get_size_inches()[1] < 2  # a title, not a page of blank cells
+    assert not [ax for ax in fig.axes if ax.get_images()] and fig.get_size_inches()[1] < 2  # no page of blank cells
+    assert print_figure(fig, "png")  # what Jupyter displays: nothing at all for a figure without axes
 
 
 def test_confident_mistakes_grid_has_no_blank_rows_when_there_are_few_mistakes():
