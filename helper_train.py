@@ -702,15 +702,20 @@ def load_checkpoint(path: Path, model, optimizer, scheduler, scaler, identity: M
     return int(checkpoint["epochs_done"]), checkpoint["history"]
 
 
-def prepare_run_folder(folder: Path) -> None:
-    """Create the run's folder (or fail now, not after the first epoch) and remove leftovers of killed saves."""
+def check_writable_folder(folder: Path, what: str = "the run folder") -> None:
+    """Create ``folder`` and write a file in it, or fail now (not after the first epoch), naming the setting to change."""
     try:
         folder.mkdir(parents=True, exist_ok=True)
         save_atomically(folder / ".write-test", lambda path: Path(path).write_bytes(b"ok"))
         (folder / ".write-test").unlink()
     except OSError as error:
-        raise OSError(f"Cannot write to the run folder '{folder}' ({error}). Choose another RESULTS_DIR "
+        raise OSError(f"Cannot write to {what} '{folder}' ({error}). Choose another RESULTS_DIR "
                       "(or checkpoint_dir) that you can write to.") from error
+
+
+def prepare_run_folder(folder: Path) -> None:
+    """Create the run's folder (or fail now, not after the first epoch) and remove leftovers of killed saves."""
+    check_writable_folder(folder)
     for leftover in remove_stale_temporary_files(folder):
         print(f"Removed '{leftover.name}', a temporary file left by an interrupted save.")
 
@@ -950,6 +955,8 @@ def train_model(
     if folder is not None:
         prepare_run_folder(folder)
     history_path = Path(history_file) if history_file is not None else (folder / HISTORY_FILE if folder else None)
+    if history_path is not None and folder is None:  # no checkpoints, but a history to keep: its folder must work too
+        check_writable_folder(history_path.parent)
     prepare_model(model, device)
     num_classes = check_model_output(model, valid_loader, device, num_classes, use_amp=use_amp)
     forward = compile_for_training(model, train_loader, device, policy) if compile_model else model

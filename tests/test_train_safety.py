@@ -336,12 +336,15 @@ def test_the_next_epoch_trains_while_the_checkpoint_is_written(tmp_path, monkeyp
     assert_valid_checkpoint(tmp_path, 2)
 
 
-def test_folder_that_cannot_be_created_fails_before_the_first_epoch(tmp_path, capsys):
+@pytest.mark.parametrize("where", ["checkpoint_dir", "history_file"])
+def test_folder_that_cannot_be_created_fails_before_the_first_epoch(tmp_path, capsys, where):
+    """Also without checkpoints (a smoke test, CHECKPOINTS = False), where only the history goes to the run folder."""
     blocker = tmp_path / "a-file"
     blocker.write_text("")
+    target = {"checkpoint_dir": blocker / "run"} if where == "checkpoint_dir" else {"history_file": blocker / "h.json"}
     model, optimizer, _ = fresh()
-    with pytest.raises(OSError, match="Cannot write to the run folder"):
-        train_model(model, 1, *loaders(), optimizer, "cpu", checkpoint_dir=blocker / "run")
+    with pytest.raises(OSError, match="Cannot write to the run folder .* Choose another RESULTS_DIR"):
+        train_model(model, 1, *loaders(), optimizer, "cpu", **target)
     assert "Batch" not in capsys.readouterr().out
 
 
