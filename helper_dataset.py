@@ -91,6 +91,22 @@ enough for VGG-16 to learn them visibly in 2 epochs of batches of 16 (see ``make
 # 2a. One image file ------------------------------------------------------------
 
 
+def to_rgb(image: Image.Image) -> Image.Image:
+    """``image`` as 8-bit RGB, as an image viewer shows it: transparent parts on white, 16-bit grey scaled to 8 bits.
+
+    ``convert("RGB")`` alone keeps whatever colour hides under transparent pixels (often
+    black or garbage), and clips 16-bit grey values above 255 to white.
+    """
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        return Image.alpha_composite(Image.new("RGBA", rgba.size, "white"), rgba).convert("RGB")
+    if image.mode.startswith("I"):  # "I;16" (16-bit PNG) or "I" (32-bit integers)
+        grey = np.asarray(image, dtype=np.float64)
+        full_scale = 65535.0 if grey.max() > 255 else 255.0
+        return Image.fromarray(np.clip(grey * 255.0 / full_scale, 0, 255).round().astype(np.uint8)).convert("RGB")
+    return image.convert("RGB")
+
+
 def load_image(path: str | os.PathLike) -> Image.Image:
     """Open one image file as an RGB PIL image, fully decoded, or say which file is wrong and what to do.
 
@@ -108,7 +124,7 @@ def load_image(path: str | os.PathLike) -> Image.Image:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as image:
-                return image.convert("RGB")  # convert() decodes every pixel
+                return to_rgb(image)  # decodes every pixel
     except UnidentifiedImageError:
         raise ValueError(f"'{path}' is not an image file PIL can read (PNG or JPEG expected): replace it.") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:

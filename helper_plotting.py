@@ -195,14 +195,21 @@ def show_examples(
     use_amp: bool | None = None,
     subtitle: str | None = None,
 ) -> Figure:
-    """A 3x5 grid of the first batch's images titled ``P: <prediction>`` over ``T: <true label>``.
+    """A 3x5 grid of the loader's first 15 images titled ``P: <prediction>`` over ``T: <true label>``.
 
-    ``use_amp`` is passed to ``predict_batches``: pass what training used, so the grid
-    shows the predictions that the printed accuracy counted (``False``: float32).
+    Batches are read until there are 15 images (a batch size under 15 would leave blank
+    cells). ``use_amp`` is passed to ``predict_batches``: pass what training used, so the
+    grid shows the predictions that the printed accuracy counted (``False``: float32).
     """
     device = next(model.parameters()).device
-    features, logits, targets = next(iter(predict_batches(model, data_loader, device, use_amp=use_amp)))
-    predictions = logits.argmax(dim=1)
+    batches = []  # (features, predictions, targets) of each batch read
+    for features, logits, targets in predict_batches(model, data_loader, device, use_amp=use_amp):
+        batches.append((features.float().cpu(), logits.argmax(dim=1).cpu(), targets.cpu()))
+        if sum(len(batch[2]) for batch in batches) >= 15:
+            break
+    if not batches:
+        raise ValueError("The data loader yielded no images to show.")
+    features, predictions, targets = (torch.cat(parts)[:15] for parts in zip(*batches, strict=True))
     titles = [prediction_title(p, t, class_dict) for p, t in zip(predictions, targets, strict=True)]
     fig = image_grid(features, titles, unnormalizer, suptitle="Predictions (P) and true labels (T)",
                      subtitle=subtitle)
@@ -260,6 +267,7 @@ def show_image_as_network_sees_it(
     predictions: Sequence[tuple[str, float]],
     unnormalizer: Callable | None = None,
     *,
+    results_dir: str | os.PathLike | None = None,
     subtitle: str | None = None,
 ) -> Figure:
     """Your picture, its 32x32 CIFAR-10 version and the network's input, with the top predictions as bars.
@@ -267,6 +275,7 @@ def show_image_as_network_sees_it(
     Takes what ``classify_image`` returns. Seeing the 32x32 version explains many a
     surprising answer: at that size a cat's face is a few pixels, and a wide picture
     is squeezed. ``unnormalizer`` undoes the transforms' ``Normalize`` for display.
+    Saved as ``my_picture.png`` in ``results_dir``, when given.
     """
     if not predictions:
         raise ValueError("There are no predictions to show: classify_image returns at least one.")
@@ -293,6 +302,7 @@ def show_image_as_network_sees_it(
     bars_ax.set_title(f"Top {len(names)} predictions", fontsize=10)
     set_title(fig, f"Prediction: {names[0]} ({percentages[0]:.1f}%)", subtitle)
     fig.tight_layout()
+    save_figure(fig, results_dir, "my_picture.png")
     return fig
 
 
@@ -328,21 +338,26 @@ def plot_run_comparison(
     *,
     subtitle: str | None = None,
 ) -> Figure:
-    """Validation accuracy per epoch of each run, one labelled curve per run (from ``load_run_histories``)."""
+    """Validation accuracy per epoch of each run, one labelled curve per run (from ``load_run_histories``).
+
+    The legend stands beside the plot, so that it hides no curve however many runs there are;
+    a run that diverged says so in its label (it may have no epoch to draw).
+    """
     if not histories:
         raise ValueError(
             "There are no runs to compare yet: each training run writes RESULTS_DIR/<run name>/history.json, "
             "and none was found. Train a model first, or check RESULTS_DIR."
         )
-    fig = Figure(figsize=(8, 4.5))
+    fig = Figure(figsize=(11, 4.5))
     ax = fig.add_subplot(1, 1, 1)
     for name, history in histories.items():
         valid_acc = history["valid_acc"]
-        ax.plot(np.arange(1, len(valid_acc) + 1), valid_acc, marker="o", markersize=3, label=name)
+        label = f"{name} ({history['stopped']})" if history.get("stopped") else name
+        ax.plot(np.arange(1, len(valid_acc) + 1), valid_acc, marker="o", markersize=3, label=label)
     ax.set_xlabel("Epoch")
     use_whole_epoch_ticks(ax.xaxis)
     ax.set_ylabel("Validation accuracy (%)")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0)
     set_title(fig, "Validation accuracy of each run", subtitle)
     fig.tight_layout()
     save_figure(fig, results_dir, "run_comparison.png")

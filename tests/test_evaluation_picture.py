@@ -110,3 +110,25 @@ def test_classify_image_predicts_in_the_precision_it_is_given(monkeypatch):
     monkeypatch.setattr(helper_evaluation, "predict_batches", spy)
     classify_image(TinyNet(), noise_picture(), lecture_test_transforms(), "cpu", CIFAR10_CLASSES, use_amp=False)
     assert seen == [False]
+
+
+def test_a_transparent_picture_is_loaded_on_white_as_a_viewer_shows_it(tmp_path):
+    """An RGBA PNG keeps some colour under its transparent pixels (here red); convert("RGB") alone would show it."""
+    from helper_dataset import load_image
+
+    pixels = np.zeros((10, 10, 4), dtype=np.uint8)
+    pixels[..., 0] = 255  # red everywhere, fully transparent ...
+    pixels[:5, :, 3] = 255  # ... except the top half: opaque red
+    Image.fromarray(pixels, "RGBA").save(tmp_path / "logo.png")
+    Image.fromarray(pixels, "RGBA").convert("LA").save(tmp_path / "grey-logo.png")
+    loaded = np.asarray(load_image(tmp_path / "logo.png"))
+    assert (loaded[:5] == (255, 0, 0)).all() and (loaded[5:] == 255).all()
+    assert (np.asarray(load_image(tmp_path / "grey-logo.png"))[5:] == 255).all()
+
+
+def test_a_16_bit_grey_picture_is_scaled_to_8_bits_not_clipped_to_white(tmp_path):
+    from helper_dataset import load_image
+
+    grey = np.array([[0, 16384, 32768, 65535]], dtype=np.uint16)
+    Image.fromarray(grey).save(tmp_path / "scan.png")  # a 16-bit PNG, mode "I;16"
+    assert np.asarray(load_image(tmp_path / "scan.png"))[0, :, 0].tolist() == [0, 64, 128, 255]

@@ -1,5 +1,6 @@
 """helper_plotting: every function returns a Figure with the expected axes and saves its PNG."""
 
+import io
 import logging
 import re
 
@@ -120,6 +121,17 @@ def test_show_examples_titles_predictions_and_true_labels(tmp_path):
     image = fig.axes[0].get_images()[0].get_array()
     assert image.min() >= 0.0 and image.max() <= 1.0  # clipped to the range imshow can draw
     assert (tmp_path / "show_examples.png").exists()
+
+
+def test_show_examples_fills_its_15_cells_from_several_small_batches_in_order():
+    """BATCH_SIZE = 7: the first batch alone would leave 8 of the 15 cells blank."""
+    labels = torch.arange(21) % 10
+    batches = [(torch.rand(7, 3, 8, 8), labels[i : i + 7]) for i in range(0, 21, 7)]
+    fig = show_examples(TinyNet(), batches)
+    true_labels = [ax.get_title().split("\nT: ")[1] for ax in fig.axes if ax.get_images()]
+    assert true_labels == [str(int(label)) for label in labels[:15]]
+    with pytest.raises(ValueError, match="yielded no images"):
+        show_examples(TinyNet(), [])
 
 
 def test_show_examples_draws_the_un_normalized_images():
@@ -417,6 +429,19 @@ def test_run_comparison_labels_each_curve_by_its_key_so_two_runs_of_one_name_dif
     assert [text.get_text() for text in legend.get_texts()] == ["baseline", "baseline (baseline-copy)"]
 
 
+def test_run_comparison_legend_stands_beside_the_plot_and_names_a_diverged_run():
+    """Seven runs' legend inside the axes covered the curves; a diverged run has no curve, only its label."""
+    histories = {f"run-{i}": make_history(f"run-{i}", [30.0 + i, 40.0 + i]) for i in range(7)}
+    histories["learning_rate=10"] = {**make_history("learning_rate=10", []), "stopped": "diverged in epoch 1"}
+    fig = plot_run_comparison(histories)
+    fig.savefig(io.BytesIO(), format="png")  # lays the figure out
+    ax = fig.axes[0]
+    legend = ax.get_legend()
+    assert legend.get_window_extent().x0 > ax.get_window_extent().x1  # right of the plot, not over it
+    assert legend.get_texts()[-1].get_text() == "learning_rate=10 (diverged in epoch 1)"
+    assert legend.get_window_extent().x1 <= fig.bbox.x1  # and not cut off
+
+
 # --- your own picture --------------------------------------------------------------------------
 
 
@@ -478,3 +503,8 @@ def test_saved_figures_carry_their_title_in_the_png(tmp_path):
     plot_accuracy([50.0, 60.0], [45.0, 55.0], results_dir=tmp_path, subtitle="smoke test (synthetic data)")
     with Image.open(tmp_path / "plot_accuracy.png") as saved:
         assert saved.text["Title"].endswith("smoke test (synthetic data)")
+
+
+def test_picture_figure_is_saved_in_the_run_folder(tmp_path):
+    FIGURES["picture"](results_dir=tmp_path)
+    assert Image.open(tmp_path / "my_picture.png").info["Title"] == "Prediction: cat (60.0%)"
