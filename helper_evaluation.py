@@ -460,7 +460,7 @@ def run_table_row(name: str, history: dict) -> list[str]:
         str(len(valid)),
         percent_or_dash(valid[-1] if valid else None),
         f"{percent_or_dash(valid[best_epoch - 1])} ({best_epoch})" if valid else "-",
-        percent_or_dash(history.get("test_acc")),
+        history.get("stopped") or percent_or_dash(history.get("test_acc")),  # "diverged in epoch 2": no test
         f"{sum(seconds) / 60:.1f}" if seconds else "-",
     ]
 
@@ -468,8 +468,9 @@ def run_table_row(name: str, history: dict) -> list[str]:
 def print_run_table(histories: dict[str, dict]) -> None:
     """Print one row per run: name, epochs, final and best validation accuracy (epoch), test accuracy, minutes.
 
-    The test accuracy is ``-`` until the run has finished training; the minutes are the
-    training time summed over the epochs (``epoch_seconds``).
+    The test accuracy is ``-`` until the run has finished training (for a run that
+    diverged, why it stopped); the minutes are the training time summed over the epochs
+    (``epoch_seconds``).
     """
     if not histories:
         print("No runs to compare yet: each training run writes RESULTS_DIR/<run name>/history.json.")

@@ -34,7 +34,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from helper_dataset import describe_loader
+from helper_dataset import describe_loader, load_image
 from helper_evaluation import (
     HISTORY_FILE,
     DevicePolicy,
@@ -112,6 +112,70 @@ def check_training_settings(num_epochs: int, scheduler_on: str, logging_interval
             f"scheduler_on must be one of {SCHEDULER_SIGNALS} (the value the scheduler watches), "
             f"got {scheduler_on!r}."
         )
+
+
+NOTEBOOK_SWITCHES = ("SMOKE_TEST", "DETERMINISTIC", "CHECKPOINTS", "LIVE_PLOT")  # True or False, nothing else
+
+
+def is_real_number(value) -> bool:
+    """True for ints and floats (NumPy's too) that are finite; not for bool or str."""
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_)) \
+        and math.isfinite(value)
+
+
+def setting_problem(name: str, value) -> str | None:
+    """What is wrong with one setting of the notebooks' parameters cell, and the fix; None if it can run.
+
+    Settings this function does not know (and DEVICE, which ``choose_device`` checks) pass.
+    """
+    whole = is_whole_number(value)
+    if name == "RANDOM_SEED" and not (whole and 0 <= value < 2**32):
+        return "a seed is a whole number from 0 to 2**32 - 1 (NumPy's range). The lecture uses 123."
+    if name in ("BATCH_SIZE", "NUM_EPOCHS") and not (whole and value >= 1):
+        return "it must be a whole number of at least 1, without quotes. The lecture uses " \
+               f"{256 if name == 'BATCH_SIZE' else 50}."
+    if name == "NUM_WORKERS" and not (whole and value >= 0):
+        return "the number of DataLoader worker processes is a whole number of at least 0 (0: load in the notebook)."
+    if name == "LEARNING_RATE" and not (is_real_number(value) and value > 0):
+        return "the learning rate must be a finite number above 0 (at 0 no weight changes). The lecture uses 0.01."
+    if name == "IMAGE_SIZE" and not (whole and value >= 32):  # five 2x2 poolings take 32 pixels to 1, fewer to nothing
+        return "VGG-16 halves the image five times, so it needs a whole number of at least 32 pixels. " \
+               "Use 64 (the lecture) or 32 (CIFAR-10's own size)."
+    if name == "DROPOUT2D" and not (is_real_number(value) and 0 <= value < 1):
+        return "the share of feature maps Dropout2d zeroes is at least 0 and below 1 (1 would zero every map, " \
+               "and nothing would be learned). Try 0.1 to 0.3, or 0.0 for the lecture's model."
+    if name in NOTEBOOK_SWITCHES and not isinstance(value, bool):
+        return "write True or False, without quotes (the string \"False\" counts as true in Python)."
+    if name in ("FAST_DATA_PATH", "COMPILE") and not (value == "auto" or isinstance(value, bool)):
+        return 'choose "auto", True or False.'
+    if name == "PRECISION" and value not in ("auto", "float32"):
+        return 'choose "auto" (mixed precision where it helps) or "float32".'
+    if name == "DATA_ROOT" and Path(value).exists() and not Path(value).is_dir():
+        return "it is a file, not a folder. Set it to the folder that holds (or will hold) CIFAR-10, e.g. \"data\"."
+    if name == "RESULTS_DIR":
+        try:
+            check_writable_folder(Path(value), "RESULTS_DIR")
+        except OSError as error:
+            return str(error)
+    if name == "MY_IMAGE" and value is not None:
+        try:
+            load_image(value)
+        except (OSError, ValueError) as error:
+            return f"{error} Or set MY_IMAGE = None to classify a test image."
+    return None
+
+
+def check_settings(settings: Mapping[str, object]) -> None:
+    """Refuse the notebook's settings that cannot run, all of them at once, each with its fix, before any data is read.
+
+    Without this, a wrong setting shows up late: a string "False" runs as True, a negative
+    Dropout2d silently drops nothing, a learning rate of 0 trains 50 epochs without changing a
+    weight, and a misspelt MY_IMAGE fails after the whole training.
+    """
+    problems = [f"{name} = {value!r}: {problem}" for name, value in settings.items()
+                if (problem := setting_problem(name, value)) is not None]
+    if problems:
+        raise ValueError("Change these settings in the parameters cell:\n" + "\n".join(problems))
 
 
 def check_scheduler_mode(scheduler, scheduler_on: str) -> None:
@@ -309,7 +373,10 @@ def choose_run_folder(results_dir: str | Path, identity: Mapping[str, str], sett
         print("  a checkpointed run of these settings is there, but checkpoints are off: this run starts from "
               "scratch and replaces its history and figures (its checkpoint and best weights stay)")
     elif checkpoint.exists():
-        print("  a checkpoint of exactly these settings is there: training continues from it")
+        print("  a checkpoint of exactly these settings is there: the run continues where it stopped")
+    elif (folder / HISTORY_FILE).exists():
+        print("  these settings ran here before without checkpoints: this run starts from scratch and replaces "
+              "that run's history and figures")
     else:
         print("  a configuration not trained before: training starts from scratch, earlier runs keep their folders")
     return folder
@@ -703,7 +770,7 @@ def load_checkpoint(path: Path, model, optimizer, scheduler, scaler, identity: M
 
 
 def check_writable_folder(folder: Path, what: str = "the run folder") -> None:
-    """Create ``folder`` and write a file in it, or fail now (not after the first epoch), naming the setting to change."""
+    """Create ``folder`` and write a file in it, or fail now (not after the first epoch), naming what to change."""
     try:
         folder.mkdir(parents=True, exist_ok=True)
         save_atomically(folder / ".write-test", lambda path: Path(path).write_bytes(b"ok"))
@@ -1014,8 +1081,8 @@ def train_model(
     except TrainingDivergedError:
         if live is not None:
             live.catch_up(history)
-        if history_path is not None:  # the run's record shows the losses up to the explosion
-            write_history(history_path, history, run_info)
+        if history_path is not None:  # the run's record shows the losses up to the explosion, and says why it ends
+            write_history(history_path, history, {**run_info, "stopped": f"diverged in epoch {epoch + 1}"})
         raise
     finally:
         if writer is not None:

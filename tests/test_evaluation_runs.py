@@ -97,6 +97,13 @@ def test_run_table_of_a_run_without_epochs_or_timings(capsys):
     assert table_rows(capsys)[1] == ["just started", "0", "-", "-", "-", "-"]
 
 
+def test_run_table_says_why_a_diverged_run_has_no_test_accuracy(capsys):
+    print_run_table({"learning_rate=10-abc123": {**make_history("learning_rate=10-abc123", []),
+                                                 "stopped": "diverged in epoch 1"}})
+    row = capsys.readouterr().out.splitlines()[1]
+    assert row.split()[:5] == ["learning_rate=10-abc123", "0", "-", "-", "diverged"]
+
+
 def test_run_table_shows_an_accuracy_of_zero_as_0_percent_not_as_unknown(capsys):
     """A run that diverged has 0.00% accuracy; "-" would say that it has not been measured yet."""
     print_run_table({"diverged": make_history("diverged", [0.0], test_acc=0.0, epoch_seconds=[30.0])})

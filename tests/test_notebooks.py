@@ -97,6 +97,7 @@ def test_smoke_run_keeps_its_files_in_its_own_small_folder(executed, results_dir
     names = {p.name for p in run_dir.iterdir()}
     assert names >= {"plot_training_loss.png", "plot_accuracy.png", "show_examples.png", "plot_confusion_matrix.png",
                      "confident_mistakes.png", "history.json", "run_comparison.png"}
+    assert ("my_picture.png" in names) == (name == NOTEBOOKS[0])  # the picture section is the main notebook's only
     assert not [n for n in names if n.endswith(".pt")]  # no 600 MB of checkpoints for a check
     size = sum(p.stat().st_size for p in results_dir.rglob("*") if p.is_file())
     assert size <= 50e6, size

@@ -1,6 +1,10 @@
 """What a student types in the parameters cell: a device or image size the machine or the model cannot use is refused,
 with the fix, before any data is loaded."""
 
+import re
+import tempfile
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -66,6 +70,7 @@ def run_settings_cells(notebook, **overrides):
     [settings] = [source for source, _ in cells if "choose_device(DEVICE)" in source]
     namespace = {}
     exec(parameters, namespace)
+    namespace["RESULTS_DIR"] = str(Path(tempfile.gettempdir()) / "vgg16-settings-test")  # not the repository's
     namespace.update(overrides)
     exec(settings, namespace)
     return namespace
@@ -85,6 +90,88 @@ def test_settings_cell_applies_auto_and_refuses_what_cannot_run_before_the_data(
     settings_index = [i for i, source in enumerate(sources) if "choose_device(DEVICE)" in source]
     data_index = [i for i, source in enumerate(sources) if "read_cifar10(" in source or "_cifar10(" in source]
     assert settings_index[0] < min(data_index)  # refused before any image is read
+
+
+BAD_SETTINGS = [  # (setting, value, part of the message): each is refused by the settings cell, before the data
+    ("RANDOM_SEED", -1, "0 to 2\\*\\*32 - 1"), ("RANDOM_SEED", 2**32, "0 to 2"), ("RANDOM_SEED", 1.5, "whole number"),
+    ("RANDOM_SEED", "7", "whole"),
+    ("BATCH_SIZE", 0, "at least 1"), ("BATCH_SIZE", "256", "without quotes"), ("NUM_EPOCHS", 0, "at least 1"),
+    ("NUM_EPOCHS", 2.5, "whole number"), ("NUM_WORKERS", -1, "at least 0"),
+    ("LEARNING_RATE", 0, "above 0 \\(at 0 no weight changes\\)"), ("LEARNING_RATE", -0.1, "above 0"),
+    ("LEARNING_RATE", "0.01", "above 0"), ("LEARNING_RATE", float("nan"), "above 0"),
+    ("LEARNING_RATE", float("inf"), "a finite number"),
+    ("DROPOUT2D", -0.1, "at least 0 and below 1"), ("DROPOUT2D", 1.0, "1 would zero every map"),
+    ("DROPOUT2D", "0.2", "below 1"),
+    ("SMOKE_TEST", "False", 'the string "False" counts as true'), ("CHECKPOINTS", "True", "True or False"),
+    ("LIVE_PLOT", 1, "True or False"), ("DETERMINISTIC", "False", "True or False"),
+    ("FAST_DATA_PATH", "False", '"auto", True or False'), ("COMPILE", "yes", '"auto", True or False'),
+    ("PRECISION", "bf16", '"auto" .* or "float32"'),
+]
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS)
+@pytest.mark.parametrize("name, value, message", BAD_SETTINGS)
+def test_a_setting_that_cannot_run_is_refused_before_the_data_naming_it_and_the_fix(notebook, machine, name, value,
+                                                                                   message):
+    machine(gpus=0)
+    with pytest.raises(ValueError, match=f"{name} = {re.escape(repr(value))}: .*{message}"):
+        run_settings_cells(notebook, **{name: value})
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS)
+def test_every_wrong_setting_is_named_at_once(notebook, machine):
+    machine(gpus=0)
+    with pytest.raises(ValueError) as refused:
+        run_settings_cells(notebook, LEARNING_RATE=0, DROPOUT2D=1.0, CHECKPOINTS="False")
+    assert [line.split(" = ")[0] for line in str(refused.value).splitlines()[1:]] == ["LEARNING_RATE", "DROPOUT2D",
+                                                                                    "CHECKPOINTS"]
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS)
+def test_folders_that_cannot_be_used_are_refused_before_the_data(notebook, machine, tmp_path):
+    machine(gpus=0)
+    a_file = tmp_path / "a-file"
+    a_file.write_text("")
+    with pytest.raises(ValueError, match="RESULTS_DIR = .*Cannot write to RESULTS_DIR .* Choose another RESULTS_DIR"):
+        run_settings_cells(notebook, RESULTS_DIR=str(a_file / "results"))
+    with pytest.raises(ValueError, match="DATA_ROOT = .*: it is a file, not a folder"):
+        run_settings_cells(notebook, DATA_ROOT=str(a_file))
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS)
+def test_settings_that_can_run_pass(notebook, machine, tmp_path):
+    machine(gpus=0)
+    namespace = run_settings_cells(notebook, RANDOM_SEED=2**32 - 1, BATCH_SIZE=1, NUM_EPOCHS=1, NUM_WORKERS=0,
+                                   LEARNING_RATE=1, DROPOUT2D=0.0, FAST_DATA_PATH=True, COMPILE=False,
+                                   PRECISION="float32", DETERMINISTIC=True, RESULTS_DIR=str(tmp_path / "new" / "dir"))
+    assert namespace["LEARNING_RATE"] == 1 and (tmp_path / "new" / "dir").is_dir()
+    assert run_settings_cells(notebook, DROPOUT2D=0.99, RANDOM_SEED=0, LEARNING_RATE=0.5)["DROPOUT2D"] == 0.99
+
+
+def test_my_image_that_cannot_be_read_is_refused_before_the_data(machine, tmp_path):
+    """Not after 50 epochs of training, in the notebook's last cell."""
+    import numpy as np
+    from PIL import Image
+
+    machine(gpus=0)
+    with pytest.raises(ValueError, match="MY_IMAGE = .*No image file at .*Or set MY_IMAGE = None"):
+        run_settings_cells(NOTEBOOKS[0], MY_IMAGE=str(tmp_path / "my_cat.jpg"))
+    (tmp_path / "notes.txt").write_text("not a picture")
+    with pytest.raises(ValueError, match="MY_IMAGE = .*is not an image file"):
+        run_settings_cells(NOTEBOOKS[0], MY_IMAGE=str(tmp_path / "notes.txt"))
+    Image.fromarray(np.zeros((8, 8, 3), dtype=np.uint8)).save(tmp_path / "cat.png")
+    assert run_settings_cells(NOTEBOOKS[0], MY_IMAGE=str(tmp_path / "cat.png"))["MY_IMAGE"].endswith("cat.png")
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS)
+def test_every_setting_of_the_parameters_cell_is_used_by_the_notebook(notebook):
+    """A setting that no cell reads (besides the settings check) would do nothing, silently."""
+    cells = code_cells(ROOT / notebook)
+    [parameters] = [source for source, tags in cells if "parameters" in tags]
+    names = re.findall(r"^([A-Z][A-Z0-9_]*) = ", parameters, flags=re.MULTILINE)
+    later = "\n".join(re.sub(r"check_settings\(\{.*?\}\)", "", source, flags=re.DOTALL)
+                      for source, tags in cells if "parameters" not in tags)
+    assert len(names) >= 17 and [name for name in names if not re.search(rf"\b{name}\b", later)] == []
 
 
 # --- review 2: the notebooks' own cells, run without Jupyter on generated data -----------------------------

@@ -337,6 +337,7 @@ def test_a_diverged_run_keeps_its_record_up_to_the_explosion(tmp_path):
     history = json.loads((tmp_path / HISTORY_FILE).read_text())
     assert len(history["valid_acc"]) == 1 and len(history["minibatch_loss"]) > len(data[0])  # into epoch 2
     assert max(history["minibatch_loss"]) <= 230
+    assert history["stopped"] == "diverged in epoch 2"  # so the run table says why it has no test accuracy
 
 
 def test_checkpoints_off_in_a_folder_with_a_checkpoint_says_it_starts_over(tmp_path, capsys):
@@ -347,6 +348,19 @@ def test_checkpoints_off_in_a_folder_with_a_checkpoint_says_it_starts_over(tmp_p
     (folder / CHECKPOINT_FILE).write_bytes(b"")
     helper_train.choose_run_folder(tmp_path, identity, {}, checkpoints=False)
     assert "checkpoints are off: this run starts from scratch" in capsys.readouterr().out
+
+
+def test_same_settings_run_again_without_checkpoints_say_they_replace_the_earlier_run(tmp_path, capsys):
+    """A smoke test run twice, or CHECKPOINTS = False: the folder holds the first run's history, which is replaced."""
+    identity = identity_of()
+    folder = helper_train.choose_run_folder(tmp_path, identity, {}, checkpoints=False)
+    assert "a configuration not trained before" in capsys.readouterr().out
+    folder.mkdir()
+    (folder / HISTORY_FILE).write_text("{}")
+    helper_train.choose_run_folder(tmp_path, identity, {}, checkpoints=False)
+    out = capsys.readouterr().out
+    assert "ran here before without checkpoints: this run starts from scratch and replaces" in out
+    assert "not trained before" not in out
 
 
 # --- what the identity records (review 2: each test fails when its part of the identity is dropped or mixed up) ---
