@@ -290,3 +290,15 @@ def test_standardized_notebook_computes_the_channel_statistics_over_the_training
     expected = compute_channel_mean_std(read_cifar10(train=True, smoke_test=True).images[:576])
     assert (namespace["CHANNEL_MEAN"], namespace["CHANNEL_STD"]) == expected
     assert "Computed over 576 training images" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS)
+def test_the_shape_tables_start_with_the_students_own_image_size(notebook, capsys):
+    """IMAGE_SIZE = 48 shows 48 (block 5 leaves 1x1: 48 halved five times), then the lecture's 64 and the raw 32."""
+    from benchmarks.notebook_code import cells_defining
+
+    namespace = cells_defining(ROOT / notebook, "class VGG16(")
+    namespace.update(model=namespace["VGG16"](num_classes=10), IMAGE_SIZE=48)
+    exec(cell_containing(notebook, "print_layer_shapes("), namespace)
+    inputs = re.findall(r"^\(input\) +\((.*)\)", capsys.readouterr().out, flags=re.MULTILINE)
+    assert inputs == ["1, 3, 48, 48", "1, 3, 64, 64", "1, 3, 32, 32"]
