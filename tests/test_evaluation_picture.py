@@ -132,3 +132,28 @@ def test_a_16_bit_grey_picture_is_scaled_to_8_bits_not_clipped_to_white(tmp_path
     grey = np.array([[0, 16384, 32768, 65535]], dtype=np.uint16)
     Image.fromarray(grey).save(tmp_path / "scan.png")  # a 16-bit PNG, mode "I;16"
     assert np.asarray(load_image(tmp_path / "scan.png"))[0, :, 0].tolist() == [0, 64, 128, 255]
+
+
+def test_a_palette_png_with_a_transparent_colour_is_loaded_on_white(tmp_path):
+    """A palette PNG (a sticker, a logo) marks transparency in its palette, not with an alpha channel (mode "P")."""
+    from helper_dataset import load_image
+
+    palette = Image.new("P", (4, 2))
+    palette.putpalette([0, 0, 0, 255, 0, 0] + [0] * 762)  # entry 0 black (hidden under transparency), 1 red
+    palette.putdata([0, 0, 1, 1] * 2)
+    palette.save(tmp_path / "sticker.png", transparency=0)
+    palette.save(tmp_path / "half.png", transparency=bytes([0, 128]))  # entry 1 half transparent
+    assert np.asarray(load_image(tmp_path / "sticker.png"))[0].tolist() == [[255, 255, 255]] * 2 + [[255, 0, 0]] * 2
+    assert np.asarray(load_image(tmp_path / "half.png"))[0, 2].tolist() == [255, 127, 127]
+
+
+def test_16_bit_grey_in_any_byte_order_and_32_bit_grey_are_scaled_not_clipped(tmp_path):
+    """A scanner's TIFF is often big-endian ("I;16B"); a 32-bit grey image is mode "I"."""
+    from helper_dataset import load_image, to_rgb
+
+    grey = np.array([[0, 16384, 32768, 65535]], dtype=np.uint16)
+    Image.frombytes("I;16B", (4, 1), grey.astype(">u2").tobytes()).save(tmp_path / "scan.tif")
+    with Image.open(tmp_path / "scan.tif") as scan:
+        assert scan.mode == "I;16B"
+    assert np.asarray(load_image(tmp_path / "scan.tif"))[0, :, 0].tolist() == [0, 64, 128, 255]
+    assert np.asarray(to_rgb(Image.fromarray(grey.astype(np.int32))))[0, :, 1].tolist() == [0, 64, 128, 255]

@@ -106,6 +106,8 @@ BAD_SETTINGS = [  # (setting, value, part of the message): each is refused by th
     ("LIVE_PLOT", 1, "True or False"), ("DETERMINISTIC", "False", "True or False"),
     ("FAST_DATA_PATH", "False", '"auto", True or False'), ("COMPILE", "yes", '"auto", True or False'),
     ("PRECISION", "bf16", '"auto" .* or "float32"'),
+    ("LEARNING_RATE", True, "a finite number above 0"), ("DROPOUT2D", True, "1 would zero every map"),
+    ("DROPOUT2D", False, "at least 0 and below 1"),  # True is 1 to Python: Dropout2d(p=True) zeroes every map
 ]
 
 
