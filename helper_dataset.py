@@ -92,18 +92,24 @@ enough for VGG-16 to learn them visibly in 2 epochs of batches of 16 (see ``make
 
 
 def to_rgb(image: Image.Image) -> Image.Image:
-    """``image`` as 8-bit RGB, as an image viewer shows it: transparent parts on white, 16-bit grey scaled to 8 bits.
+    """``image`` as 8-bit RGB, as an image viewer shows it: transparent parts on white, deep grey scaled to 8 bits.
 
     ``convert("RGB")`` alone keeps whatever colour hides under transparent pixels (often
-    black or garbage), and clips 16-bit grey values above 255 to white.
+    black or garbage), clips 16-bit grey values above 255 to white, and floating-point grey
+    in 0..1 to black. Mode "I;16..." is 16-bit grey; modes "I" (32-bit integers, also how
+    older Pillow opens 16-bit PNGs) and "F" (floats) do not say their range, so it is
+    guessed from the brightest pixel: up to 1 (floats only), up to 255, else 16 bits.
     """
-    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+    if image.mode.startswith("I") or image.mode == "F":
+        grey = np.asarray(image, dtype=np.float64)
+        if image.mode.startswith("I;16") or grey.max() > 255:
+            full_scale = 65535.0
+        else:
+            full_scale = 1.0 if image.mode == "F" and grey.max() <= 1 else 255.0
+        return Image.fromarray(np.clip(grey * 255.0 / full_scale, 0, 255).round().astype(np.uint8)).convert("RGB")
+    if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:  # an alpha channel, or a transparent colour
         rgba = image.convert("RGBA")
         return Image.alpha_composite(Image.new("RGBA", rgba.size, "white"), rgba).convert("RGB")
-    if image.mode.startswith("I"):  # "I;16" (16-bit PNG) or "I" (32-bit integers)
-        grey = np.asarray(image, dtype=np.float64)
-        full_scale = 65535.0 if grey.max() > 255 else 255.0
-        return Image.fromarray(np.clip(grey * 255.0 / full_scale, 0, 255).round().astype(np.uint8)).convert("RGB")
     return image.convert("RGB")
 
 

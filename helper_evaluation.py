@@ -24,6 +24,7 @@ picture). It reads only the runs' own history files.
 from __future__ import annotations
 
 import json
+import operator
 import os
 import random
 import re
@@ -42,7 +43,11 @@ from PIL import Image
 
 
 def set_all_seeds(seed: int) -> None:
-    """Seed Python, NumPy and torch (CPU and every GPU), so weights and data order repeat."""
+    """Seed Python, NumPy and torch (CPU and every GPU), so weights and data order repeat.
+
+    ``seed`` may be any integer type: NumPy's too, which Python's ``random.seed`` refuses.
+    """
+    seed = operator.index(seed)
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)

@@ -21,6 +21,7 @@ import hashlib
 import inspect
 import json
 import math
+import os
 import random
 import re
 import threading
@@ -118,9 +119,21 @@ NOTEBOOK_SWITCHES = ("SMOKE_TEST", "DETERMINISTIC", "CHECKPOINTS", "LIVE_PLOT") 
 
 
 def is_real_number(value) -> bool:
-    """True for ints and floats (NumPy's too) that are finite; not for bool or str."""
-    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_)) \
-        and math.isfinite(value)
+    """True for ints (of any size) and finite floats, NumPy's too; not for bool or str."""
+    if isinstance(value, (bool, np.bool_)):
+        return False
+    return isinstance(value, (int, np.integer)) or (isinstance(value, (float, np.floating)) and math.isfinite(value))
+
+
+def path_problem(name: str, value) -> str | None:
+    """What is wrong with a path setting's form (before looking at the file system), or None."""
+    if not isinstance(value, (str, os.PathLike)):
+        return f"{name} is a path: write it in quotes, e.g. \"results\"."
+    if str(value).startswith("~"):
+        return "Python does not expand '~' in a path: write the full path (os.path.expanduser gives it)."
+    if name == "MY_IMAGE" and str(value).startswith(("http://", "https://")):
+        return "a web address is not a file: download the picture and give its path (on Colab: None, then upload)."
+    return None
 
 
 def setting_problem(name: str, value) -> str | None:
@@ -150,11 +163,14 @@ def setting_problem(name: str, value) -> str | None:
         return 'choose "auto", True or False.'
     if name == "PRECISION" and value not in ("auto", "float32"):
         return 'choose "auto" (mixed precision where it helps) or "float32".'
+    if name in ("DATA_ROOT", "RESULTS_DIR", "MY_IMAGE") and not (name == "MY_IMAGE" and value is None) \
+            and path_problem(name, value):
+        return path_problem(name, value)
     if name == "DATA_ROOT" and Path(value).exists() and not Path(value).is_dir():
         return "it is a file, not a folder. Set it to the folder that holds (or will hold) CIFAR-10, e.g. \"data\"."
     if name == "RESULTS_DIR":
         try:
-            check_writable_folder(Path(value), "RESULTS_DIR")
+            check_writable_folder(Path(value), "RESULTS_DIR", fix="RESULTS_DIR")
         except OSError as error:
             return str(error)
     if name == "MY_IMAGE" and value is not None:
@@ -769,15 +785,16 @@ def load_checkpoint(path: Path, model, optimizer, scheduler, scaler, identity: M
     return int(checkpoint["epochs_done"]), checkpoint["history"]
 
 
-def check_writable_folder(folder: Path, what: str = "the run folder") -> None:
+def check_writable_folder(folder: Path, what: str = "the run folder", fix: str = "RESULTS_DIR (or checkpoint_dir)"
+                          ) -> None:
     """Create ``folder`` and write a file in it, or fail now (not after the first epoch), naming what to change."""
     try:
         folder.mkdir(parents=True, exist_ok=True)
         save_atomically(folder / ".write-test", lambda path: Path(path).write_bytes(b"ok"))
         (folder / ".write-test").unlink()
     except OSError as error:
-        raise OSError(f"Cannot write to {what} '{folder}' ({error}). Choose another RESULTS_DIR "
-                      "(or checkpoint_dir) that you can write to.") from error
+        raise OSError(f"Cannot write to {what} '{folder}' ({error}). Choose another {fix} that you can write to.") \
+            from error
 
 
 def prepare_run_folder(folder: Path) -> None:

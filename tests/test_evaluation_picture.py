@@ -157,3 +157,28 @@ def test_16_bit_grey_in_any_byte_order_and_32_bit_grey_are_scaled_not_clipped(tm
         assert scan.mode == "I;16B"
     assert np.asarray(load_image(tmp_path / "scan.tif"))[0, :, 0].tolist() == [0, 64, 128, 255]
     assert np.asarray(to_rgb(Image.fromarray(grey.astype(np.int32))))[0, :, 1].tolist() == [0, 64, 128, 255]
+
+
+def test_a_dark_16_bit_picture_stays_dark_and_a_transparent_colour_in_rgb_or_grey_becomes_white(tmp_path):
+    """16-bit values up to 255 are nearly black, not 8-bit ones; a PNG without alpha can name a transparent colour."""
+    from helper_dataset import load_image, to_rgb
+
+    Image.fromarray(np.array([[0, 200], [100, 255]], dtype=np.uint16)).save(tmp_path / "dark.png")
+    assert np.asarray(load_image(tmp_path / "dark.png"))[..., 0].tolist() == [[0, 1], [0, 1]]
+    rgb = Image.fromarray(np.array([[[0, 0, 0], [9, 9, 9]]], dtype=np.uint8))
+    rgb.save(tmp_path / "key.png", transparency=(0, 0, 0))
+    rgb.convert("L").save(tmp_path / "grey-key.png", transparency=0)
+    for name in ("key.png", "grey-key.png"):
+        assert np.asarray(load_image(tmp_path / name))[0, :, 0].tolist() == [255, 9], name
+    unit_floats = Image.fromarray(np.array([[0.0, 0.5, 1.0]], dtype=np.float32))  # mode "F", 0..1
+    assert np.asarray(to_rgb(unit_floats))[0, :, 0].tolist() == [0, 128, 255]
+
+
+def test_a_numpy_integer_seed_seeds_python_numpy_and_torch():
+    """RANDOM_SEED computed with NumPy passes the settings check; Python's random.seed would refuse it."""
+    import random
+
+    helper_evaluation.set_all_seeds(np.int64(7))
+    first = (random.random(), np.random.rand(), torch.rand(1).item())
+    helper_evaluation.set_all_seeds(7)
+    assert (random.random(), np.random.rand(), torch.rand(1).item()) == first

@@ -141,6 +141,27 @@ def test_folders_that_cannot_be_used_are_refused_before_the_data(notebook, machi
 
 
 @pytest.mark.parametrize("notebook", NOTEBOOKS)
+def test_paths_of_the_wrong_form_are_refused_with_the_other_problems_not_lost(notebook, machine):
+    machine(gpus=0)
+    with pytest.raises(ValueError) as refused:
+        run_settings_cells(notebook, RESULTS_DIR=None, DATA_ROOT="~/cifar10", DROPOUT2D=10**400, LEARNING_RATE=0)
+    message = str(refused.value)
+    assert "RESULTS_DIR = None: RESULTS_DIR is a path: write it in quotes" in message
+    assert "DATA_ROOT = '~/cifar10': Python does not expand '~'" in message
+    assert "DROPOUT2D = 1" in message and "LEARNING_RATE = 0" in message  # no OverflowError or TypeError first
+    with pytest.raises(ValueError, match="Choose another RESULTS_DIR that you can write to"):
+        run_settings_cells(notebook, RESULTS_DIR="/proc/no-results-here")
+
+
+def test_my_image_as_a_web_address_or_a_number_says_what_to_give_instead(machine):
+    machine(gpus=0)
+    with pytest.raises(ValueError, match="MY_IMAGE = 'https://example.com/cat.jpg': a web address is not a file"):
+        run_settings_cells(NOTEBOOKS[0], MY_IMAGE="https://example.com/cat.jpg")
+    with pytest.raises(ValueError, match="MY_IMAGE = 5: MY_IMAGE is a path: write it in quotes"):
+        run_settings_cells(NOTEBOOKS[0], MY_IMAGE=5)
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS)
 def test_settings_that_can_run_pass(notebook, machine, tmp_path):
     machine(gpus=0)
     namespace = run_settings_cells(notebook, RANDOM_SEED=2**32 - 1, BATCH_SIZE=1, NUM_EPOCHS=1, NUM_WORKERS=0,
