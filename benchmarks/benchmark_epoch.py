@@ -19,8 +19,8 @@ Each rung prints images/s, seconds per full epoch, the arithmetic rate it reache
 (TFLOP/s: the convolutions' and linear layers' multiply-adds of the epoch, counted by
 ``torch.utils.flop_counter``, over the epoch's seconds; compare it with what the card can do),
 the peak GPU memory (``torch.cuda.max_memory_allocated``, which matters on a 16 GB T4) and
-the speed-up over the classic path. Rung 6 is what the notebooks do on CUDA (rung 7 where COMPILE turns
-it on). Then it times the data paths alone (no model), and the per-epoch checkpoint of
+the speed-up over the classic path. Rung 5 is what the notebooks do on CUDA (evaluation keeps the training batch size;
+rung 7 where COMPILE turns it on). Then it times the data paths alone (no model), and the per-epoch checkpoint of
 the fast path, directly: the seconds the training thread spends in ``CheckpointWriter.save``
 (waiting for the previous write, copying the state to CPU memory) against the epoch's
 seconds, and how long the background write itself takes.
