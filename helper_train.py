@@ -164,8 +164,8 @@ def setting_problem(name: str, value) -> str | None:
     if name == "PRECISION" and value not in ("auto", "float32"):
         return 'choose "auto" (mixed precision where it helps) or "float32".'
     if name in ("DATA_ROOT", "RESULTS_DIR", "MY_IMAGE") and not (name == "MY_IMAGE" and value is None) \
-            and path_problem(name, value):
-        return path_problem(name, value)
+            and (problem := path_problem(name, value)):
+        return problem
     if name == "DATA_ROOT" and Path(value).exists() and not Path(value).is_dir():
         return "it is a file, not a folder. Set it to the folder that holds (or will hold) CIFAR-10, e.g. \"data\"."
     if name == "RESULTS_DIR":
