@@ -103,10 +103,11 @@ def to_rgb(image: Image.Image) -> Image.Image:
     """
     if image.mode.startswith("I") or image.mode == "F":
         grey = np.asarray(image, dtype=np.float64)
-        if image.mode.startswith("I;16") or grey.max() > 255:
+        brightest = grey.max()
+        if image.mode.startswith("I;16") or brightest > 255:
             full_scale = 65535.0
         else:
-            full_scale = 1.0 if image.mode == "F" and grey.max() <= 1 else 255.0
+            full_scale = 1.0 if image.mode == "F" and brightest <= 1 else 255.0
         return Image.fromarray(np.clip(grey * 255.0 / full_scale, 0, 255).round().astype(np.uint8)).convert("RGB")
     if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:  # an alpha channel, or a transparent colour
         rgba = image.convert("RGBA")
