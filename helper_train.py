@@ -1039,8 +1039,8 @@ def train_model(
     if folder is not None:
         prepare_run_folder(folder)
     history_path = Path(history_file) if history_file is not None else (folder / HISTORY_FILE if folder else None)
-    if history_path is not None and folder is None:  # no checkpoints, but a history to keep: its folder must work too
-        check_writable_folder(history_path.parent)
+    if history_path is not None and history_path.parent != folder:  # a history outside the checkpoint folder
+        check_writable_folder(history_path.parent)  # (or no checkpoints at all): its folder must work too
     prepare_model(model, device)
     num_classes = check_model_output(model, valid_loader, device, num_classes, use_amp=use_amp)
     forward = compile_for_training(model, train_loader, device, policy) if compile_model else model

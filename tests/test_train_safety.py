@@ -336,12 +336,16 @@ def test_the_next_epoch_trains_while_the_checkpoint_is_written(tmp_path, monkeyp
     assert_valid_checkpoint(tmp_path, 2)
 
 
-@pytest.mark.parametrize("where", ["checkpoint_dir", "history_file"])
+@pytest.mark.parametrize("where", ["checkpoint_dir", "history_file", "history_file_beside_checkpoints"])
 def test_folder_that_cannot_be_created_fails_before_the_first_epoch(tmp_path, capsys, where):
-    """Also without checkpoints (a smoke test, CHECKPOINTS = False), where only the history goes to the run folder."""
+    """Also without checkpoints (a smoke test, CHECKPOINTS = False), where only the history goes to the run folder,
+    and for a history kept outside the checkpoint folder."""
     blocker = tmp_path / "a-file"
     blocker.write_text("")
-    target = {"checkpoint_dir": blocker / "run"} if where == "checkpoint_dir" else {"history_file": blocker / "h.json"}
+    target = {"checkpoint_dir": {"checkpoint_dir": blocker / "run"},
+              "history_file": {"history_file": blocker / "h.json"},
+              "history_file_beside_checkpoints": {"checkpoint_dir": tmp_path / "run",
+                                                  "history_file": blocker / "h.json"}}[where]
     model, optimizer, _ = fresh()
     with pytest.raises(OSError, match="Cannot write to the run folder .* Choose another RESULTS_DIR"):
         train_model(model, 1, *loaders(), optimizer, "cpu", **target)
