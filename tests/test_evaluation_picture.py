@@ -1,4 +1,6 @@
-"""helper_evaluation.classify_image: the model's top guesses for a picture of your own."""
+"""helper_evaluation.classify_image: the model's top guesses for a picture of your own, and loading that picture."""
+
+import random
 
 import numpy as np
 import pytest
@@ -7,7 +9,7 @@ from conftest import TinyNet, lecture_test_transforms
 from PIL import Image
 
 import helper_evaluation
-from helper_dataset import CIFAR10_CLASSES
+from helper_dataset import CIFAR10_CLASSES, load_image, to_rgb
 from helper_evaluation import classify_image, predict_batches
 
 
@@ -114,8 +116,6 @@ def test_classify_image_predicts_in_the_precision_it_is_given(monkeypatch):
 
 def test_a_transparent_picture_is_loaded_on_white_as_a_viewer_shows_it(tmp_path):
     """An RGBA PNG keeps some colour under its transparent pixels (here red); convert("RGB") alone would show it."""
-    from helper_dataset import load_image
-
     pixels = np.zeros((10, 10, 4), dtype=np.uint8)
     pixels[..., 0] = 255  # red everywhere, fully transparent ...
     pixels[:5, :, 3] = 255  # ... except the top half: opaque red
@@ -127,8 +127,6 @@ def test_a_transparent_picture_is_loaded_on_white_as_a_viewer_shows_it(tmp_path)
 
 
 def test_a_16_bit_grey_picture_is_scaled_to_8_bits_not_clipped_to_white(tmp_path):
-    from helper_dataset import load_image
-
     grey = np.array([[0, 16384, 32768, 65535]], dtype=np.uint16)
     Image.fromarray(grey).save(tmp_path / "scan.png")  # a 16-bit PNG, mode "I;16"
     assert np.asarray(load_image(tmp_path / "scan.png"))[0, :, 0].tolist() == [0, 64, 128, 255]
@@ -136,8 +134,6 @@ def test_a_16_bit_grey_picture_is_scaled_to_8_bits_not_clipped_to_white(tmp_path
 
 def test_a_palette_png_with_a_transparent_colour_is_loaded_on_white(tmp_path):
     """A palette PNG (a sticker, a logo) marks transparency in its palette, not with an alpha channel (mode "P")."""
-    from helper_dataset import load_image
-
     palette = Image.new("P", (4, 2))
     palette.putpalette([0, 0, 0, 255, 0, 0] + [0] * 762)  # entry 0 black (hidden under transparency), 1 red
     palette.putdata([0, 0, 1, 1] * 2)
@@ -149,8 +145,6 @@ def test_a_palette_png_with_a_transparent_colour_is_loaded_on_white(tmp_path):
 
 def test_16_bit_grey_in_any_byte_order_and_32_bit_grey_are_scaled_not_clipped(tmp_path):
     """A scanner's TIFF is often big-endian ("I;16B"); a 32-bit grey image is mode "I"."""
-    from helper_dataset import load_image, to_rgb
-
     grey = np.array([[0, 16384, 32768, 65535]], dtype=np.uint16)
     Image.frombytes("I;16B", (4, 1), grey.astype(">u2").tobytes()).save(tmp_path / "scan.tif")
     with Image.open(tmp_path / "scan.tif") as scan:
@@ -161,8 +155,6 @@ def test_16_bit_grey_in_any_byte_order_and_32_bit_grey_are_scaled_not_clipped(tm
 
 def test_a_dark_16_bit_picture_stays_dark_and_a_transparent_colour_in_rgb_or_grey_becomes_white(tmp_path):
     """16-bit values up to 255 are nearly black, not 8-bit ones; a PNG without alpha can name a transparent colour."""
-    from helper_dataset import load_image, to_rgb
-
     Image.fromarray(np.array([[0, 200], [100, 255]], dtype=np.uint16)).save(tmp_path / "dark.png")
     assert np.asarray(load_image(tmp_path / "dark.png"))[..., 0].tolist() == [[0, 1], [0, 1]]
     rgb = Image.fromarray(np.array([[[0, 0, 0], [9, 9, 9]]], dtype=np.uint8))
@@ -176,8 +168,6 @@ def test_a_dark_16_bit_picture_stays_dark_and_a_transparent_colour_in_rgb_or_gre
 
 def test_a_numpy_integer_seed_seeds_python_numpy_and_torch():
     """RANDOM_SEED computed with NumPy passes the settings check; Python's random.seed would refuse it."""
-    import random
-
     helper_evaluation.set_all_seeds(np.int64(7))
     first = (random.random(), np.random.rand(), torch.rand(1).item())
     helper_evaluation.set_all_seeds(7)

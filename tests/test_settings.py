@@ -1,5 +1,5 @@
-"""What a student types in the parameters cell: a device or image size the machine or the model cannot use is refused,
-with the fix, before any data is loaded."""
+"""What a student types in the parameters cell: a device the machine lacks, or any setting that cannot run, is refused
+with the fix before any data is loaded; the settings cells then do what they say."""
 
 import re
 import tempfile
