@@ -804,6 +804,39 @@ def prepare_run_folder(folder: Path) -> None:
         print(f"Removed '{leftover.name}', a temporary file left by an interrupted save.")
 
 
+def prepare_run_files(checkpoint_dir: str | Path | None, history_file: str | Path | None
+                      ) -> tuple[Path | None, Path | None]:
+    """Return the run's folder (created, leftovers of killed saves removed) and the path of its history.
+
+    The history goes into the run's folder unless ``history_file`` names another place. That
+    place's folder is checked too (also when there are no checkpoints at all), so that a wrong
+    path fails now, not after the first epoch has trained.
+    """
+    folder = Path(checkpoint_dir) if checkpoint_dir is not None else None
+    if folder is not None:
+        prepare_run_folder(folder)
+    if history_file is None:
+        return folder, (folder / HISTORY_FILE if folder is not None else None)
+    history_path = Path(history_file)
+    if history_path.parent != folder:
+        check_writable_folder(history_path.parent)
+    return folder, history_path
+
+
+def new_history() -> dict[str, list]:
+    """An empty history: the lecture's three lists, then each epoch's seconds and its checkpoint's seconds."""
+    return {"minibatch_loss": [], "train_acc": [], "valid_acc": [], "epoch_seconds": [], "checkpoint_seconds": []}
+
+
+def make_run_info(history_path: Path | None, run_settings: Mapping[str, object] | None, identity: dict,
+                  device: torch.device, amp_dtype: torch.dtype | None, iter_per_epoch: int) -> dict:
+    """What the history records about the run besides its curves; the test accuracy is filled in at the end."""
+    return {"run_name": history_path.parent.name if history_path else None,
+            "settings": dict(run_settings or {}), "identity": identity, "device": str(device),
+            "precision": str(amp_dtype).replace("torch.", "") if amp_dtype else "float32",
+            "iter_per_epoch": iter_per_epoch, "test_acc": None}
+
+
 def write_history(path: Path, history: dict, extra: Mapping[str, object]) -> None:
     """Write the run's self-describing history (settings, device, precision, times, accuracies) as JSON."""
     record = {**extra, **history}
@@ -1031,22 +1064,16 @@ def train_model(
     check_scheduler_mode(scheduler, scheduler_on)
     device = torch.device(device)
     policy = device_policy(device, use_amp)
-    amp_dtype = policy.amp_dtype
-    scaler = make_grad_scaler(device, amp_dtype)
+    scaler = make_grad_scaler(device, policy.amp_dtype)
     identity = describe_run(model, optimizer, scheduler, train_loader, valid_loader, device=device,
                             use_amp=use_amp, settings=run_settings)
-    folder = Path(checkpoint_dir) if checkpoint_dir is not None else None
-    if folder is not None:
-        prepare_run_folder(folder)
-    history_path = Path(history_file) if history_file is not None else (folder / HISTORY_FILE if folder else None)
-    if history_path is not None and history_path.parent != folder:  # a history outside the checkpoint folder
-        check_writable_folder(history_path.parent)  # (or no checkpoints at all): its folder must work too
+    folder, history_path = prepare_run_files(checkpoint_dir, history_file)
     prepare_model(model, device)
     num_classes = check_model_output(model, valid_loader, device, num_classes, use_amp=use_amp)
     forward = compile_for_training(model, train_loader, device, policy) if compile_model else model
-    history = {"minibatch_loss": [], "train_acc": [], "valid_acc": [], "epoch_seconds": [], "checkpoint_seconds": []}
-    minibatch_loss_list, train_acc_list, valid_acc_list = (history[k] for k in ("minibatch_loss", "train_acc",
-                                                                                 "valid_acc"))
+    history = new_history()
+    minibatch_loss_list, train_acc_list = history["minibatch_loss"], history["train_acc"]  # the lecture's lists,
+    valid_acc_list = history["valid_acc"]  # filled in place (also by a resumed checkpoint)
     checkpoint = folder / CHECKPOINT_FILE if folder is not None else None
     first_epoch = resume_if_possible(checkpoint, resume, model, optimizer, scheduler, scaler, history, num_epochs,
                                      identity)
@@ -1056,10 +1083,7 @@ def train_model(
     def step(features, targets):
         return training_step(forward, features, targets, optimizer, device, policy, scaler)
 
-    run_info = {"run_name": history_path.parent.name if history_path else None,
-                "settings": dict(run_settings or {}), "identity": identity, "device": str(device),
-                "precision": str(amp_dtype).replace("torch.", "") if amp_dtype else "float32",
-                "iter_per_epoch": len(train_loader), "test_acc": None}
+    run_info = make_run_info(history_path, run_settings, identity, device, policy.amp_dtype, len(train_loader))
     writer = CheckpointWriter(folder, device) if folder is not None else None
     live = LivePlot(history, len(train_loader), figure_subtitle) if live_plot and running_in_jupyter() else None
     epochs_saved, epoch = first_epoch, first_epoch
