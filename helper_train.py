@@ -217,8 +217,8 @@ def number_of_classes_in(data_loader) -> int | None:
 
 
 def check_model_output(model: torch.nn.Module, data_loader: Iterable, device, num_classes: int | None,
-                       *, use_amp: bool | None = None) -> int:
-    """Run one batch through the model, check that it outputs one score per class, and return that number.
+                       *, use_amp: bool | None = None) -> tuple[int, int]:
+    """Run one batch through the model, check that it outputs one score per class; return that and the image size.
 
     Without ``num_classes`` (a lecture-style call) the number of classes is taken from the
     data. A model built for the wrong number of classes either crashes deep inside the
@@ -226,7 +226,7 @@ def check_model_output(model: torch.nn.Module, data_loader: Iterable, device, nu
     """
     if num_classes is None:
         num_classes = number_of_classes_in(data_loader)
-    _, logits, targets = next(iter(predict_batches(model, data_loader, device, use_amp=use_amp)))
+    features, logits, targets = next(iter(predict_batches(model, data_loader, device, use_amp=use_amp)))
     width = logits.shape[-1]
     if num_classes is not None and width != num_classes:
         raise ValueError(
@@ -238,7 +238,7 @@ def check_model_output(model: torch.nn.Module, data_loader: Iterable, device, nu
             f"The model outputs {width} scores per image, but a label in the data is {int(targets.max())}. "
             "Build the model with one output per class (num_classes=10 for CIFAR-10)."
         )
-    return width
+    return width, features.shape[-1]
 
 
 # ---------------------------------------------------------------------------
@@ -431,6 +431,83 @@ def check_same_run(path: Path, saved: Mapping[str, str] | None, current: Mapping
             "Either train the new settings in another folder (the notebooks do this by themselves: each "
             "configuration gets its own folder under RESULTS_DIR), or delete this folder's checkpoint to "
             "start this folder over."
+        )
+
+
+RERUN_CELLS = ("In the notebook, run the cells from the settings cell down to the training cell again "
+               "(Jupyter: select the training cell, then Run > Run All Above Selected Cell; "
+               "Colab: Runtime > Run before), then the training cell.")
+
+
+def check_device_chosen(device) -> None:
+    """Refuse the parameters cell's ``DEVICE = "auto"``: it names a choice, not a device.
+
+    A student who edits the parameters cell and then runs the training cell alone passes
+    "auto", which only the settings cell turns into a device; torch's own error for it
+    lists every device type there is and not the cell to run.
+    """
+    if isinstance(device, str) and device.strip().lower() == "auto":
+        raise ValueError(
+            "device='auto' is a setting, not a device: the settings cell turns it into one (choose_device), "
+            "and it has not run since the parameters cell. " + RERUN_CELLS
+        )
+
+
+def dropout2d_rate(model: torch.nn.Module) -> float:
+    """The largest ``Dropout2d`` rate in the model, 0.0 when it has none (``Identity`` in its place)."""
+    return max((float(module.p) for module in model.modules() if isinstance(module, torch.nn.Dropout2d)), default=0.0)
+
+
+def settings_mismatches(settings: Mapping[str, object], model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                        train_loader: Iterable, image_size: int) -> list[str]:
+    """The named settings (the notebook's ``RUN_SETTINGS``) that the objects to be trained do not have.
+
+    In a notebook the transforms, the loaders, the model, the optimizer and the settings are
+    made in separate cells. A student who changes a setting and runs only some of those cells
+    again would train objects of the old settings under the new settings' name, or the other
+    way round. Four settings can be read back from the objects: the batch size from the
+    training loader, the learning rate the optimizer was built with, the image size of a batch
+    (``image_size``) and the model's Dropout2d rate. Settings that are absent are not checked.
+    """
+    found = {
+        "batch_size": (describe_loader(train_loader)["batch_size"], "the training loader's batch size is {}"),
+        "learning_rate": (optimizer.defaults.get("lr"), "the optimizer was built with lr={}"),
+        "image_size": (image_size, "the data loaders give {0}x{0} images"),
+        "dropout2d": (dropout2d_rate(model), "the model's Dropout2d rate is {}"),
+    }
+    problems = []
+    for name, (actual, description) in found.items():
+        if name not in settings or not is_real_number(actual) or not is_real_number(settings[name]):
+            continue
+        if not math.isclose(float(settings[name]), float(actual), rel_tol=1e-9, abs_tol=0.0):
+            problems.append(f"  {name} = {plain_number(settings[name])!r} in the run's settings, but "
+                            + description.format(plain_number(actual)))
+    return problems
+
+
+def check_objects_match_settings(settings: Mapping[str, object] | None, model: torch.nn.Module,
+                                 optimizer: torch.optim.Optimizer, train_loader: Iterable, image_size: int) -> None:
+    """Refuse to train objects that were built with other settings than the run is recorded under."""
+    problems = settings_mismatches(settings or {}, model, optimizer, train_loader, image_size)
+    if problems:
+        raise RunMismatchError(
+            "The model, optimizer or data were not built with the run's settings:\n" + "\n".join(problems) + "\n"
+            "A setting was probably changed and only some of the cells below it were run again. " + RERUN_CELLS
+        )
+
+
+def check_same_identity(chosen: Mapping[str, str] | None, current: Mapping[str, str]) -> None:
+    """Refuse to train when the objects describe another run than the one whose folder was chosen.
+
+    ``chosen`` is the identity that ``choose_run_folder`` named the folder after. If the model,
+    optimizer, data or settings changed since (a cell above the training cell was run again,
+    but not the folder's cell), the run would be recorded in another configuration's folder.
+    """
+    differences = identity_differences(chosen, current) if chosen is not None else []
+    if differences:
+        raise RunMismatchError(
+            "The run's folder was chosen for other settings than the ones about to be trained:\n"
+            + "\n".join(differences) + "\n" + RERUN_CELLS
         )
 
 
@@ -979,12 +1056,21 @@ def save_epoch(writer: CheckpointWriter, checkpoint: dict, history: dict) -> Non
     history["checkpoint_seconds"].append(time.perf_counter() - start)
 
 
-def check_fresh_start(optimizer: torch.optim.Optimizer) -> None:
+TRAINED_MARK = "trained_by_train_model"  # an attribute train_model sets on every model it trains
+
+
+def mark_as_trained(model: torch.nn.Module) -> None:
+    """Note on the model object that its weights are no longer its initial ones (see ``check_fresh_start``)."""
+    setattr(model, TRAINED_MARK, True)
+
+
+def check_fresh_start(optimizer: torch.optim.Optimizer, model: torch.nn.Module | None = None) -> None:
     """Refuse to record a new run that would start from an already-trained model.
 
     Re-running only the training cell after an interrupt in the first epoch (nothing saved
     yet), or after changing a setting without rebuilding the model, would train on from
-    the old weights and momentum while the run folder says "from scratch".
+    the old weights and momentum while the run folder says "from scratch". A new optimizer
+    hides the momentum, not the weights: a model that ``train_model`` has trained is marked.
     """
     if optimizer.state:
         raise RuntimeError(
@@ -992,6 +1078,13 @@ def check_fresh_start(optimizer: torch.optim.Optimizer) -> None:
             "checkpoint of this run to continue, so the run would start from an already-trained model. Build a "
             "fresh model and optimizer first: in the notebook, run it again from the top, or from the "
             "Reproducibility cell (the seeds) down."
+        )
+    if model is not None and getattr(model, TRAINED_MARK, False):
+        raise RuntimeError(
+            "This model has already been trained (by an earlier train_model call in this session), and there is "
+            "no checkpoint of this run to continue, so the new run would start from trained weights instead of "
+            "from scratch. Build a fresh model first: in the notebook, run it again from the Reproducibility "
+            "cell (the seeds) down, so that the new model also gets the seed's initial weights."
         )
 
 
@@ -1033,6 +1126,7 @@ def train_model(
     resume: bool = True,
     history_file: str | Path | None = None,
     run_settings: Mapping[str, object] | None = None,
+    run_identity: Mapping[str, str] | None = None,
     compile_model: bool = False,
     live_plot: bool = False,
     figure_subtitle: str | None = None,
@@ -1051,6 +1145,10 @@ def train_model(
       are saved there after every epoch (in the background), and with ``resume=True`` a
       checkpoint of the same run is continued. A checkpoint of a run with other settings
       (see ``describe_run``; ``run_settings`` adds the caller's, e.g. the seed) is refused.
+    - ``run_settings``: the batch size, learning rate, image size and Dropout2d rate among them
+      must be those of the loaders, optimizer and model (a notebook cell not run again is refused).
+    - ``run_identity``: the identity the run's folder was chosen for (``choose_run_folder``); the
+      objects must still describe that run.
     - ``history_file``: where to keep the run's history as JSON (default: in ``checkpoint_dir``).
     - ``compile_model``: train with ``torch.compile`` (falls back to the plain model if it fails).
     - ``live_plot``: in Jupyter, redraw the loss and accuracy curves after each epoch (after every
@@ -1062,14 +1160,17 @@ def train_model(
     """
     check_training_settings(num_epochs, scheduler_on, logging_interval)
     check_scheduler_mode(scheduler, scheduler_on)
+    check_device_chosen(device)
     device = torch.device(device)
     policy = device_policy(device, use_amp)
     scaler = make_grad_scaler(device, policy.amp_dtype)
     identity = describe_run(model, optimizer, scheduler, train_loader, valid_loader, device=device,
                             use_amp=use_amp, settings=run_settings)
+    check_same_identity(run_identity, identity)
     folder, history_path = prepare_run_files(checkpoint_dir, history_file)
     prepare_model(model, device)
-    num_classes = check_model_output(model, valid_loader, device, num_classes, use_amp=use_amp)
+    num_classes, image_size = check_model_output(model, valid_loader, device, num_classes, use_amp=use_amp)
+    check_objects_match_settings(run_settings, model, optimizer, train_loader, image_size)
     forward = compile_for_training(model, train_loader, device, policy) if compile_model else model
     history = new_history()
     minibatch_loss_list, train_acc_list = history["minibatch_loss"], history["train_acc"]  # the lecture's lists,
@@ -1078,7 +1179,8 @@ def train_model(
     first_epoch = resume_if_possible(checkpoint, resume, model, optimizer, scheduler, scaler, history, num_epochs,
                                      identity)
     if first_epoch == 0 and history_path is not None:
-        check_fresh_start(optimizer)
+        check_fresh_start(optimizer, model)
+    mark_as_trained(model)  # from here on its weights are trained ones (or a checkpoint's)
 
     def step(features, targets):
         return training_step(forward, features, targets, optimizer, device, policy, scaler)
@@ -1118,7 +1220,7 @@ def train_model(
     except KeyboardInterrupt:
         if live is not None:
             live.catch_up(history)
-        report_interrupt(model, writer, folder, epoch, num_epochs, len(valid_acc_list))
+        run_info["stopped"] = report_interrupt(model, writer, folder, num_epochs, len(valid_acc_list))
     except TrainingDivergedError:
         if live is not None:
             live.catch_up(history)
@@ -1141,17 +1243,20 @@ def finish_writing(writer: CheckpointWriter) -> None:
         print("The checkpoint write in progress continues in the background; its file appears when it is complete.")
 
 
-def report_interrupt(model, writer: CheckpointWriter | None, folder: Path | None, epoch: int, num_epochs: int,
-                     epochs_complete: int) -> None:
-    """After Ctrl-C: save the current weights, and say what was completed and how to continue."""
-    where = ("during the final test pass" if epochs_complete >= num_epochs
-             else f"during epoch {epoch + 1}/{num_epochs}")
-    print(f"\nTraining interrupted {where} after {epochs_complete} complete epoch(s). "
-          "The history so far is returned, so the plots below still work.")
+def report_interrupt(model, writer: CheckpointWriter | None, folder: Path | None, num_epochs: int,
+                     epochs_complete: int) -> str:
+    """After Ctrl-C: save the current weights, say what was completed and how to go on; return it for the history."""
+    stopped = f"interrupted after {epochs_complete} of {num_epochs} epochs"
+    if epochs_complete >= num_epochs:
+        stopped += ", in the test pass"
+    print(f"\nTraining {stopped}. The history so far is returned, so the plots below still work.")
     if folder is None:
-        return
+        print("Checkpoints are off for this run, so it cannot be continued: to train it again, run the notebook "
+              "again from the Reproducibility cell (the seeds) down.")
+        return stopped
     finish_writing(writer)
     saved = save_atomically(folder / INTERRUPTED_MODEL_FILE, lambda path: torch.save(model.state_dict(), path))
     print(f"The weights at the moment of the interrupt are in '{saved}'. "
           f"Run the training again with the same settings to resume from the last saved epoch "
           f"(checkpoint '{folder / CHECKPOINT_FILE}').")
+    return stopped

@@ -219,7 +219,7 @@ def cell_containing(notebook, text):
 
 
 def run_folder_cell(notebook, results_dir, **overrides):
-    """The settings cells, then the cell naming the run (RUN_SETTINGS, RUN_DIR) for a tiny model and the smoke data."""
+    """The settings cells (with RUN_SETTINGS), then the run-folder cell (RUN_DIR), for a tiny model and smoke data."""
     from conftest import TinyNet, lecture_test_transforms, lecture_train_transforms
 
     from helper_dataset import get_dataloaders_cifar10
@@ -232,7 +232,7 @@ def run_folder_cell(notebook, results_dir, **overrides):
         test_transforms=lecture_test_transforms(), smoke_test=True)
     namespace.update(model=model, optimizer=optimizer, train_loader=train_loader, valid_loader=valid_loader,
                      scheduler=torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="max"), USE_AMP=False)
-    exec(cell_containing(notebook, "RUN_SETTINGS = {"), namespace)
+    exec(cell_containing(notebook, "RUN_DIR = choose_run_folder("), namespace)
     return namespace
 
 
@@ -325,3 +325,42 @@ def test_the_shape_tables_start_with_the_students_own_image_size(notebook, capsy
     exec(cell_containing(notebook, "print_layer_shapes("), namespace)
     inputs = re.findall(r"^\(input\) +\((.*)\)", capsys.readouterr().out, flags=re.MULTILINE)
     assert inputs == ["1, 3, 48, 48", "1, 3, 64, 64", "1, 3, 32, 32"]
+
+
+def training_cell_after(namespace, notebook):
+    """Run the notebook's training cell in ``namespace`` (the test set: the validation loader, to be quick)."""
+    namespace.setdefault("test_loader", namespace["valid_loader"])
+    exec(cell_containing(notebook, "train_model("), namespace)
+    return namespace
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS)
+def test_a_setting_changed_without_running_the_cells_below_it_is_refused_by_the_training_cell(notebook, machine,
+                                                                                              tmp_path):
+    """IMAGE_SIZE 64 -> 32, then only the parameters, settings and training cells: the data are still 64x64."""
+    from helper_train import RunMismatchError
+
+    machine(gpus=0)
+    namespace = run_folder_cell(notebook, tmp_path, SMOKE_TEST=True)
+    rerun = run_settings_cells(notebook, RESULTS_DIR=str(tmp_path), SMOKE_TEST=True, IMAGE_SIZE=32)
+    namespace.update({name: value for name, value in rerun.items() if name.isupper()})
+    with pytest.raises(RunMismatchError, match=r"image_size(.|\n)*Run All Above Selected Cell"):
+        training_cell_after(namespace, notebook)
+    assert not (namespace["RUN_DIR"] / "history.json").exists()
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS)
+def test_a_model_rebuilt_after_the_run_folder_was_chosen_is_refused_by_the_training_cell(notebook, machine, tmp_path):
+    """The model and optimizer cells run again, the run-folder cell not: the run would be filed under the old run."""
+    from conftest import TinyNet
+
+    from helper_train import RunMismatchError
+
+    machine(gpus=0)
+    namespace = run_folder_cell(notebook, tmp_path, SMOKE_TEST=True)
+    namespace["model"] = torch.nn.Sequential(TinyNet())
+    namespace["optimizer"] = torch.optim.SGD(namespace["model"].parameters(), lr=namespace["LEARNING_RATE"],
+                                             momentum=0.9)
+    with pytest.raises(RunMismatchError, match=r"folder was chosen for other settings(.|\n)*  model: "):
+        training_cell_after(namespace, notebook)
+    assert not (namespace["RUN_DIR"] / "history.json").exists()

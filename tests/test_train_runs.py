@@ -440,3 +440,77 @@ def test_a_setting_recorded_only_in_the_checkpoint_is_a_difference():
     """A notebook run (seed and named settings recorded) is not silently continued by a call that names none."""
     saved = {"model": "TinyNet", "setting: seed": "0"}
     assert helper_train.identity_differences(saved, {"model": "TinyNet"}) == ["  setting: seed: 0 -> (not recorded)"]
+
+
+# --- a notebook's cells run again out of order: objects of other settings are refused -----------------------------
+
+
+@pytest.mark.parametrize(("setting", "value", "says"), [
+    ("batch_size", 16, "the training loader's batch size is 32"),
+    ("learning_rate", 0.01, "the optimizer was built with lr=0.05"),
+    ("image_size", 32, "the data loaders give 64x64 images"),
+    ("dropout2d", 0.2, "the model's Dropout2d rate is 0"),
+])
+def test_objects_built_with_other_settings_are_refused_before_training(tmp_path, setting, value, says):
+    """A setting changed and only some cells run again: the stale object and the cells to run are named; no step."""
+    model, optimizer, scheduler, data, settings = setup()
+    settings.update({"image_size": 64, setting: value})
+    with pytest.raises(RunMismatchError, match=re.escape(f"{setting} = {value!r} in the run's settings, but {says}\n")
+                       + r"(.|\n)*Run All Above Selected Cell"):
+        train_model(model, 1, *data, optimizer, "cpu", scheduler=scheduler, checkpoint_dir=tmp_path,
+                    run_settings=settings)
+    assert not (tmp_path / HISTORY_FILE).exists() and not (tmp_path / CHECKPOINT_FILE).exists()
+    assert not optimizer.state  # not one step was taken
+
+
+def test_objects_that_match_their_settings_pass_and_unknown_settings_are_not_checked():
+    model, optimizer, _, (train_loader, _, _), settings = setup(dropout2d=0.2, lr=0.01, batch_size=16)
+    assert helper_train.settings_mismatches({**settings, "image_size": 64}, model, optimizer, train_loader, 64) == []
+    assert helper_train.settings_mismatches({"seed": 5, "normalization": "x"}, model, optimizer, train_loader, 32) == []
+    stale = {"learning_rate": 0.02, "dropout2d": 0.3}
+    assert helper_train.settings_mismatches(stale, model, optimizer, train_loader, 64) == [
+        "  learning_rate = 0.02 in the run's settings, but the optimizer was built with lr=0.01",
+        "  dropout2d = 0.3 in the run's settings, but the model's Dropout2d rate is 0.2"]
+
+
+def test_a_folder_chosen_for_other_objects_is_refused(tmp_path):
+    """The model cell ran again (Dropout2d 0.2), the folder's cell did not: the run would be filed as the lecture's."""
+    chosen = identity_of()
+    model, optimizer, scheduler, data, settings = setup(dropout2d=0.2)
+    settings["dropout2d"] = 0.0  # as the stale RUN_SETTINGS says; only the model changed
+    with pytest.raises(RunMismatchError, match=r"chosen for other settings(.|\n)*  model: (.|\n)*Run All Above"):
+        train_model(model, 1, *data, optimizer, "cpu", scheduler=scheduler, history_file=tmp_path / HISTORY_FILE,
+                    run_settings={"seed": 0}, run_identity=chosen)
+    assert not (tmp_path / HISTORY_FILE).exists()
+    model, optimizer, scheduler, data, settings = setup()  # the objects the folder was chosen for
+    _, _, valid_acc = train_model(model, 1, *data, optimizer, "cpu", scheduler=scheduler,
+                                  history_file=tmp_path / HISTORY_FILE, run_settings=settings, run_identity=chosen)
+    assert len(valid_acc) == 1
+
+
+def test_device_auto_from_the_parameters_cell_names_the_settings_cell():
+    """The parameters cell run again, then the training cell: DEVICE is the string "auto" again."""
+    model, optimizer, scheduler, data, _ = setup()
+    with pytest.raises(ValueError, match="settings cell turns it into one"):
+        train_model(model, 1, *data, optimizer, "auto", scheduler=scheduler)
+
+
+def test_a_model_trained_in_this_session_does_not_start_a_new_run(tmp_path):
+    """A new learning rate, the optimizer and folder cells run again but not the model's: trained weights, new name."""
+    model, optimizer, scheduler, data, _ = setup()
+    train_model(model, 1, *data, optimizer, "cpu", scheduler=scheduler, history_file=tmp_path / "a" / HISTORY_FILE)
+    new_optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)  # no momentum yet: looks fresh
+    with pytest.raises(RuntimeError, match=r"already been trained(.|\n)*Reproducibility cell"):
+        train_model(model, 1, *data, new_optimizer, "cpu", history_file=tmp_path / "b" / HISTORY_FILE)
+    assert not (tmp_path / "b" / HISTORY_FILE).exists()
+
+
+def test_a_model_that_only_loaded_a_finished_checkpoint_counts_as_trained(tmp_path):
+    """After a kernel restart the training cell loads the finished run; a new run must not start from those weights."""
+    model, optimizer, scheduler, data, _ = setup()
+    train_model(model, 1, *data, optimizer, "cpu", scheduler=scheduler, checkpoint_dir=tmp_path / "a")
+    model, optimizer, scheduler, data, _ = setup()  # the restarted kernel: the cells above training, run again
+    train_model(model, 1, *data, optimizer, "cpu", scheduler=scheduler, checkpoint_dir=tmp_path / "a")  # loads only
+    with pytest.raises(RuntimeError, match="already been trained"):
+        train_model(model, 1, *data, torch.optim.SGD(model.parameters(), lr=0.01), "cpu",
+                    checkpoint_dir=tmp_path / "b")

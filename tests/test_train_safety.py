@@ -162,9 +162,33 @@ def test_interrupt_returns_the_history_so_far_and_saves(tmp_path, capsys):
         scheduler=scheduler, checkpoint_dir=tmp_path)
     assert len(train_acc) == len(valid_acc) == 1 and len(losses) == 18 + 4
     out = capsys.readouterr().out
-    assert "interrupted during epoch 2/3 after 1 complete epoch(s)" in out and "Test accuracy" not in out
+    assert "Training interrupted after 1 of 3 epochs." in out and "Test accuracy" not in out
     assert torch.load(tmp_path / CHECKPOINT_FILE, weights_only=True)["epochs_done"] == 1
     assert (tmp_path / INTERRUPTED_MODEL_FILE).exists()
+    history = json.loads((tmp_path / "history.json").read_text())
+    assert history["stopped"] == "interrupted after 1 of 3 epochs"  # the run table and the comparison show it
+
+
+def test_an_interrupted_run_without_checkpoints_says_it_cannot_be_continued(tmp_path, capsys):
+    """A smoke test (no checkpoints) stopped in epoch 2: running the training cell again would not continue it."""
+    model, optimizer, scheduler = fresh()
+    train_loader, valid_loader, test_loader = loaders()
+    train_model(model, 3, InterruptAt(train_loader, epoch=2, batch=4), valid_loader, test_loader, optimizer, "cpu",
+                scheduler=scheduler, history_file=tmp_path / "history.json")
+    assert "Checkpoints are off for this run, so it cannot be continued" in capsys.readouterr().out
+    assert json.loads((tmp_path / "history.json").read_text())["stopped"] == "interrupted after 1 of 3 epochs"
+
+
+def test_a_resumed_run_that_finishes_no_longer_says_it_was_interrupted(tmp_path):
+    model, optimizer, scheduler = fresh()
+    train_loader, valid_loader, test_loader = loaders()
+    train_model(model, 2, InterruptAt(train_loader, epoch=2, batch=4), valid_loader, test_loader, optimizer, "cpu",
+                scheduler=scheduler, checkpoint_dir=tmp_path)
+    model, optimizer, scheduler = fresh()  # the same loader type again (the run's identity), without an interrupt
+    train_model(model, 2, InterruptAt(train_loader, epoch=99, batch=0), valid_loader, test_loader, optimizer, "cpu",
+                scheduler=scheduler, checkpoint_dir=tmp_path)
+    history = json.loads((tmp_path / "history.json").read_text())
+    assert "stopped" not in history and history["test_acc"] is not None
 
 
 # --- faults around saves ------------------------------------------------------------------------------
@@ -196,7 +220,7 @@ def test_ctrl_c_while_saving_the_checkpoint_ends_like_any_interrupt(tmp_path, mo
     _, _, valid_acc = train_model(model, 3, *loaders(), optimizer, "cpu", scheduler=scheduler,
                                   checkpoint_dir=tmp_path)
     assert len(valid_acc) == 2
-    assert "Training interrupted during epoch 2/3 after 2 complete epoch(s)" in capsys.readouterr().out
+    assert "Training interrupted after 2 of 3 epochs." in capsys.readouterr().out
     assert_valid_checkpoint(tmp_path, 1)
 
 
@@ -214,7 +238,7 @@ def test_ctrl_c_while_waiting_for_the_best_model_write_leaves_complete_files(tmp
     _, _, valid_acc = train_model(model, 3, *loaders(), optimizer, "cpu", scheduler=scheduler,
                                   checkpoint_dir=tmp_path)
     assert len(valid_acc) == 2  # Ctrl-C came while epoch 2's save waited for epoch 1's write
-    assert "Training interrupted during epoch 2/3 after 2 complete epoch(s)" in capsys.readouterr().out
+    assert "Training interrupted after 2 of 3 epochs." in capsys.readouterr().out
     assert_valid_checkpoint(tmp_path, 1)
 
 
@@ -233,7 +257,7 @@ def test_ctrl_c_during_the_final_test_pass_returns_the_whole_history(tmp_path, c
     _, _, valid_acc = train_model(model, 2, train_loader, valid_loader, StopAtTest(), optimizer, "cpu",
                                   scheduler=scheduler, checkpoint_dir=tmp_path)
     assert len(valid_acc) == 2
-    assert "interrupted during the final test pass after 2 complete epoch(s)" in capsys.readouterr().out
+    assert "Training interrupted after 2 of 2 epochs, in the test pass." in capsys.readouterr().out
     assert_valid_checkpoint(tmp_path, 2)
 
 
