@@ -10,6 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
+import helper_train
 from benchmarks.notebook_code import code_cells
 from helper_evaluation import choose_device
 from helper_train import setting_problem
@@ -370,3 +371,20 @@ def test_batch_size_and_epochs_messages_quote_each_ones_own_lecture_value():
 def test_num_workers_must_be_a_whole_number(value):
     """DataLoader(num_workers=1.5) fails only once the data are loaded; "2" (quotes) is refused, not a TypeError."""
     assert "a whole number of at least 0" in setting_problem("NUM_WORKERS", value)
+
+
+def test_the_results_folder_check_leaves_nothing_behind(tmp_path):
+    """The write test's file is removed again: a student's RESULTS_DIR holds only the runs' folders."""
+    assert setting_problem("RESULTS_DIR", str(tmp_path / "results")) is None
+    assert list((tmp_path / "results").iterdir()) == []
+
+
+def test_a_results_folder_that_exists_but_refuses_writes_is_refused_with_the_reason(tmp_path, monkeypatch):
+    """An existing folder on a read-only disk (or another user's) passes mkdir; only writing a file shows the problem.
+    The system's reason is quoted, so the student sees why."""
+    def refuse(path, write):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(helper_train, "save_atomically", refuse)
+    problem = setting_problem("RESULTS_DIR", str(tmp_path))
+    assert problem is not None and "Cannot write to RESULTS_DIR" in problem and "Permission denied" in problem
