@@ -359,8 +359,34 @@ def test_same_settings_run_again_without_checkpoints_say_they_replace_the_earlie
     (folder / HISTORY_FILE).write_text("{}")
     helper_train.choose_run_folder(tmp_path, identity, {}, checkpoints=False)
     out = capsys.readouterr().out
-    assert "ran here before without checkpoints: this run starts from scratch and replaces" in out
+    assert "ran here before without checkpoints: this run starts from scratch and replaces that run's history " \
+           "and figures" in out  # says what is lost (review 4: the message once ended after "replaces")
     assert "not trained before" not in out
+
+
+def test_a_checkpointed_run_of_the_same_settings_says_it_continues(tmp_path, capsys):
+    """With checkpoints on, a folder holding a checkpoint (and the history beside it) is continued, and says so;
+    "checkpoints are off" is said only when they are."""
+    identity = identity_of()
+    folder = helper_train.choose_run_folder(tmp_path, identity, {})
+    folder.mkdir()
+    (folder / CHECKPOINT_FILE).write_bytes(b"")
+    (folder / HISTORY_FILE).write_text("{}")
+    capsys.readouterr()
+    helper_train.choose_run_folder(tmp_path, identity, {}, checkpoints=True)
+    out = capsys.readouterr().out
+    assert "a checkpoint of exactly these settings is there: the run continues where it stopped" in out
+    assert "checkpoints are off" not in out and "without checkpoints" not in out
+
+
+def test_an_empty_run_folder_counts_as_not_trained_before(tmp_path, capsys):
+    """A folder without a history (a run stopped before its first epoch ended) has no earlier run to replace."""
+    identity = identity_of()
+    helper_train.choose_run_folder(tmp_path, identity, {}).mkdir()
+    capsys.readouterr()
+    helper_train.choose_run_folder(tmp_path, identity, {}, checkpoints=False)
+    out = capsys.readouterr().out
+    assert "a configuration not trained before" in out and "ran here before" not in out
 
 
 # --- what the identity records (review 2: each test fails when its part of the identity is dropped or mixed up) ---
