@@ -340,6 +340,28 @@ def test_a_diverged_run_keeps_its_record_up_to_the_explosion(tmp_path):
     assert history["stopped"] == "diverged in epoch 2"  # so the run table says why it has no test accuracy
 
 
+def test_a_run_without_checkpoints_that_diverges_records_why_it_stopped_with_its_settings(tmp_path, monkeypatch):
+    """A smoke test (CHECKPOINTS = False) keeps only its history: the record of a run that explodes says so, and still
+    names its run and settings, so the run table and the comparison list it as the run it was."""
+    original, calls = helper_train.train_one_epoch, []
+
+    def explodes_in_epoch_2(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise TrainingDivergedError("The loss became inf in epoch 2")
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(helper_train, "train_one_epoch", explodes_in_epoch_2)
+    model, optimizer, _, data, settings = setup()
+    history_file = tmp_path / "smoke-lecture-abcdef" / HISTORY_FILE
+    with pytest.raises(TrainingDivergedError):
+        train_model(model, 3, *data, optimizer, "cpu", history_file=history_file, run_settings=settings)
+    history = json.loads(history_file.read_text())
+    assert history["stopped"] == "diverged in epoch 2" and len(history["valid_acc"]) == 1
+    assert history["run_name"] == "smoke-lecture-abcdef" and history["settings"] == settings
+    assert history["identity"]["setting: learning_rate"] == "0.05"
+
+
 def test_checkpoints_off_in_a_folder_with_a_checkpoint_says_it_starts_over(tmp_path, capsys):
     (tmp_path / "lecture-000000").mkdir()
     identity = identity_of()
