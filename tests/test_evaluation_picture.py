@@ -8,6 +8,7 @@ import torch
 from conftest import TinyNet, lecture_test_transforms
 from PIL import Image
 
+import helper_dataset
 import helper_evaluation
 from helper_dataset import CIFAR10_CLASSES, load_image, to_rgb
 from helper_evaluation import classify_image, predict_batches
@@ -222,6 +223,19 @@ def test_a_palette_image_with_an_alpha_channel_is_shown_on_white():
     image.putpixel((0, 0), (1, 0))  # red, fully transparent
     image.putpixel((1, 0), (1, 255))  # red, opaque
     assert np.asarray(to_rgb(image))[0].tolist() == [[255, 255, 255], [255, 0, 0]]
+
+
+@pytest.mark.parametrize("error", [SyntaxError("broken PNG file"), ValueError("tile cannot extend outside image")])
+def test_damage_pil_reports_as_syntax_or_value_error_names_the_file(tmp_path, monkeypatch, error):
+    """PIL reports some damaged files with SyntaxError or ValueError, not OSError: these name the file too."""
+    Image.new("RGB", (4, 4)).save(tmp_path / "photo.png")
+
+    def fails_to_decode(image):
+        raise error
+
+    monkeypatch.setattr(helper_dataset, "to_rgb", fails_to_decode)
+    with pytest.raises(ValueError, match=r"photo.png' is damaged .*Delete or replace this file"):
+        load_image(tmp_path / "photo.png")
 
 
 def test_a_numpy_integer_seed_seeds_python_numpy_and_torch():
