@@ -244,3 +244,14 @@ def test_a_numpy_integer_seed_seeds_python_numpy_and_torch():
     first = (random.random(), np.random.rand(), torch.rand(1).item())
     helper_evaluation.set_all_seeds(7)
     assert (random.random(), np.random.rand(), torch.rand(1).item()) == first
+
+
+@pytest.mark.parametrize("seed", [1.5, "7"])
+def test_a_seed_that_is_not_a_whole_number_is_refused_before_anything_is_seeded(seed):
+    """RANDOM_SEED = 1.5 or "7" is an error (int() would quietly make 1.5 the seed 1), raised before Python's,
+    NumPy's or torch's generator is touched, so no generator is left seeded differently from the others."""
+    random.seed(0)
+    before = random.getstate()
+    with pytest.raises(TypeError):
+        helper_evaluation.set_all_seeds(seed)
+    assert random.getstate() == before
