@@ -134,6 +134,20 @@ def test_show_examples_fills_its_15_cells_from_several_small_batches_in_order():
         show_examples(TinyNet(), [])
 
 
+@pytest.mark.parametrize("batch_size", [5, 15, 16])
+def test_show_examples_reads_no_batch_after_the_one_that_completes_its_15_images(batch_size):
+    """Every batch read is a forward pass: with BATCH_SIZE = 5, exactly three; the rest of the test set is not read."""
+    read = []
+
+    def loader():
+        for index in range(6):
+            read.append(index)
+            yield torch.rand(batch_size, 3, 8, 8), torch.arange(batch_size) % 10
+
+    show_examples(TinyNet(), loader())
+    assert len(read) == -(-15 // batch_size)
+
+
 def test_show_examples_draws_the_un_normalized_images():
     mean, std = (0.1, 0.5, 0.9), (0.2, 0.25, 0.5)  # different per channel, so a mix-up of channels shows too
     seen = torch.rand(3, 3, 8, 8)  # what the eye should see, in [0, 1]
