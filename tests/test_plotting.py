@@ -275,6 +275,16 @@ def test_confident_mistakes_of_a_model_without_mistakes_says_so():
     assert print_figure(fig, "png")  # what Jupyter displays: nothing at all for a figure without axes
 
 
+def test_confident_mistakes_without_mistakes_is_one_frameless_axes_with_one_sentence():
+    """The figure holds a single axes, without frame or ticks, that says in words that every image was right."""
+    all_right = [(images, torch.zeros_like(labels)) for images, labels in graded_images()]
+    fig = show_confident_mistakes(ConfidentlyWrong(), all_right, subtitle=SMOKE)
+    [ax] = fig.axes
+    assert not ax.axison
+    assert [text.get_text() for text in ax.texts] == ["Every image was classified correctly."]
+    assert fig.get_suptitle() == f"No mistakes in these images\n{SMOKE}"
+
+
 def test_confident_mistakes_grid_has_no_blank_rows_when_there_are_few_mistakes():
     three_wrong = [(images, torch.tensor([1, 1, 1] + [0] * (len(images) - 3))) for images, _ in graded_images(count=8)]
     fig = show_confident_mistakes(ConfidentlyWrong(), three_wrong, num_images=15)  # model predicts 0 for all
