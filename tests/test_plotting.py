@@ -466,6 +466,15 @@ def test_run_comparison_legend_stands_beside_the_plot_and_names_a_diverged_run()
     assert legend.get_window_extent().x1 <= fig.bbox.x1  # and not cut off
 
 
+def test_run_comparison_legend_starts_at_the_top_of_the_plot_and_stays_in_the_figure():
+    """Beside the plot, its first line level with the plot's top: anchored lower, a long legend runs off the bottom."""
+    histories = {f"run-{i}": make_history(f"run-{i}", [30.0 + i, 40.0 + i]) for i in range(7)}
+    fig = plot_run_comparison(histories)
+    fig.savefig(io.BytesIO(), format="png")  # lays the figure out
+    legend, ax = fig.axes[0].get_legend().get_window_extent(), fig.axes[0].get_window_extent()
+    assert legend.y1 == pytest.approx(ax.y1, abs=2) and legend.y0 >= fig.bbox.y0
+
+
 # --- your own picture --------------------------------------------------------------------------
 
 
