@@ -8,6 +8,7 @@ import torch
 from conftest import TinyNet, lecture_test_transforms
 from PIL import Image
 
+import helper_dataset
 import helper_evaluation
 from helper_dataset import CIFAR10_CLASSES, load_image, to_rgb
 from helper_evaluation import classify_image, predict_batches
@@ -166,9 +167,91 @@ def test_a_dark_16_bit_picture_stays_dark_and_a_transparent_colour_in_rgb_or_gre
     assert np.asarray(to_rgb(unit_floats))[0, :, 0].tolist() == [0, 128, 255]
 
 
+# --- each rule of to_rgb's range guess, and load_image's damaged-file errors ---------------------------
+
+
+def grey_of(array):
+    """The red channel of ``to_rgb`` of a grey image made from ``array`` (mode "I" for int32, "F" for float32)."""
+    return np.asarray(to_rgb(Image.fromarray(array)))[..., 0].tolist()
+
+
+def test_32_bit_grey_up_to_255_is_taken_as_8_bit():
+    """Mode "I" (how older Pillow opens 8-bit and 16-bit PNGs alike) with 255 as its brightest pixel is 8-bit grey:
+    255 stays white (read as 16 bits it would be nearly black)."""
+    assert grey_of(np.array([[0, 128, 255]], dtype=np.int32)) == [[0, 128, 255]]
+
+
+def test_integer_grey_up_to_1_is_not_taken_for_floats_in_0_to_1():
+    """Only floats (mode "F") can mean 0..1: a 32-bit grey image of 0s and 1s is nearly black, not black and white."""
+    assert grey_of(np.array([[0, 1]], dtype=np.int32)) == [[0, 1]]
+
+
+def test_deep_grey_range_is_guessed_from_the_brightest_pixel_not_the_average():
+    """A dark 32-bit scan with one bright spot is 16-bit: 1000 of 65535 is nearly black, not clipped to white."""
+    grey = np.zeros((1, 302), dtype=np.int32)
+    grey[0, -2:] = [1000, 65535]  # the average, 220, is below 255; the brightest pixel is not
+    assert grey_of(grey)[0][-3:] == [0, 4, 255]
+
+
+def test_every_16_bit_value_becomes_the_nearest_8_bit_value():
+    """v -> round(v * 255 / 65535) for all 65536 values: 65535 is white, and no value is off by one."""
+    values = np.arange(65536, dtype=np.uint16).reshape(256, 256)
+    expected = np.round(values.astype(np.float64) * 255 / 65535).astype(np.uint8)
+    np.testing.assert_array_equal(np.asarray(to_rgb(Image.fromarray(values)))[..., 0], expected)
+
+
+def test_negative_32_bit_grey_is_black_not_wrapped_around():
+    """Mode "I" holds signed integers: below 0 is as dark as 0 (cast to 8 bits unclipped, -5 would be 251, white)."""
+    assert grey_of(np.array([[-5, 0, 200]], dtype=np.int32)) == [[0, 0, 200]]
+
+
+def test_32_bit_grey_beyond_16_bits_is_white_not_wrapped_to_black():
+    """Mode "I" can hold values above 65535: they are clipped to white (255), not cast past 255 back to black."""
+    assert grey_of(np.array([[0, 65535, 70000]], dtype=np.int32)) == [[0, 255, 255]]
+
+
+def test_deep_grey_keeps_its_rows_in_place():
+    """A 16-bit picture brighter at the top stays brighter at the top (every other test image was one row high)."""
+    top_bright = np.array([[65535, 65535], [0, 0]], dtype=np.uint16)
+    assert np.asarray(to_rgb(Image.fromarray(top_bright)))[..., 0].tolist() == [[255, 255], [0, 0]]
+
+
+def test_a_palette_image_with_an_alpha_channel_is_shown_on_white():
+    """Mode "PA" (palette plus alpha): a transparent pixel is white, whatever its palette colour (here red)."""
+    image = Image.new("PA", (2, 1))
+    image.putpalette([0, 0, 0, 255, 0, 0] + [0] * 762)
+    image.putpixel((0, 0), (1, 0))  # red, fully transparent
+    image.putpixel((1, 0), (1, 255))  # red, opaque
+    assert np.asarray(to_rgb(image))[0].tolist() == [[255, 255, 255], [255, 0, 0]]
+
+
+@pytest.mark.parametrize("error", [SyntaxError("broken PNG file"), ValueError("tile cannot extend outside image")])
+def test_damage_pil_reports_as_syntax_or_value_error_names_the_file(tmp_path, monkeypatch, error):
+    """PIL reports some damaged files with SyntaxError or ValueError, not OSError: these name the file too."""
+    Image.new("RGB", (4, 4)).save(tmp_path / "photo.png")
+
+    def fails_to_decode(image):
+        raise error
+
+    monkeypatch.setattr(helper_dataset, "to_rgb", fails_to_decode)
+    with pytest.raises(ValueError, match=r"photo.png' is damaged .*Delete or replace this file"):
+        load_image(tmp_path / "photo.png")
+
+
 def test_a_numpy_integer_seed_seeds_python_numpy_and_torch():
     """RANDOM_SEED computed with NumPy passes the settings check; Python's random.seed would refuse it."""
     helper_evaluation.set_all_seeds(np.int64(7))
     first = (random.random(), np.random.rand(), torch.rand(1).item())
     helper_evaluation.set_all_seeds(7)
     assert (random.random(), np.random.rand(), torch.rand(1).item()) == first
+
+
+@pytest.mark.parametrize("seed", [1.5, "7"])
+def test_a_seed_that_is_not_a_whole_number_is_refused_before_anything_is_seeded(seed):
+    """RANDOM_SEED = 1.5 or "7" is an error (int() would quietly make 1.5 the seed 1), raised before Python's,
+    NumPy's or torch's generator is touched, so no generator is left seeded differently from the others."""
+    random.seed(0)
+    before = random.getstate()
+    with pytest.raises(TypeError):
+        helper_evaluation.set_all_seeds(seed)
+    assert random.getstate() == before

@@ -134,6 +134,20 @@ def test_show_examples_fills_its_15_cells_from_several_small_batches_in_order():
         show_examples(TinyNet(), [])
 
 
+@pytest.mark.parametrize("batch_size", [5, 15, 16])
+def test_show_examples_reads_no_batch_after_the_one_that_completes_its_15_images(batch_size):
+    """Every batch read is a forward pass: with BATCH_SIZE = 5, exactly three; the rest of the test set is not read."""
+    read = []
+
+    def loader():
+        for index in range(6):
+            read.append(index)
+            yield torch.rand(batch_size, 3, 8, 8), torch.arange(batch_size) % 10
+
+    show_examples(TinyNet(), loader())
+    assert len(read) == -(-15 // batch_size)
+
+
 def test_show_examples_draws_the_un_normalized_images():
     mean, std = (0.1, 0.5, 0.9), (0.2, 0.25, 0.5)  # different per channel, so a mix-up of channels shows too
     seen = torch.rand(3, 3, 8, 8)  # what the eye should see, in [0, 1]
@@ -259,6 +273,16 @@ def test_confident_mistakes_of_a_model_without_mistakes_says_so():
     assert fig.get_suptitle() == "No mistakes in these images"
     assert not [ax for ax in fig.axes if ax.get_images()] and fig.get_size_inches()[1] < 2  # no page of blank cells
     assert print_figure(fig, "png")  # what Jupyter displays: nothing at all for a figure without axes
+
+
+def test_confident_mistakes_without_mistakes_is_one_frameless_axes_with_one_sentence():
+    """The figure holds a single axes, without frame or ticks, that says in words that every image was right."""
+    all_right = [(images, torch.zeros_like(labels)) for images, labels in graded_images()]
+    fig = show_confident_mistakes(ConfidentlyWrong(), all_right, subtitle=SMOKE)
+    [ax] = fig.axes
+    assert not ax.axison
+    assert [text.get_text() for text in ax.texts] == ["Every image was classified correctly."]
+    assert fig.get_suptitle() == f"No mistakes in these images\n{SMOKE}"
 
 
 def test_confident_mistakes_grid_has_no_blank_rows_when_there_are_few_mistakes():
@@ -440,6 +464,15 @@ def test_run_comparison_legend_stands_beside_the_plot_and_names_a_diverged_run()
     assert legend.get_window_extent().x0 > ax.get_window_extent().x1  # right of the plot, not over it
     assert legend.get_texts()[-1].get_text() == "learning_rate=10 (diverged in epoch 1)"
     assert legend.get_window_extent().x1 <= fig.bbox.x1  # and not cut off
+
+
+def test_run_comparison_legend_starts_at_the_top_of_the_plot_and_stays_in_the_figure():
+    """Beside the plot, its first line level with the plot's top: anchored lower, a long legend runs off the bottom."""
+    histories = {f"run-{i}": make_history(f"run-{i}", [30.0 + i, 40.0 + i]) for i in range(7)}
+    fig = plot_run_comparison(histories)
+    fig.savefig(io.BytesIO(), format="png")  # lays the figure out
+    legend, ax = fig.axes[0].get_legend().get_window_extent(), fig.axes[0].get_window_extent()
+    assert legend.y1 == pytest.approx(ax.y1, abs=2) and legend.y0 >= fig.bbox.y0
 
 
 # --- your own picture --------------------------------------------------------------------------

@@ -5,11 +5,15 @@ import re
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
+import helper_train
 from benchmarks.notebook_code import code_cells
 from helper_evaluation import choose_device
+from helper_train import setting_problem
 from tests.test_notebooks import NOTEBOOKS, ROOT
 
 
@@ -364,3 +368,62 @@ def test_a_model_rebuilt_after_the_run_folder_was_chosen_is_refused_by_the_train
     with pytest.raises(RunMismatchError, match=r"folder was chosen for other settings(.|\n)*  model: "):
         training_cell_after(namespace, notebook)
     assert not (namespace["RUN_DIR"] / "history.json").exists()
+
+
+# --- settings computed with NumPy or pathlib, paths that only look like paths, each message's fix -------
+
+
+def test_numpy_numbers_count_as_numbers():
+    """A learning rate or Dropout2d share computed with NumPy (np.float32, np.int64) is a number and runs."""
+    for name, value in [("LEARNING_RATE", np.float32(0.01)), ("LEARNING_RATE", np.int64(1)),
+                        ("DROPOUT2D", np.float32(0.25)), ("DROPOUT2D", np.int64(0))]:
+        assert setting_problem(name, value) is None, (name, value)
+
+
+def test_path_settings_may_be_pathlib_paths(tmp_path):
+    """DATA_ROOT = Path("data") is as good a path as "data"; only the form (quotes) of non-paths is refused."""
+    Image.new("RGB", (8, 8)).save(tmp_path / "cat.png")
+    for name, value in [("DATA_ROOT", tmp_path / "data"), ("RESULTS_DIR", tmp_path / "results"),
+                        ("MY_IMAGE", tmp_path / "cat.png")]:
+        assert setting_problem(name, value) is None, name
+
+
+def test_a_path_starting_with_a_tilde_is_refused_in_every_form():
+    """Python expands neither "~/data" nor "~alice/data" nor "~": each would make a folder named "~"."""
+    for value in ("~/cifar10", "~alice/cifar10", "~"):
+        assert "does not expand '~'" in setting_problem("DATA_ROOT", value), value
+
+
+def test_my_image_as_a_plain_http_address_is_named_a_web_address():
+    """Not only https: an http:// address is refused as a web address too, with the fix (download it)."""
+    assert "a web address is not a file: download the picture" in setting_problem("MY_IMAGE",
+                                                                                   "http://example.com/cat.jpg")
+
+
+def test_batch_size_and_epochs_messages_quote_each_ones_own_lecture_value():
+    """The fix names the lecture's value of the setting refused: 256 for BATCH_SIZE, 50 for NUM_EPOCHS."""
+    assert setting_problem("BATCH_SIZE", 0).endswith("The lecture uses 256.")
+    assert setting_problem("NUM_EPOCHS", 0).endswith("The lecture uses 50.")
+
+
+@pytest.mark.parametrize("value", [1.5, 2.0, "2", True])
+def test_num_workers_must_be_a_whole_number(value):
+    """DataLoader(num_workers=1.5) fails only once the data are loaded; "2" (quotes) is refused, not a TypeError."""
+    assert "a whole number of at least 0" in setting_problem("NUM_WORKERS", value)
+
+
+def test_the_results_folder_check_leaves_nothing_behind(tmp_path):
+    """The write test's file is removed again: a student's RESULTS_DIR holds only the runs' folders."""
+    assert setting_problem("RESULTS_DIR", str(tmp_path / "results")) is None
+    assert list((tmp_path / "results").iterdir()) == []
+
+
+def test_a_results_folder_that_exists_but_refuses_writes_is_refused_with_the_reason(tmp_path, monkeypatch):
+    """An existing folder on a read-only disk (or another user's) passes mkdir; only writing a file shows the problem.
+    The system's reason is quoted, so the student sees why."""
+    def refuse(path, write):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(helper_train, "save_atomically", refuse)
+    problem = setting_problem("RESULTS_DIR", str(tmp_path))
+    assert problem is not None and "Cannot write to RESULTS_DIR" in problem and "Permission denied" in problem

@@ -340,6 +340,28 @@ def test_a_diverged_run_keeps_its_record_up_to_the_explosion(tmp_path):
     assert history["stopped"] == "diverged in epoch 2"  # so the run table says why it has no test accuracy
 
 
+def test_a_run_without_checkpoints_that_diverges_records_why_it_stopped_with_its_settings(tmp_path, monkeypatch):
+    """A smoke test (CHECKPOINTS = False) keeps only its history: the record of a run that explodes says so, and still
+    names its run and settings, so the run table and the comparison list it as the run it was."""
+    original, calls = helper_train.train_one_epoch, []
+
+    def explodes_in_epoch_2(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise TrainingDivergedError("The loss became inf in epoch 2")
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(helper_train, "train_one_epoch", explodes_in_epoch_2)
+    model, optimizer, _, data, settings = setup()
+    history_file = tmp_path / "smoke-lecture-abcdef" / HISTORY_FILE
+    with pytest.raises(TrainingDivergedError):
+        train_model(model, 3, *data, optimizer, "cpu", history_file=history_file, run_settings=settings)
+    history = json.loads(history_file.read_text())
+    assert history["stopped"] == "diverged in epoch 2" and len(history["valid_acc"]) == 1
+    assert history["run_name"] == "smoke-lecture-abcdef" and history["settings"] == settings
+    assert history["identity"]["setting: learning_rate"] == "0.05"
+
+
 def test_checkpoints_off_in_a_folder_with_a_checkpoint_says_it_starts_over(tmp_path, capsys):
     (tmp_path / "lecture-000000").mkdir()
     identity = identity_of()
@@ -359,8 +381,34 @@ def test_same_settings_run_again_without_checkpoints_say_they_replace_the_earlie
     (folder / HISTORY_FILE).write_text("{}")
     helper_train.choose_run_folder(tmp_path, identity, {}, checkpoints=False)
     out = capsys.readouterr().out
-    assert "ran here before without checkpoints: this run starts from scratch and replaces" in out
+    assert "ran here before without checkpoints: this run starts from scratch and replaces that run's history " \
+           "and figures" in out  # says what is lost (not only that it "replaces")
     assert "not trained before" not in out
+
+
+def test_a_checkpointed_run_of_the_same_settings_says_it_continues(tmp_path, capsys):
+    """With checkpoints on, a folder holding a checkpoint (and the history beside it) is continued, and says so;
+    "checkpoints are off" is said only when they are."""
+    identity = identity_of()
+    folder = helper_train.choose_run_folder(tmp_path, identity, {})
+    folder.mkdir()
+    (folder / CHECKPOINT_FILE).write_bytes(b"")
+    (folder / HISTORY_FILE).write_text("{}")
+    capsys.readouterr()
+    helper_train.choose_run_folder(tmp_path, identity, {}, checkpoints=True)
+    out = capsys.readouterr().out
+    assert "a checkpoint of exactly these settings is there: the run continues where it stopped" in out
+    assert "checkpoints are off" not in out and "without checkpoints" not in out
+
+
+def test_an_empty_run_folder_counts_as_not_trained_before(tmp_path, capsys):
+    """A folder without a history (a run stopped before its first epoch ended) has no earlier run to replace."""
+    identity = identity_of()
+    helper_train.choose_run_folder(tmp_path, identity, {}).mkdir()
+    capsys.readouterr()
+    helper_train.choose_run_folder(tmp_path, identity, {}, checkpoints=False)
+    out = capsys.readouterr().out
+    assert "a configuration not trained before" in out and "ran here before" not in out
 
 
 # --- what the identity records (review 2: each test fails when its part of the identity is dropped or mixed up) ---
