@@ -92,6 +92,20 @@ enough for VGG-16 to learn them visibly in the smoke test's 3 epochs of batches 
 # 2a. One image file ------------------------------------------------------------
 
 
+def deep_grey_to_rgb(image: Image.Image) -> Image.Image:
+    """A 16-bit, 32-bit or floating-point grey image as 8-bit RGB (see ``to_rgb``), a transparent grey on white."""
+    grey = np.asarray(image, dtype=np.float64)
+    brightest = grey.max()
+    if image.mode.startswith("I;16") or brightest > 255:
+        full_scale = 65535.0
+    else:
+        full_scale = 1.0 if image.mode == "F" and brightest <= 1 else 255.0
+    scaled = np.clip(grey * 255.0 / full_scale, 0, 255).round().astype(np.uint8)
+    if "transparency" in image.info:  # a PNG may mark one grey value as transparent, as 8-bit images do
+        scaled[grey == image.info["transparency"]] = 255
+    return Image.fromarray(scaled).convert("RGB")
+
+
 def to_rgb(image: Image.Image) -> Image.Image:
     """``image`` as 8-bit RGB, as an image viewer shows it: transparent parts on white, deep grey scaled to 8 bits.
 
@@ -102,13 +116,7 @@ def to_rgb(image: Image.Image) -> Image.Image:
     guessed from the brightest pixel: up to 1 (floats only), up to 255, else 16 bits.
     """
     if image.mode.startswith("I") or image.mode == "F":
-        grey = np.asarray(image, dtype=np.float64)
-        brightest = grey.max()
-        if image.mode.startswith("I;16") or brightest > 255:
-            full_scale = 65535.0
-        else:
-            full_scale = 1.0 if image.mode == "F" and brightest <= 1 else 255.0
-        return Image.fromarray(np.clip(grey * 255.0 / full_scale, 0, 255).round().astype(np.uint8)).convert("RGB")
+        return deep_grey_to_rgb(image)
     if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:  # an alpha channel, or a transparent colour
         rgba = image.convert("RGBA")
         return Image.alpha_composite(Image.new("RGBA", rgba.size, "white"), rgba).convert("RGB")

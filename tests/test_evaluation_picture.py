@@ -255,3 +255,11 @@ def test_a_seed_that_is_not_a_whole_number_is_refused_before_anything_is_seeded(
     with pytest.raises(TypeError):
         helper_evaluation.set_all_seeds(seed)
     assert random.getstate() == before
+
+
+def test_a_transparent_grey_value_in_a_16_bit_png_is_shown_on_white_as_in_an_8_bit_one(tmp_path):
+    """A 16-bit grey PNG with a transparent value loaded that pixel as black, unlike the same 8-bit picture."""
+    Image.fromarray(np.array([[0, 65535, 30000]], np.uint16)).save(tmp_path / "k16.png", transparency=30000)
+    Image.fromarray(np.array([[0, 255, 117]], np.uint8)).save(tmp_path / "k8.png", transparency=117)
+    assert np.asarray(load_image(tmp_path / "k16.png"))[0].tolist() == [[0] * 3, [255] * 3, [255] * 3]
+    assert np.asarray(load_image(tmp_path / "k8.png"))[0].tolist() == [[0] * 3, [255] * 3, [255] * 3]
