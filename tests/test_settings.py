@@ -427,3 +427,18 @@ def test_a_results_folder_that_exists_but_refuses_writes_is_refused_with_the_rea
     monkeypatch.setattr(helper_train, "save_atomically", refuse)
     problem = setting_problem("RESULTS_DIR", str(tmp_path))
     assert problem is not None and "Cannot write to RESULTS_DIR" in problem and "Permission denied" in problem
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS)
+def test_the_final_weights_are_saved_only_for_a_finished_run(notebook, tmp_path, capsys):
+    """Interrupted in epoch 2 of 3, then the cells below run: the interrupted weights are not filed as final ones."""
+    from conftest import TinyNet
+
+    namespace = {"SMOKE_TEST": False, "NUM_EPOCHS": 3, "RUN_DIR": tmp_path, "model": TinyNet(), "torch": torch,
+                 "valid_acc_list": [50.0]}
+    exec(cell_containing(notebook, "save_atomically(RUN_DIR"), namespace)
+    assert not (tmp_path / "vgg16-cifar10.pt").exists()
+    assert "Training stopped after 1 of 3 epochs" in capsys.readouterr().out
+    namespace["valid_acc_list"] = [50.0, 60.0, 70.0]
+    exec(cell_containing(notebook, "save_atomically(RUN_DIR"), namespace)
+    assert (tmp_path / "vgg16-cifar10.pt").exists()
