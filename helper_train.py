@@ -434,7 +434,7 @@ def check_same_run(path: Path, saved: Mapping[str, str] | None, current: Mapping
         )
 
 
-RERUN_CELLS = ("In the notebook, run the cells from the settings cell down to the training cell again "
+RERUN_CELLS = ("In the notebook, run the cells above the training cell again, from the settings cell down "
                "(Jupyter: select the training cell, then Run > Run All Above Selected Cell; "
                "Colab: Runtime > Run before), then the training cell.")
 
