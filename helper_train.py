@@ -467,7 +467,8 @@ def settings_mismatches(settings: Mapping[str, object], model: torch.nn.Module, 
     again would train objects of the old settings under the new settings' name, or the other
     way round. Four settings can be read back from the objects: the batch size from the
     training loader, the learning rate the optimizer was built with, the image size of a batch
-    (``image_size``) and the model's Dropout2d rate. Settings that are absent are not checked.
+    (``image_size``) and the model's Dropout2d rate (the largest ``nn.Dropout2d`` module's;
+    a functional ``F.dropout2d`` in ``forward`` is not seen). Settings that are absent are not checked.
     """
     found = {
         "batch_size": (describe_loader(train_loader)["batch_size"], "the training loader's batch size is {}"),
@@ -479,7 +480,7 @@ def settings_mismatches(settings: Mapping[str, object], model: torch.nn.Module, 
     for name, (actual, description) in found.items():
         if name not in settings or not is_real_number(actual) or not is_real_number(settings[name]):
             continue
-        if not math.isclose(float(settings[name]), float(actual), rel_tol=1e-9, abs_tol=0.0):
+        if not math.isclose(float(settings[name]), float(actual), rel_tol=1e-6):  # np.float32(0.001) is 0.001
             problems.append(f"  {name} = {plain_number(settings[name])!r} in the run's settings, but "
                             + description.format(plain_number(actual)))
     return problems
@@ -493,6 +494,8 @@ def check_objects_match_settings(settings: Mapping[str, object] | None, model: t
         raise RunMismatchError(
             "The model, optimizer or data were not built with the run's settings:\n" + "\n".join(problems) + "\n"
             "A setting was probably changed and only some of the cells below it were run again. " + RERUN_CELLS
+            + " If you built them this way on purpose (your own transforms or model), set the setting in the "
+            "parameters cell to what they do, so that the run is recorded and named for what it trains."
         )
 
 
@@ -1178,12 +1181,15 @@ def train_model(
     checkpoint = folder / CHECKPOINT_FILE if folder is not None else None
     first_epoch = resume_if_possible(checkpoint, resume, model, optimizer, scheduler, scaler, history, num_epochs,
                                      identity)
-    if first_epoch == 0 and history_path is not None:
+    if first_epoch > 0:
+        mark_as_trained(model)  # it holds the checkpoint's trained weights now
+    elif history_path is not None:
         check_fresh_start(optimizer, model)
-    mark_as_trained(model)  # from here on its weights are trained ones (or a checkpoint's)
 
     def step(features, targets):
-        return training_step(forward, features, targets, optimizer, device, policy, scaler)
+        loss = training_step(forward, features, targets, optimizer, device, policy, scaler)
+        mark_as_trained(model)  # after its first step, not before: a run stopped earlier may simply start again
+        return loss
 
     run_info = make_run_info(history_path, run_settings, identity, device, policy.amp_dtype, len(train_loader))
     writer = CheckpointWriter(folder, device) if folder is not None else None
@@ -1250,13 +1256,15 @@ def report_interrupt(model, writer: CheckpointWriter | None, folder: Path | None
     if epochs_complete >= num_epochs:
         stopped += ", in the test pass"
     print(f"\nTraining {stopped}. The history so far is returned, so the plots below still work.")
-    if folder is None:
-        print("Checkpoints are off for this run, so it cannot be continued: to train it again, run the notebook "
-              "again from the Reproducibility cell (the seeds) down.")
-        return stopped
-    finish_writing(writer)
-    saved = save_atomically(folder / INTERRUPTED_MODEL_FILE, lambda path: torch.save(model.state_dict(), path))
-    print(f"The weights at the moment of the interrupt are in '{saved}'. "
-          f"Run the training again with the same settings to resume from the last saved epoch "
-          f"(checkpoint '{folder / CHECKPOINT_FILE}').")
+    if folder is not None:
+        finish_writing(writer)
+        saved = save_atomically(folder / INTERRUPTED_MODEL_FILE, lambda path: torch.save(model.state_dict(), path))
+        print(f"The weights at the moment of the interrupt are in '{saved}'.")
+    if folder is not None and (folder / CHECKPOINT_FILE).exists():
+        print(f"Run the training again with the same settings to resume from the last saved epoch "
+              f"(checkpoint '{folder / CHECKPOINT_FILE}').")
+    else:
+        print(("Checkpoints are off for this run" if folder is None else "No epoch of this run was saved yet")
+              + ", so it cannot be continued: to train it again, run the notebook again from the Reproducibility "
+              "cell (the seeds) down.")
     return stopped

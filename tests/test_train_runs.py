@@ -4,6 +4,7 @@ import json
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from conftest import TinyNet, lecture_test_transforms, lecture_train_transforms
@@ -562,3 +563,33 @@ def test_a_model_that_only_loaded_a_finished_checkpoint_counts_as_trained(tmp_pa
     with pytest.raises(RuntimeError, match="already been trained"):
         train_model(model, 1, *data, torch.optim.SGD(model.parameters(), lr=0.01), "cpu",
                     checkpoint_dir=tmp_path / "b")
+
+
+def test_a_model_stopped_before_its_first_step_may_start_again(tmp_path):
+    """Interrupted at the first batch (or a loader error): the weights are still the seed's, so a retry is allowed."""
+
+    class StopAtOnce:
+        def __init__(self, loader):
+            self.loader = loader
+
+        def __len__(self):
+            return len(self.loader)
+
+        def __iter__(self):
+            raise KeyboardInterrupt
+            yield
+
+    model, optimizer, scheduler, (train_loader, valid_loader, test_loader), _ = setup()
+    train_model(model, 1, StopAtOnce(train_loader), valid_loader, test_loader, optimizer, "cpu", scheduler=scheduler,
+                history_file=tmp_path / HISTORY_FILE)
+    _, _, valid_acc = train_model(model, 1, train_loader, valid_loader, test_loader, optimizer, "cpu",
+                                  scheduler=scheduler, history_file=tmp_path / HISTORY_FILE)
+    assert len(valid_acc) == 1
+
+
+def test_a_learning_rate_computed_in_float32_matches_the_optimizers_and_a_mismatch_names_both_ways_out():
+    model, optimizer, _, (train_loader, _, _), _ = setup(lr=0.001)
+    assert helper_train.settings_mismatches({"learning_rate": np.float32(0.001)}, model, optimizer, train_loader,
+                                            64) == []
+    with pytest.raises(RunMismatchError, match=r"Run All Above Selected Cell(.|\n)*on purpose(.|\n)*parameters cell"):
+        helper_train.check_objects_match_settings({"learning_rate": 0.002}, model, optimizer, train_loader, 64)

@@ -544,3 +544,14 @@ def test_the_last_checkpoint_is_complete_before_the_test_pass_starts(tmp_path, m
     model, optimizer, _ = fresh()
     train_model(model, 1, train_loader, valid_loader, test_loader, optimizer, "cpu", checkpoint_dir=tmp_path)
     assert on_disk_at_test_pass == [1]
+
+
+def test_a_run_interrupted_before_its_first_checkpoint_is_not_told_to_resume(tmp_path, capsys):
+    """Checkpoints on, stopped in epoch 1: there is no checkpoint to resume from, and the message says so."""
+    model, optimizer, scheduler = fresh()
+    train_loader, valid_loader, test_loader = loaders()
+    train_model(model, 2, InterruptAt(train_loader, epoch=1, batch=5), valid_loader, test_loader, optimizer, "cpu",
+                scheduler=scheduler, checkpoint_dir=tmp_path)
+    out = capsys.readouterr().out
+    assert "No epoch of this run was saved yet, so it cannot be continued" in out and "resume" not in out
+    assert (tmp_path / INTERRUPTED_MODEL_FILE).exists() and not (tmp_path / CHECKPOINT_FILE).exists()
