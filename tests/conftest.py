@@ -34,6 +34,27 @@ def lecture_test_transforms():
     )
 
 
+class InterruptAt:
+    """A training loader that raises KeyboardInterrupt at one batch of one epoch, like Jupyter's stop button.
+
+    train_model iterates it twice per epoch (training, then the training accuracy): the interrupt
+    comes in the training pass of ``epoch`` (1-based), before batch ``batch`` (0-based) is yielded.
+    """
+
+    def __init__(self, loader, epoch, batch):
+        self.loader, self.epoch, self.batch, self.calls = loader, epoch, batch, 0
+
+    def __len__(self):
+        return len(self.loader)
+
+    def __iter__(self):
+        self.calls += 1
+        for index, item in enumerate(self.loader):
+            if self.calls == 2 * self.epoch - 1 and index == self.batch:
+                raise KeyboardInterrupt
+            yield item
+
+
 class TinyNet(torch.nn.Module):
     """A few thousand parameters: learns the synthetic task in seconds on a CPU."""
 

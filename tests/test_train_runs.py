@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import TinyNet, lecture_test_transforms, lecture_train_transforms
+from conftest import InterruptAt, TinyNet, lecture_test_transforms, lecture_train_transforms
 from torchvision import transforms
 
 import helper_train
@@ -305,21 +305,8 @@ def test_a_change_in_the_models_code_is_a_new_run():
 def test_a_recorded_run_never_starts_from_an_already_trained_model(tmp_path, capsys):
     """Interrupted in epoch 1 (nothing saved), then only the training cell is run again."""
 
-    class StopInEpoch1:
-        def __init__(self, loader):
-            self.loader = loader
-
-        def __len__(self):
-            return len(self.loader)
-
-        def __iter__(self):
-            for index, batch in enumerate(self.loader):
-                if index == 3:
-                    raise KeyboardInterrupt
-                yield batch
-
     model, optimizer, scheduler, (train_loader, valid_loader, test_loader), _ = setup()
-    train_model(model, 2, StopInEpoch1(train_loader), valid_loader, test_loader, optimizer, "cpu",
+    train_model(model, 2, InterruptAt(train_loader, epoch=1, batch=3), valid_loader, test_loader, optimizer, "cpu",
                 scheduler=scheduler, checkpoint_dir=tmp_path)
     assert not (tmp_path / CHECKPOINT_FILE).exists()
     with pytest.raises(RuntimeError, match="already taken steps.*from the top"):
@@ -568,20 +555,9 @@ def test_a_model_that_only_loaded_a_finished_checkpoint_counts_as_trained(tmp_pa
 def test_a_model_stopped_before_its_first_step_may_start_again(tmp_path):
     """Interrupted at the first batch (or a loader error): the weights are still the seed's, so a retry is allowed."""
 
-    class StopAtOnce:
-        def __init__(self, loader):
-            self.loader = loader
-
-        def __len__(self):
-            return len(self.loader)
-
-        def __iter__(self):
-            raise KeyboardInterrupt
-            yield
-
     model, optimizer, scheduler, (train_loader, valid_loader, test_loader), _ = setup()
-    train_model(model, 1, StopAtOnce(train_loader), valid_loader, test_loader, optimizer, "cpu", scheduler=scheduler,
-                history_file=tmp_path / HISTORY_FILE)
+    train_model(model, 1, InterruptAt(train_loader, epoch=1, batch=0), valid_loader, test_loader, optimizer, "cpu",
+                scheduler=scheduler, history_file=tmp_path / HISTORY_FILE)
     _, _, valid_acc = train_model(model, 1, train_loader, valid_loader, test_loader, optimizer, "cpu",
                                   scheduler=scheduler, history_file=tmp_path / HISTORY_FILE)
     assert len(valid_acc) == 1

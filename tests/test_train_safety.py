@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import TinyNet, lecture_test_transforms, lecture_train_transforms
+from conftest import InterruptAt, TinyNet, lecture_test_transforms, lecture_train_transforms
 
 import helper_train
 from helper_dataset import get_dataloaders_cifar10
@@ -135,23 +135,6 @@ def test_finished_checkpoint_only_evaluates(tmp_path, capsys):
     assert again == first
     out = capsys.readouterr().out
     assert out.count("Batch 0000") == 1 and "Test accuracy" in out
-
-
-class InterruptAt:
-    """A training loader that raises KeyboardInterrupt at one batch of one epoch, like Jupyter's stop button."""
-
-    def __init__(self, loader, epoch, batch):
-        self.loader, self.epoch, self.batch, self.calls = loader, epoch, batch, 0
-
-    def __len__(self):
-        return len(self.loader)
-
-    def __iter__(self):
-        self.calls += 1
-        for index, item in enumerate(self.loader):
-            if self.calls == 2 * self.epoch - 1 and index == self.batch:
-                raise KeyboardInterrupt
-            yield item
 
 
 def test_interrupt_returns_the_history_so_far_and_saves(tmp_path, capsys):
