@@ -177,9 +177,6 @@ def test_settings_that_can_run_pass(notebook, machine, tmp_path):
 
 def test_my_image_that_cannot_be_read_is_refused_before_the_data(machine, tmp_path):
     """Not after 50 epochs of training, in the notebook's last cell."""
-    import numpy as np
-    from PIL import Image
-
     machine(gpus=0)
     with pytest.raises(ValueError, match="MY_IMAGE = .*No image file at .*Or set MY_IMAGE = None"):
         run_settings_cells(NOTEBOOKS[0], MY_IMAGE=str(tmp_path / "my_cat.jpg"))
@@ -342,13 +339,11 @@ def training_cell_after(namespace, notebook):
 def test_a_setting_changed_without_running_the_cells_below_it_is_refused_by_the_training_cell(notebook, machine,
                                                                                               tmp_path):
     """IMAGE_SIZE 64 -> 32, then only the parameters, settings and training cells: the data are still 64x64."""
-    from helper_train import RunMismatchError
-
     machine(gpus=0)
     namespace = run_folder_cell(notebook, tmp_path, SMOKE_TEST=True)
     rerun = run_settings_cells(notebook, RESULTS_DIR=str(tmp_path), SMOKE_TEST=True, IMAGE_SIZE=32)
     namespace.update({name: value for name, value in rerun.items() if name.isupper()})
-    with pytest.raises(RunMismatchError, match=r"image_size(.|\n)*Run All Above Selected Cell"):
+    with pytest.raises(helper_train.RunMismatchError, match=r"image_size(.|\n)*Run All Above Selected Cell"):
         training_cell_after(namespace, notebook)
     assert not (namespace["RUN_DIR"] / "history.json").exists()
 
@@ -358,14 +353,12 @@ def test_a_model_rebuilt_after_the_run_folder_was_chosen_is_refused_by_the_train
     """The model and optimizer cells run again, the run-folder cell not: the run would be filed under the old run."""
     from conftest import TinyNet
 
-    from helper_train import RunMismatchError
-
     machine(gpus=0)
     namespace = run_folder_cell(notebook, tmp_path, SMOKE_TEST=True)
     namespace["model"] = torch.nn.Sequential(TinyNet())
     namespace["optimizer"] = torch.optim.SGD(namespace["model"].parameters(), lr=namespace["LEARNING_RATE"],
                                              momentum=0.9)
-    with pytest.raises(RunMismatchError, match=r"folder was chosen for other settings(.|\n)*  model: "):
+    with pytest.raises(helper_train.RunMismatchError, match=r"folder was chosen for other settings(.|\n)*  model: "):
         training_cell_after(namespace, notebook)
     assert not (namespace["RUN_DIR"] / "history.json").exists()
 
