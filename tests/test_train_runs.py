@@ -554,7 +554,6 @@ def test_a_model_that_only_loaded_a_finished_checkpoint_counts_as_trained(tmp_pa
 
 def test_a_model_stopped_before_its_first_step_may_start_again(tmp_path):
     """Interrupted at the first batch (or a loader error): the weights are still the seed's, so a retry is allowed."""
-
     model, optimizer, scheduler, (train_loader, valid_loader, test_loader), _ = setup()
     train_model(model, 1, InterruptAt(train_loader, epoch=1, batch=0), valid_loader, test_loader, optimizer, "cpu",
                 scheduler=scheduler, history_file=tmp_path / HISTORY_FILE)
