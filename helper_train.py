@@ -63,6 +63,8 @@ the last complete epoch may already be 1e15 and worthless.
 """
 
 LIVE_PLOT_MAX_SHARE = 0.05  # the live plot may take at most this share of the training time (see LivePlot)
+PACE_STEPS = 5  # the training steps timed after the first (which includes one-off set-up) to foresee a long run
+LONG_RUN_SECONDS = 3600.0  # a run whose training steps alone will take longer than this gets a warning
 
 LECTURE_SETTINGS = {
     "seed": 123,
@@ -83,6 +85,10 @@ class TrainingDivergedError(RuntimeError):
 
 class TrainingStalledWarning(UserWarning):
     """After a few epochs the model still guesses: accuracy near chance level, loss near ln(num_classes)."""
+
+
+class LongRunWarning(UserWarning):
+    """The run's first training steps show that it will take hours on this device."""
 
 
 class RunMismatchError(RuntimeError):
@@ -952,6 +958,64 @@ def warn_if_stalled(epoch_losses: list[float], valid_acc: float, num_classes: in
             )
 
 
+def format_duration(seconds: float) -> str:
+    """A long time in words a student reads at a glance: minutes up to two hours, then hours."""
+    if seconds < 2 * 3600:
+        return f"{seconds / 60:.0f} minutes"
+    return f"{seconds / 3600:.0f} hours"
+
+
+def warn_if_long(seconds_per_step: float, steps_left: int, device: torch.device) -> None:
+    """Warn when the training steps still to come will take more than ``LONG_RUN_SECONDS``.
+
+    On a laptop CPU, or on Colab without a GPU, the lecture's 50 epochs take a day or more
+    (VGG-16 at 64x64 trains about 30 images/s on a 2-core CPU), and the first per-epoch
+    line would come only after half an hour. The estimate counts the training steps
+    only, so the run takes at least this long (each epoch also has its evaluation passes).
+    """
+    seconds_left = seconds_per_step * steps_left
+    if seconds_left <= LONG_RUN_SECONDS:
+        return
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", LongRunWarning)  # also on a re-run of the same cell
+        warnings.warn(
+            f"This run will take long on {device.type}: a training step takes {seconds_per_step:.2f} s here, so the "
+            f"{steps_left:,} steps still to come take about {format_duration(seconds_left)}, and evaluating each "
+            "epoch adds to that. To check that the notebook runs, stop it and set SMOKE_TEST = True (about a "
+            "minute); for the real run use a CUDA GPU (on Colab: Runtime -> Change runtime type -> GPU), or "
+            "lower NUM_EPOCHS.",
+            LongRunWarning,
+            stacklevel=2,
+        )
+
+
+def finished_at(loss: torch.Tensor) -> float:
+    """The time at which the step that computed ``loss`` had finished (waits for the device, once)."""
+    loss.item()
+    return time.perf_counter()
+
+
+class PaceCheck:
+    """Times training steps 1 to ``PACE_STEPS`` of a run's first epoch and warns once if the run will take hours.
+
+    Step 0 is not timed: it includes one-off set-up (starting the DataLoader workers,
+    cuDNN's search for the fastest kernels). Reading the loss waits for the device, but
+    only twice per run, so the fast path still never waits at every step.
+    """
+
+    def __init__(self, steps_left: int, device: torch.device):
+        self.steps_left = steps_left  # training steps from the first timed one to the end of the run
+        self.device = device
+        self.start: float | None = None
+
+    def after_step(self, batch_idx: int, loss: torch.Tensor) -> None:
+        if batch_idx == 0:
+            self.start = finished_at(loss)
+        elif batch_idx == PACE_STEPS and self.start is not None:
+            seconds_per_step = (finished_at(loss) - self.start) / PACE_STEPS
+            warn_if_long(seconds_per_step, self.steps_left - PACE_STEPS, self.device)
+
+
 def running_in_jupyter() -> bool:
     """True inside a Jupyter (or Colab) kernel, where figures can be shown and updated inline."""
     try:
@@ -1013,11 +1077,13 @@ class LivePlot:
 
 
 def train_one_epoch(step: Callable, model, train_loader, epoch: int, num_epochs: int, logging_interval: int,
-                    minibatch_loss_list: list[float], loss_limit: float, epochs_saved: int) -> None:
+                    minibatch_loss_list: list[float], loss_limit: float, epochs_saved: int, *,
+                    pace: PaceCheck | None = None) -> None:
     """The lecture's inner loop: one pass over the training batches, logging every few batches.
 
     The losses stay on the device; they are read (and checked for divergence) in one
     transfer at each logging point and at the end of the epoch, not after every step.
+    ``pace`` times the first steps (in a run's first epoch) to warn of a run that takes hours.
     """
     model.train()
     num_batches = len(train_loader)
@@ -1026,6 +1092,8 @@ def train_one_epoch(step: Callable, model, train_loader, epoch: int, num_epochs:
     try:
         for batch_idx, (features, targets) in enumerate(train_loader):
             pending.append(step(features, targets))
+            if pace is not None:
+                pace.after_step(batch_idx, pending[-1])
             if not batch_idx % logging_interval:
                 record_losses(pending, batch_idx + 1 - len(pending), minibatch_loss_list, loss_limit, epoch,
                               num_batches, epochs_saved)
@@ -1199,8 +1267,9 @@ def train_model(
     try:
         for epoch in range(first_epoch, num_epochs):
             epoch_start = time.perf_counter()
+            pace = PaceCheck((num_epochs - epoch) * len(train_loader) - 1, device) if epoch == first_epoch else None
             train_one_epoch(step, model, train_loader, epoch, num_epochs, logging_interval, minibatch_loss_list,
-                            divergence_limit(num_classes), epochs_saved)
+                            divergence_limit(num_classes), epochs_saved, pace=pace)
             train_acc, valid_acc = evaluate_epoch(forward, train_loader, valid_loader, device, use_amp, epoch,
                                                   num_epochs, history)
             history["epoch_seconds"].append(time.perf_counter() - epoch_start)

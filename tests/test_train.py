@@ -13,7 +13,7 @@ from torchvision import transforms
 import helper_train
 from helper_dataset import get_dataloaders_cifar10, make_loader, make_synthetic_cifar10
 from helper_evaluation import device_policy, set_all_seeds
-from helper_train import TrainingStalledWarning, train_model
+from helper_train import LongRunWarning, TrainingStalledWarning, train_model
 
 
 def smoke_loaders(device=None, train_transforms=None, batch_size=32):
@@ -246,6 +246,74 @@ def test_stall_check_judges_the_losses_of_its_epoch_only(monkeypatch):
 
 def test_stall_warning_stays_silent_on_a_learning_run():
     assert shown(TrainingStalledWarning, lambda: run(epochs=2)) == []
+
+
+def test_long_run_warning_names_the_time_left_and_the_ways_out():
+    """The lecture's run on a 2-core CPU: 8.6 s per step of 256 images, 8,744 steps to go."""
+    with pytest.warns(LongRunWarning) as caught:
+        helper_train.warn_if_long(8.6, 8744, torch.device("cpu"))
+    message = str(caught[0].message)
+    assert "on cpu" in message and "8.60 s" in message and "8,744 steps" in message
+    assert "about 21 hours" in message  # 8.6 x 8,744 = 75,198 s
+    assert "SMOKE_TEST = True" in message and "Change runtime type -> GPU" in message and "NUM_EPOCHS" in message
+
+
+def test_long_run_warning_only_beyond_an_hour():
+    assert shown(LongRunWarning, lambda: helper_train.warn_if_long(0.1, 8744, torch.device("cuda"))) == []  # 15 min
+    assert shown(LongRunWarning, lambda: helper_train.warn_if_long(1.0, 3600, torch.device("cpu"))) == []  # the limit
+    with pytest.warns(LongRunWarning, match="about 60 minutes"):
+        helper_train.warn_if_long(1.0, 3601, torch.device("cpu"))
+
+
+def test_long_run_warning_shows_again_when_the_cell_runs_again():
+    """Python shows a warning once per code location by default; a student who re-runs the cell must see it again."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("default")
+        for _ in range(2):
+            helper_train.warn_if_long(8.6, 8744, torch.device("cpu"))
+    assert [w.category for w in caught] == [LongRunWarning, LongRunWarning]
+
+
+@pytest.mark.parametrize("seconds, words", [(3601, "60 minutes"), (5400, "90 minutes"), (7199, "120 minutes"),
+                                             (7200, "2 hours"), (75198, "21 hours")])
+def test_durations_read_as_minutes_up_to_two_hours_then_hours(seconds, words):
+    assert helper_train.format_duration(seconds) == words
+
+
+def steps_taking(monkeypatch, clock, seconds_per_step, first_step_seconds):
+    """Every training step moves the fake clock on: the first by ``first_step_seconds``, later ones by the other."""
+    original, steps = helper_train.training_step, []
+
+    def timed_step(*args, **kwargs):
+        clock.now += first_step_seconds if not steps else seconds_per_step
+        steps.append(clock.now)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(helper_train, "training_step", timed_step)
+
+
+@pytest.mark.parametrize("seconds_per_step, expect_warning", [(100.0, True), (50.0, False)])
+def test_a_run_whose_first_steps_are_slow_is_warned_once_with_the_steps_still_to_come(
+        monkeypatch, seconds_per_step, expect_warning):
+    """4 epochs of 18 steps: after steps 0 to 5 of the first epoch, 66 are left. At 100 s each that is 6,600 s
+    (warned); at 50 s, 3,300 s (not). Step 0 takes 10,000 s (set-up) and must not count."""
+    clock = FakeClock(monkeypatch)
+    steps_taking(monkeypatch, clock, seconds_per_step, first_step_seconds=10_000.0)
+    long_runs = shown(LongRunWarning, lambda: run(epochs=4))
+    if expect_warning:
+        assert len(long_runs) == 1
+        assert f"{seconds_per_step:.2f} s" in long_runs[0] and "66 steps" in long_runs[0]
+    else:
+        assert long_runs == []
+
+
+def test_a_resumed_run_counts_only_the_epochs_it_has_left(monkeypatch, tmp_path):
+    """Resumed after 3 of 4 epochs: 18 steps, 12 of them after the timed ones, at 1,000 s each: 12,000 s."""
+    run(epochs=3, checkpoint_dir=tmp_path)
+    clock = FakeClock(monkeypatch)
+    steps_taking(monkeypatch, clock, 1000.0, first_step_seconds=1.0)
+    with pytest.warns(LongRunWarning, match=r"the 12 steps still to come take about 3 hours"):
+        run(epochs=4, checkpoint_dir=tmp_path)
 
 
 def test_live_plot_is_shown_before_training_and_redrawn_after_each_epoch_line_before_its_checkpoint(
