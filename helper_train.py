@@ -1011,7 +1011,7 @@ class PaceCheck:
     def after_step(self, batch_idx: int, loss: torch.Tensor) -> None:
         if batch_idx == 0:
             self.start = finished_at(loss)
-        elif batch_idx == PACE_STEPS and self.start is not None:
+        elif batch_idx == PACE_STEPS:
             seconds_per_step = (finished_at(loss) - self.start) / PACE_STEPS
             warn_if_long(seconds_per_step, self.steps_left - PACE_STEPS, self.device)
 
@@ -1225,6 +1225,7 @@ def train_model(
     - ``live_plot``: in Jupyter, redraw the loss and accuracy curves after each epoch (after every
       few epochs where epochs are so short that drawing would slow the run; see ``LivePlot``).
     - ``stall_check_epoch``: after this epoch, warn if the model is still guessing (None: never).
+    - A run whose first training steps show that it will take over an hour warns (``LongRunWarning``).
     - Interrupting (Ctrl-C, Jupyter's stop button), also during a save or the final test
       pass, returns the history so far; a loss that explodes raises ``TrainingDivergedError``
       before the broken epoch is saved.
