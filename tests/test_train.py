@@ -244,6 +244,15 @@ def test_stall_check_judges_the_losses_of_its_epoch_only(monkeypatch):
     assert calls == [(losses[18:36], valid_acc[1], 10, 1)]
 
 
+def test_stall_warning_shows_again_when_the_cell_runs_again():
+    """Python shows a warning once per code location by default; a student who re-runs the cell must see it again."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("default")
+        for _ in range(2):
+            helper_train.warn_if_stalled([2.24] * 9, 6.25, 10, 1)
+    assert [w.category for w in caught] == [TrainingStalledWarning, TrainingStalledWarning]
+
+
 def test_stall_warning_stays_silent_on_a_learning_run():
     assert shown(TrainingStalledWarning, lambda: run(epochs=2)) == []
 
