@@ -270,3 +270,43 @@ def test_import_of_a_folder_without_a_gpu_run_names_what_to_pass_instead_of_a_tr
                             text=True, cwd=Path(__file__).resolve().parents[1])
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert "neither the archive run_on_gpu.sh packs" in result.stderr
+
+
+def test_claims_table_sorts_a_run_of_two_claims_by_its_first_claim_and_names_both():
+    """Both changes named (in the settings' order), joined by "; "; the row placed by its first claim in the lecture."""
+    runs = [history("seed=7-a", {**LECTURE, "seed": 7}, [50.0], 60.0),
+            history("image_size=32_seed=7-b", {**LECTURE, "image_size": 32, "seed": 7}, [50.0], 60.0),
+            history("dropout2d=0.2-c", {**LECTURE, "dropout2d": 0.2}, [50.0], 60.0)]
+    labels = [row.split(" | ")[0] for row in table(runs).splitlines()[2:]]
+    assert labels == ["| the main notebook, another seed (`RANDOM_SEED = 7`); the raw 32x32 images (`IMAGE_SIZE = 32`)",
+                      "| Dropout2d 0.2 (`DROPOUT2D = 0.2`)", "| the main notebook, another seed (`RANDOM_SEED = 7`)"]
+
+
+def test_claims_table_orders_two_runs_of_one_setting_by_their_names_whatever_the_files_order():
+    """The README's two 32x32 rows must not swap places when the runs are read in another order."""
+    runs = [history("image_size=32-b", {**LECTURE, "image_size": 32}, [50.0], 61.0),
+            history("image_size=32-a", {**LECTURE, "image_size": 32}, [50.0], 62.0)]
+    assert table(runs) == table(runs[::-1])
+    assert [row.split(" | ")[1] for row in table(runs).splitlines()[2:]] == ["62.00%", "61.00%"]
+
+
+def test_claims_table_reads_a_history_saved_before_checkpoint_times_were_recorded():
+    """An older history.json has no checkpoint_seconds: its training time is its epochs' time alone."""
+    run = history("lecture-a", LECTURE, [50.0, 60.0], 61.0)
+    del run["checkpoint_seconds"]
+    assert " | 1.00 min | " in table([run])
+
+
+def test_claims_table_prints_a_test_accuracy_of_zero_as_a_finished_run():
+    """0.0 is a test accuracy (a diverged run), not a missing one."""
+    assert "| 0.00% | 50.00% (1) |" in table([history("lecture-a", LECTURE, [50.0], 0.0)])
+
+
+def test_claims_table_script_prints_every_stored_run(tmp_path):
+    """The script reads each JSON file of --runs: none is left out of the table it prints."""
+    runs = [history("lecture-a", LECTURE, [50.0], 60.0), history("seed=7-b", {**LECTURE, "seed": 7}, [55.0], 65.0)]
+    for run in runs:
+        (tmp_path / f"{run['run_name']}.json").write_text(json.dumps(run))
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "claims_table.py"), "--runs", str(tmp_path)],
+                          capture_output=True, text=True, check=True)
+    assert done.stdout == table(runs) + "\n"
