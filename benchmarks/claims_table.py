@@ -43,7 +43,10 @@ def sort_key(settings: dict) -> int:
     """The lecture's order: as it is, 32x32, standardized, Dropout2d, another seed, float32, anything else."""
     order = [None, "image_size", "normalization", "dropout2d", "seed", "precision"]
     changed = [name for name in order[1:] if name in settings and LECTURE_SETTINGS.get(name) != settings[name]]
-    return order.index(changed[0]) if changed else 0
+    if changed:
+        return order.index(changed[0])
+    other = [name for name in LECTURE_SETTINGS if name in settings and LECTURE_SETTINGS[name] != settings[name]]
+    return len(order) if other else 0
 
 
 def run_numbers(run: dict) -> tuple[str, str, str]:

@@ -310,3 +310,13 @@ def test_claims_table_script_prints_every_stored_run(tmp_path):
     done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "claims_table.py"), "--runs", str(tmp_path)],
                           capture_output=True, text=True, check=True)
     assert done.stdout == table(runs) + "\n"
+
+
+def test_claims_table_puts_a_run_that_changes_another_setting_last_not_among_the_lectures_own():
+    """A run of batch size 128 is "anything else": after the claims, not sorted by name with the unchanged notebook."""
+    runs = [history("lecture-c", LECTURE, [50.0], 60.0), history("batch_size=128-a", {**LECTURE, "batch_size": 128},
+                                                                  [50.0], 60.0),
+            history("seed=7-b", {**LECTURE, "seed": 7}, [50.0], 60.0)]
+    labels = [row.split(" | ")[0] for row in table(runs).splitlines()[2:]]
+    assert labels == ["| the main notebook as it is", "| the main notebook, another seed (`RANDOM_SEED = 7`)",
+                      "| `batch_size = 128`"]
