@@ -28,6 +28,7 @@ LABELS = {  # a setting that differs from the lecture's -> how the table names t
     "seed": "the main notebook, another seed (`RANDOM_SEED = {value}`)",
     "precision": "the main notebook in float32 (`PRECISION = \"float32\"`)",
 }
+LABELLED_VALUES = {"image_size": 32, "normalization": "per-channel", "precision": "float32"}  # a label naming one value
 
 
 def row_label(settings: dict) -> str:
@@ -36,7 +37,8 @@ def row_label(settings: dict) -> str:
                if name in LECTURE_SETTINGS and LECTURE_SETTINGS[name] != value}
     if not changed:
         return "the main notebook as it is"
-    return "; ".join(LABELS.get(name, f"`{name} = {value!r}`").format(value=value) for name, value in changed.items())
+    return "; ".join(LABELS[name].format(value=value) if name in LABELS and LABELLED_VALUES.get(name, value) == value
+                     else f"`{name} = {value!r}`" for name, value in changed.items())
 
 
 def sort_key(settings: dict) -> int:

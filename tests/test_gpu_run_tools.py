@@ -320,3 +320,9 @@ def test_claims_table_puts_a_run_that_changes_another_setting_last_not_among_the
     labels = [row.split(" | ")[0] for row in table(runs).splitlines()[2:]]
     assert labels == ["| the main notebook as it is", "| the main notebook, another seed (`RANDOM_SEED = 7`)",
                       "| `batch_size = 128`"]
+
+
+def test_claims_table_names_an_image_size_other_than_32_as_it_is_not_as_the_raw_images():
+    """IMAGE_SIZE = 48 is neither the raw 32x32 images nor the lecture's 64: the row must say 48."""
+    [row] = table([history("image_size=48-a", {**LECTURE, "image_size": 48}, [50.0], 60.0)]).splitlines()[2:]
+    assert row.startswith("| `image_size = 48` | ")
