@@ -4,10 +4,13 @@ import hashlib
 import json
 import subprocess
 import sys
+import tarfile
+import tempfile
 from pathlib import Path
 
 import pytest
 
+from benchmarks import import_gpu_run
 from benchmarks.claims_table import table
 from benchmarks.import_gpu_run import commit_with_code, import_work, machine_facts
 
@@ -326,3 +329,102 @@ def test_claims_table_names_an_image_size_other_than_32_as_it_is_not_as_the_raw_
     """IMAGE_SIZE = 48 is neither the raw 32x32 images nor the lecture's 64: the row must say 48."""
     [row] = table([history("image_size=48-a", {**LECTURE, "image_size": 48}, [50.0], 60.0)]).splitlines()[2:]
     assert row.startswith("| `image_size = 48` | ")
+
+
+def test_code_lines_of_sha256sum_in_binary_mode_name_the_file_without_its_star(tmp_path):
+    """sha256sum -b writes "HASH *name": the file is still "name", so it can be compared with the commit's."""
+    fake_gpu_work(tmp_path / "work")
+    (tmp_path / "work" / "machine.txt").write_text(MACHINE + invocation(code=f"code: {'a' * 64} *helper_train.py\n"))
+    assert machine_facts(tmp_path / "work")["code"] == {"helper_train.py": "a" * 64}
+
+
+def test_the_readme_gives_the_first_invocations_date(tmp_path):
+    """The run began at the first invocation: a later one appended to the same work folder does not move the date."""
+    fake_gpu_work(tmp_path / "work")
+    machine = tmp_path / "work" / "machine.txt"
+    machine.write_text(machine.read_text() + invocation(steps="claims").replace("2026-11-26 09:00", "2026-11-27 10:00"))
+    import_work(tmp_path / "work", tmp_path / "reference-run")
+    assert "| date | 2026-11-26 09:00 UTC |" in (tmp_path / "reference-run" / "README.md").read_text()
+
+
+def test_a_recorded_commit_this_clone_lacks_is_replaced_by_the_short_commit_of_the_code_that_ran(tmp_path):
+    """The GPU machine's git named a commit unknown here, but the code's hashes are a commit's of this history."""
+    fake_gpu_work(tmp_path / "work")
+    (tmp_path / "work" / "machine.txt").write_text(MACHINE + invocation("0123456789abcdef", code_lines("HEAD")))
+    import_work(tmp_path / "work", tmp_path / "reference-run")
+    run = json.loads((tmp_path / "reference-run" / "runs" / "lecture-aaaaaa.json").read_text())
+    assert len(run["commit"]) == 7 and run["commit"] != "0123456" and code_lines(run["commit"]) == code_lines("HEAD")
+    assert run["code_matches_commit"] is True
+    assert (f"| commit | `{run['commit']}` (machine.txt names `0123456`; the SHA-256 of every code file that ran is "
+            "this commit's) |") in (tmp_path / "reference-run" / "README.md").read_text()
+
+
+def test_data_without_jpeg_files_is_not_called_the_jpeg_copy(tmp_path):
+    fake_gpu_work(tmp_path / "work")
+    machine = tmp_path / "work" / "machine.txt"
+    machine.write_text(machine.read_text().replace("60000 JPEG and 0 PNG", "0 JPEG and 0 PNG"))
+    import_work(tmp_path / "work", tmp_path / "reference-run")
+    readme = (tmp_path / "reference-run" / "README.md").read_text()
+    assert "| data | recorded: image folders in /tmp/cifar10: 0 JPEG and 0 PNG files |" in readme
+    assert "quality 75" not in readme
+
+
+def test_import_copies_the_benchmark_and_profile_and_the_scripts_records(tmp_path):
+    """benchmark.json/.log, profile.json/.log, machine.txt, times.txt and skipped.txt all reach reference-run/."""
+    fake_gpu_work(tmp_path / "work")
+    names = ["benchmark.json", "benchmark.log", "profile.json", "profile.log", "skipped.txt"]
+    for name in names:
+        (tmp_path / "work" / name).write_text(name)
+    written = import_work(tmp_path / "work", tmp_path / "reference-run")
+    for name in [*names, "machine.txt", "times.txt"]:
+        target = tmp_path / "reference-run" / name
+        assert target in written and target.read_text() == (tmp_path / "work" / name).read_text()
+
+
+def test_only_the_png_figures_of_a_run_folder_go_to_figures(tmp_path):
+    """The run folder also holds history.json (and checkpoints): figures/ gets the PNG files alone."""
+    fake_gpu_work(tmp_path / "work")
+    import_work(tmp_path / "work", tmp_path / "reference-run")
+    figures = tmp_path / "reference-run" / "figures" / "vgg16-cifar10"
+    assert sorted(path.name for path in figures.iterdir()) == ["plot_accuracy.png"]
+
+
+def import_main(monkeypatch, tmp_path, source):
+    """import_gpu_run.py's command line, importing into tmp_path/repo/reference-run instead of the repository's."""
+    (tmp_path / "repo").mkdir(exist_ok=True)
+    (tmp_path / "tmp").mkdir(exist_ok=True)
+    monkeypatch.setattr(import_gpu_run, "ROOT", tmp_path / "repo")
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    monkeypatch.setattr(sys, "argv", ["import_gpu_run.py", str(source)])
+    import_gpu_run.main()
+    return tmp_path / "repo" / "reference-run"
+
+
+def test_import_script_reads_the_archive_run_on_gpu_packs(tmp_path, monkeypatch):
+    """PACK=... packs the work folder's contents (tar czf FILE -C WORK .): the import finds them at the top."""
+    fake_gpu_work(tmp_path / "work")
+    with tarfile.open(tmp_path / "gpu-run.tgz", "w:gz") as archive:
+        archive.add(tmp_path / "work", arcname=".")
+    target = import_main(monkeypatch, tmp_path, tmp_path / "gpu-run.tgz")
+    assert sorted(p.name for p in (target / "runs").iterdir()) == [
+        "dropout2d=0.2-bbbbbb.json", "lecture-aaaaaa.json", "seed=7-cccccc.json"]
+    assert (target / "README.md").exists() and (target / "vgg16-cifar10.ipynb").exists()
+
+
+def test_import_script_reads_a_work_folder(tmp_path, monkeypatch):
+    fake_gpu_work(tmp_path / "work")
+    target = import_main(monkeypatch, tmp_path, tmp_path / "work")
+    assert (target / "runs" / "lecture-aaaaaa.json").exists() and (target / "machine.txt").exists()
+
+
+def test_import_script_refuses_an_archive_member_that_would_land_outside_its_folder(tmp_path, monkeypatch):
+    """The archive comes from another machine: a member named ../x must not be written next to the unpacked folder."""
+    fake_gpu_work(tmp_path / "work")
+    (tmp_path / "escaped.txt").write_text("outside")
+    with tarfile.open(tmp_path / "gpu-run.tgz", "w:gz") as archive:
+        archive.add(tmp_path / "work", arcname=".")
+        archive.add(tmp_path / "escaped.txt", arcname="../escaped.txt")
+    (tmp_path / "escaped.txt").unlink()
+    with pytest.raises(tarfile.FilterError):
+        import_main(monkeypatch, tmp_path, tmp_path / "gpu-run.tgz")
+    assert not (tmp_path / "escaped.txt").exists() and not (tmp_path / "repo" / "reference-run").exists()
