@@ -428,3 +428,24 @@ def test_import_script_refuses_an_archive_member_that_would_land_outside_its_fol
     with pytest.raises(tarfile.FilterError):
         import_main(monkeypatch, tmp_path, tmp_path / "gpu-run.tgz")
     assert not (tmp_path / "escaped.txt").exists() and not (tmp_path / "repo" / "reference-run").exists()
+
+
+def test_invocations_that_ran_different_code_are_refused_like_two_commits(tmp_path):
+    """A file edited between two invocations into one work folder: the runs did not all run one commit's code.
+
+    Keeping the first invocation's hashes alone let the README say every code file that ran was one commit's.
+    """
+    fake_gpu_work(tmp_path / "work")
+    (tmp_path / "work" / "machine.txt").write_text(
+        MACHINE + invocation(code=code_lines("HEAD")) + invocation(code=code_lines("HEAD", change="helper_train.py"),
+                                                                   steps="claims"))
+    with pytest.raises(ValueError, match=r"ran different code \(helper_train\.py\)"):
+        import_work(tmp_path / "work", tmp_path / "reference-run")
+    assert not (tmp_path / "reference-run").exists()
+
+
+def test_invocations_that_ran_the_same_code_are_imported_together(tmp_path):
+    fake_gpu_work(tmp_path / "work")
+    (tmp_path / "work" / "machine.txt").write_text(
+        MACHINE + invocation(code=code_lines("HEAD")) + invocation(code=code_lines("HEAD"), steps="claims"))
+    assert set(machine_facts(tmp_path / "work")["code"]) == {"helper_train.py", "vgg16-cifar10.ipynb"}
