@@ -449,3 +449,14 @@ def test_invocations_that_ran_the_same_code_are_imported_together(tmp_path):
     (tmp_path / "work" / "machine.txt").write_text(
         MACHINE + invocation(code=code_lines("HEAD")) + invocation(code=code_lines("HEAD"), steps="claims"))
     assert set(machine_facts(tmp_path / "work")["code"]) == {"helper_train.py", "vgg16-cifar10.ipynb"}
+
+
+def test_uncommitted_changes_outside_the_hashed_code_are_still_named_in_the_readme(tmp_path):
+    """The recorded commit is here and every hashed file matches it, but git saw uncommitted changes: say so."""
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    fake_gpu_work(tmp_path / "work")
+    (tmp_path / "work" / "machine.txt").write_text(MACHINE + invocation(head.strip(), code_lines("HEAD")).replace(
+        "(from RUN_COMMIT)\n", "(from RUN_COMMIT)\nuncommitted: ?? .whl/\n"))
+    import_work(tmp_path / "work", tmp_path / "reference-run")
+    assert (f"(machine.txt names `{head[:7]}` with uncommitted changes; the SHA-256 of every code file that ran is "
+            "this commit's) |") in (tmp_path / "reference-run" / "README.md").read_text()
