@@ -460,3 +460,12 @@ def test_uncommitted_changes_outside_the_hashed_code_are_still_named_in_the_read
     import_work(tmp_path / "work", tmp_path / "reference-run")
     assert (f"(machine.txt names `{head[:7]}` with uncommitted changes; the SHA-256 of every code file that ran is "
             "this commit's) |") in (tmp_path / "reference-run" / "README.md").read_text()
+
+
+def test_the_whole_notebooks_time_keeps_its_tenths_of_a_minute(tmp_path):
+    """210 s is 3.5 min, not 3.0 (whole minutes)."""
+    fake_gpu_work(tmp_path / "work")
+    times = tmp_path / "work" / "times.txt"
+    times.write_text(times.read_text().replace("exit status 0, 183 s", "exit status 0, 210 s"))
+    import_work(tmp_path / "work", tmp_path / "reference-run")
+    assert "| 1.50 min | 3.5 min | [figures]" in (tmp_path / "reference-run" / "README.md").read_text()
