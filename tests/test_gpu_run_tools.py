@@ -469,3 +469,11 @@ def test_the_whole_notebooks_time_keeps_its_tenths_of_a_minute(tmp_path):
     times.write_text(times.read_text().replace("exit status 0, 183 s", "exit status 0, 210 s"))
     import_work(tmp_path / "work", tmp_path / "reference-run")
     assert "| 1.50 min | 3.5 min | [figures]" in (tmp_path / "reference-run" / "README.md").read_text()
+
+
+def test_a_run_whose_code_could_not_be_compared_is_recorded_as_unknown_not_as_matching(tmp_path):
+    """No "code:" lines in machine.txt: code_matches_commit is None in runs/, neither True nor False."""
+    fake_gpu_work(tmp_path / "work")
+    import_work(tmp_path / "work", tmp_path / "reference-run")
+    for path in (tmp_path / "reference-run" / "runs").glob("*.json"):
+        assert json.loads(path.read_text())["code_matches_commit"] is None
