@@ -55,14 +55,15 @@ def run_numbers(run: dict) -> tuple[str, str, str]:
     """A run's test accuracy, best validation accuracy with its epoch, and training time, as the tables print them.
 
     The best epoch is the first to reach the highest validation accuracy (the one whose weights
-    ``best_model.pt`` keeps); the training time counts the time the checkpoints held training.
+    ``best_model.pt`` keeps; "-" for a run stopped in its first epoch); the training time counts
+    the time the checkpoints held training.
     """
     valid = run["valid_acc"]
-    best = max(range(len(valid)), key=valid.__getitem__)
+    best = max(range(len(valid)), key=valid.__getitem__) if valid else None
     minutes = (sum(run["epoch_seconds"]) + sum(run.get("checkpoint_seconds", []))) / 60
     test = f"{run['test_acc']:.2f}%" if run.get("test_acc") is not None \
         else f"not finished: stopped after {len(valid)} epochs"
-    return test, f"{valid[best]:.2f}% ({best + 1})", f"{minutes:.2f} min"
+    return test, f"{valid[best]:.2f}% ({best + 1})" if best is not None else "-", f"{minutes:.2f} min"
 
 
 def table(runs: list[dict]) -> str:

@@ -477,3 +477,10 @@ def test_a_run_whose_code_could_not_be_compared_is_recorded_as_unknown_not_as_ma
     import_work(tmp_path / "work", tmp_path / "reference-run")
     for path in (tmp_path / "reference-run" / "runs").glob("*.json"):
         assert json.loads(path.read_text())["code_matches_commit"] is None
+
+
+def test_claims_table_shows_a_run_that_stopped_before_its_first_epoch_ended():
+    """train_model writes history.json also for a run that diverged (or was interrupted) in epoch 1: no crash."""
+    [row] = table([history("seed=7-a", {**LECTURE, "seed": 7}, [], None)]).splitlines()[2:]
+    assert row.startswith("| the main notebook, another seed (`RANDOM_SEED = 7`) | not finished: stopped after 0 "
+                          "epochs | - | 0.00 min | ")
