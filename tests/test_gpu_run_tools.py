@@ -484,3 +484,9 @@ def test_claims_table_shows_a_run_that_stopped_before_its_first_epoch_ended():
     [row] = table([history("seed=7-a", {**LECTURE, "seed": 7}, [], None)]).splitlines()[2:]
     assert row.startswith("| the main notebook, another seed (`RANDOM_SEED = 7`) | not finished: stopped after 0 "
                           "epochs | - | 0.00 min | ")
+
+
+def test_claims_table_ignores_recorded_settings_the_lecture_has_no_value_for():
+    """Only LECTURE_SETTINGS name a run (as train_model names its folder): an extra recorded key changes nothing."""
+    [row] = table([history("lecture-a", {**LECTURE, "num_workers": 4}, [50.0], 60.0)]).splitlines()[2:]
+    assert row.startswith("| the main notebook as it is | ")
