@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from benchmarks.notebook_code import code_cells, parse_override, run
+from benchmarks.notebook_code import cells_defining, code_cells, parse_override, run
 from tests.test_notebooks import NOTEBOOKS, ROOT
 
 
@@ -70,3 +70,13 @@ def test_the_script_runs_a_notebook_from_another_folder_with_its_helpers_and_eve
                            f"OUT={tmp_path / 'seen.txt'}"], cwd=tmp_path / "elsewhere", capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "seen.txt").read_text() == "(2, 5, 3, '__main__')"
+
+
+def test_cells_defining_runs_the_parameters_cell_and_the_named_cells_only(tmp_path):
+    """The benchmark's transforms read IMAGE_SIZE from the parameters cell; the training cells must not run."""
+    notebook = write_notebook(tmp_path / "tiny.ipynb", [
+        ("IMAGE_SIZE = 48", ["parameters"]),
+        ("class Net(object):\n    size = IMAGE_SIZE", []),
+        ('raise RuntimeError("a cell that was not asked for ran")', []),
+    ])
+    assert cells_defining(notebook, "class Net(")["Net"].size == 48
