@@ -490,3 +490,12 @@ def test_claims_table_ignores_recorded_settings_the_lecture_has_no_value_for():
     """Only LECTURE_SETTINGS name a run (as train_model names its folder): an extra recorded key changes nothing."""
     [row] = table([history("lecture-a", {**LECTURE, "num_workers": 4}, [50.0], 60.0)]).splitlines()[2:]
     assert row.startswith("| the main notebook as it is | ")
+
+
+def test_a_notebook_killed_before_its_run_wrote_a_history_is_described_not_a_crash(tmp_path):
+    """The notebook printed its run folder, but was stopped before history.json was written."""
+    fake_gpu_work(tmp_path / "work")
+    (tmp_path / "work" / "results" / "lecture-aaaaaa" / "history.json").unlink()
+    import_work(tmp_path / "work", tmp_path / "reference-run")
+    assert ("| [`vgg16-cifar10.ipynb`](vgg16-cifar10.ipynb) | `lecture-aaaaaa` | no history | - | - | - | 3.0 min "
+            "| [figures](figures/vgg16-cifar10/) |") in (tmp_path / "reference-run" / "README.md").read_text()
