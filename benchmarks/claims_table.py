@@ -28,6 +28,7 @@ LABELS = {  # a setting that differs from the lecture's -> how the table names t
     "seed": "the main notebook, another seed (`RANDOM_SEED = {value}`)",
     "precision": "the main notebook in float32 (`PRECISION = \"float32\"`)",
 }
+LABELLED_VALUES = {"image_size": 32, "normalization": "per-channel", "precision": "float32"}  # a label naming one value
 
 
 def row_label(settings: dict) -> str:
@@ -36,28 +37,33 @@ def row_label(settings: dict) -> str:
                if name in LECTURE_SETTINGS and LECTURE_SETTINGS[name] != value}
     if not changed:
         return "the main notebook as it is"
-    return "; ".join(LABELS.get(name, f"`{name} = {value!r}`").format(value=value) for name, value in changed.items())
+    return "; ".join(LABELS[name].format(value=value) if name in LABELS and LABELLED_VALUES.get(name, value) == value
+                     else f"`{name} = {value!r}`" for name, value in changed.items())
 
 
 def sort_key(settings: dict) -> int:
     """The lecture's order: as it is, 32x32, standardized, Dropout2d, another seed, float32, anything else."""
     order = [None, "image_size", "normalization", "dropout2d", "seed", "precision"]
     changed = [name for name in order[1:] if name in settings and LECTURE_SETTINGS.get(name) != settings[name]]
-    return order.index(changed[0]) if changed else 0
+    if changed:
+        return order.index(changed[0])
+    other = [name for name in LECTURE_SETTINGS if name in settings and LECTURE_SETTINGS[name] != settings[name]]
+    return len(order) if other else 0
 
 
 def run_numbers(run: dict) -> tuple[str, str, str]:
     """A run's test accuracy, best validation accuracy with its epoch, and training time, as the tables print them.
 
     The best epoch is the first to reach the highest validation accuracy (the one whose weights
-    ``best_model.pt`` keeps); the training time counts the time the checkpoints held training.
+    ``best_model.pt`` keeps; "-" for a run stopped in its first epoch); the training time counts
+    the time the checkpoints held training.
     """
     valid = run["valid_acc"]
-    best = max(range(len(valid)), key=valid.__getitem__)
+    best = max(range(len(valid)), key=valid.__getitem__) if valid else None
     minutes = (sum(run["epoch_seconds"]) + sum(run.get("checkpoint_seconds", []))) / 60
     test = f"{run['test_acc']:.2f}%" if run.get("test_acc") is not None \
         else f"not finished: stopped after {len(valid)} epochs"
-    return test, f"{valid[best]:.2f}% ({best + 1})", f"{minutes:.2f} min"
+    return test, f"{valid[best]:.2f}% ({best + 1})" if best is not None else "-", f"{minutes:.2f} min"
 
 
 def table(runs: list[dict]) -> str:

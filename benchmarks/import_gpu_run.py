@@ -42,9 +42,9 @@ def machine_facts(work: Path) -> dict:
     """What run_on_gpu.sh recorded in machine.txt: the card and software once, then a block per invocation.
 
     Returns the card, its driver, the software, the commit (one for all invocations: runs
-    made at two commits must be imported from two work folders), the SHA-256 of each code
-    file and any uncommitted changes, the first date, every command, the notebook options
-    and the data.
+    made at two commits must be imported from two work folders, and so must runs of edited
+    code), the SHA-256 of each code file and any uncommitted changes, the first date, every
+    command, the notebook options and the data.
     """
     lines = (work / "machine.txt").read_text().splitlines()
     header = next((i for i, line in enumerate(lines) if line.startswith("name, driver_version")), None)
@@ -58,10 +58,15 @@ def machine_facts(work: Path) -> dict:
     if len(commits) > 1:
         raise ValueError(f"{work / 'machine.txt'} records invocations at several commits ({', '.join(commits)}): "
                          "import the runs of each commit from a work folder of its own.")
-    code = {}
+    ran: dict[str, set[str]] = {}
     for entry in all_after("code: "):
         digest, _, name = entry.partition(" ")
-        code.setdefault(name.strip().lstrip("*"), digest)
+        ran.setdefault(name.strip().lstrip("*"), set()).add(digest)
+    edited = sorted(name for name, digests in ran.items() if len(digests) > 1)
+    if edited:
+        raise ValueError(f"{work / 'machine.txt'} records invocations that ran different code ({', '.join(edited)}): "
+                         "import the runs of each version from a work folder of its own.")
+    code = {name: digest for name, (digest,) in ran.items()}
     options = sorted(set(all_after("notebook options:")) - {"none"})
     return {"card": card[0], "driver": card[1] if len(card) > 1 else "unknown",
             "software": (all_after("python ") or ["unknown"])[0], "commit": commits[0] if commits else "unknown",

@@ -4,10 +4,13 @@ import hashlib
 import json
 import subprocess
 import sys
+import tarfile
+import tempfile
 from pathlib import Path
 
 import pytest
 
+from benchmarks import import_gpu_run
 from benchmarks.claims_table import table
 from benchmarks.import_gpu_run import commit_with_code, import_work, machine_facts
 
@@ -270,3 +273,229 @@ def test_import_of_a_folder_without_a_gpu_run_names_what_to_pass_instead_of_a_tr
                             text=True, cwd=Path(__file__).resolve().parents[1])
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert "neither the archive run_on_gpu.sh packs" in result.stderr
+
+
+def test_claims_table_sorts_a_run_of_two_claims_by_its_first_claim_and_names_both():
+    """Both changes named (in the settings' order), joined by "; "; the row placed by its first claim in the lecture."""
+    runs = [history("seed=7-a", {**LECTURE, "seed": 7}, [50.0], 60.0),
+            history("image_size=32_seed=7-b", {**LECTURE, "image_size": 32, "seed": 7}, [50.0], 60.0),
+            history("dropout2d=0.2-c", {**LECTURE, "dropout2d": 0.2}, [50.0], 60.0)]
+    labels = [row.split(" | ")[0] for row in table(runs).splitlines()[2:]]
+    assert labels == ["| the main notebook, another seed (`RANDOM_SEED = 7`); the raw 32x32 images (`IMAGE_SIZE = 32`)",
+                      "| Dropout2d 0.2 (`DROPOUT2D = 0.2`)", "| the main notebook, another seed (`RANDOM_SEED = 7`)"]
+
+
+def test_claims_table_orders_two_runs_of_one_setting_by_their_names_whatever_the_files_order():
+    """The README's two 32x32 rows must not swap places when the runs are read in another order."""
+    runs = [history("image_size=32-b", {**LECTURE, "image_size": 32}, [50.0], 61.0),
+            history("image_size=32-a", {**LECTURE, "image_size": 32}, [50.0], 62.0)]
+    assert table(runs) == table(runs[::-1])
+    assert [row.split(" | ")[1] for row in table(runs).splitlines()[2:]] == ["62.00%", "61.00%"]
+
+
+def test_claims_table_reads_a_history_saved_before_checkpoint_times_were_recorded():
+    """An older history.json has no checkpoint_seconds: its training time is its epochs' time alone."""
+    run = history("lecture-a", LECTURE, [50.0, 60.0], 61.0)
+    del run["checkpoint_seconds"]
+    assert " | 1.00 min | " in table([run])
+
+
+def test_claims_table_prints_a_test_accuracy_of_zero_as_a_finished_run():
+    """0.0 is a test accuracy (a diverged run), not a missing one."""
+    assert "| 0.00% | 50.00% (1) |" in table([history("lecture-a", LECTURE, [50.0], 0.0)])
+
+
+def test_claims_table_script_prints_every_stored_run(tmp_path):
+    """The script reads each JSON file of --runs: none is left out of the table it prints."""
+    runs = [history("lecture-a", LECTURE, [50.0], 60.0), history("seed=7-b", {**LECTURE, "seed": 7}, [55.0], 65.0)]
+    for run in runs:
+        (tmp_path / f"{run['run_name']}.json").write_text(json.dumps(run))
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "claims_table.py"), "--runs", str(tmp_path)],
+                          capture_output=True, text=True, check=True)
+    assert done.stdout == table(runs) + "\n"
+
+
+def test_claims_table_puts_a_run_that_changes_another_setting_last_not_among_the_lectures_own():
+    """A run of batch size 128 is "anything else": after the claims, not sorted by name with the unchanged notebook."""
+    runs = [history("lecture-c", LECTURE, [50.0], 60.0), history("batch_size=128-a", {**LECTURE, "batch_size": 128},
+                                                                  [50.0], 60.0),
+            history("seed=7-b", {**LECTURE, "seed": 7}, [50.0], 60.0)]
+    labels = [row.split(" | ")[0] for row in table(runs).splitlines()[2:]]
+    assert labels == ["| the main notebook as it is", "| the main notebook, another seed (`RANDOM_SEED = 7`)",
+                      "| `batch_size = 128`"]
+
+
+def test_claims_table_names_an_image_size_other_than_32_as_it_is_not_as_the_raw_images():
+    """IMAGE_SIZE = 48 is neither the raw 32x32 images nor the lecture's 64: the row must say 48."""
+    [row] = table([history("image_size=48-a", {**LECTURE, "image_size": 48}, [50.0], 60.0)]).splitlines()[2:]
+    assert row.startswith("| `image_size = 48` | ")
+
+
+def test_code_lines_of_sha256sum_in_binary_mode_name_the_file_without_its_star(tmp_path):
+    """sha256sum -b writes "HASH *name": the file is still "name", so it can be compared with the commit's."""
+    fake_gpu_work(tmp_path / "work")
+    (tmp_path / "work" / "machine.txt").write_text(MACHINE + invocation(code=f"code: {'a' * 64} *helper_train.py\n"))
+    assert machine_facts(tmp_path / "work")["code"] == {"helper_train.py": "a" * 64}
+
+
+def test_the_readme_gives_the_first_invocations_date(tmp_path):
+    """The run began at the first invocation: a later one appended to the same work folder does not move the date."""
+    fake_gpu_work(tmp_path / "work")
+    machine = tmp_path / "work" / "machine.txt"
+    machine.write_text(machine.read_text() + invocation(steps="claims").replace("2026-11-26 09:00", "2026-11-27 10:00"))
+    import_work(tmp_path / "work", tmp_path / "reference-run")
+    assert "| date | 2026-11-26 09:00 UTC |" in (tmp_path / "reference-run" / "README.md").read_text()
+
+
+def test_a_recorded_commit_this_clone_lacks_is_replaced_by_the_short_commit_of_the_code_that_ran(tmp_path):
+    """The GPU machine's git named a commit unknown here, but the code's hashes are a commit's of this history."""
+    fake_gpu_work(tmp_path / "work")
+    (tmp_path / "work" / "machine.txt").write_text(MACHINE + invocation("0123456789abcdef", code_lines("HEAD")))
+    import_work(tmp_path / "work", tmp_path / "reference-run")
+    run = json.loads((tmp_path / "reference-run" / "runs" / "lecture-aaaaaa.json").read_text())
+    assert len(run["commit"]) == 7 and run["commit"] != "0123456" and code_lines(run["commit"]) == code_lines("HEAD")
+    assert run["code_matches_commit"] is True
+    assert (f"| commit | `{run['commit']}` (machine.txt names `0123456`; the SHA-256 of every code file that ran is "
+            "this commit's) |") in (tmp_path / "reference-run" / "README.md").read_text()
+
+
+def test_data_without_jpeg_files_is_not_called_the_jpeg_copy(tmp_path):
+    fake_gpu_work(tmp_path / "work")
+    machine = tmp_path / "work" / "machine.txt"
+    machine.write_text(machine.read_text().replace("60000 JPEG and 0 PNG", "0 JPEG and 0 PNG"))
+    import_work(tmp_path / "work", tmp_path / "reference-run")
+    readme = (tmp_path / "reference-run" / "README.md").read_text()
+    assert "| data | recorded: image folders in /tmp/cifar10: 0 JPEG and 0 PNG files |" in readme
+    assert "quality 75" not in readme
+
+
+def test_import_copies_the_benchmark_and_profile_and_the_scripts_records(tmp_path):
+    """benchmark.json/.log, profile.json/.log, machine.txt, times.txt and skipped.txt all reach reference-run/."""
+    fake_gpu_work(tmp_path / "work")
+    names = ["benchmark.json", "benchmark.log", "profile.json", "profile.log", "skipped.txt"]
+    for name in names:
+        (tmp_path / "work" / name).write_text(name)
+    written = import_work(tmp_path / "work", tmp_path / "reference-run")
+    for name in [*names, "machine.txt", "times.txt"]:
+        target = tmp_path / "reference-run" / name
+        assert target in written and target.read_text() == (tmp_path / "work" / name).read_text()
+
+
+def test_only_the_png_figures_of_a_run_folder_go_to_figures(tmp_path):
+    """The run folder also holds history.json (and checkpoints): figures/ gets the PNG files alone."""
+    fake_gpu_work(tmp_path / "work")
+    import_work(tmp_path / "work", tmp_path / "reference-run")
+    figures = tmp_path / "reference-run" / "figures" / "vgg16-cifar10"
+    assert sorted(path.name for path in figures.iterdir()) == ["plot_accuracy.png"]
+
+
+def import_main(monkeypatch, tmp_path, source):
+    """import_gpu_run.py's command line, importing into tmp_path/repo/reference-run instead of the repository's."""
+    (tmp_path / "repo").mkdir(exist_ok=True)
+    (tmp_path / "tmp").mkdir(exist_ok=True)
+    monkeypatch.setattr(import_gpu_run, "ROOT", tmp_path / "repo")
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    monkeypatch.setattr(sys, "argv", ["import_gpu_run.py", str(source)])
+    import_gpu_run.main()
+    return tmp_path / "repo" / "reference-run"
+
+
+def test_import_script_reads_the_archive_run_on_gpu_packs(tmp_path, monkeypatch):
+    """PACK=... packs the work folder's contents (tar czf FILE -C WORK .): the import finds them at the top."""
+    fake_gpu_work(tmp_path / "work")
+    with tarfile.open(tmp_path / "gpu-run.tgz", "w:gz") as archive:
+        archive.add(tmp_path / "work", arcname=".")
+    target = import_main(monkeypatch, tmp_path, tmp_path / "gpu-run.tgz")
+    assert sorted(p.name for p in (target / "runs").iterdir()) == [
+        "dropout2d=0.2-bbbbbb.json", "lecture-aaaaaa.json", "seed=7-cccccc.json"]
+    assert (target / "README.md").exists() and (target / "vgg16-cifar10.ipynb").exists()
+
+
+def test_import_script_reads_a_work_folder(tmp_path, monkeypatch):
+    fake_gpu_work(tmp_path / "work")
+    target = import_main(monkeypatch, tmp_path, tmp_path / "work")
+    assert (target / "runs" / "lecture-aaaaaa.json").exists() and (target / "machine.txt").exists()
+
+
+def test_import_script_refuses_an_archive_member_that_would_land_outside_its_folder(tmp_path, monkeypatch):
+    """The archive comes from another machine: a member named ../x must not be written next to the unpacked folder."""
+    fake_gpu_work(tmp_path / "work")
+    (tmp_path / "escaped.txt").write_text("outside")
+    with tarfile.open(tmp_path / "gpu-run.tgz", "w:gz") as archive:
+        archive.add(tmp_path / "work", arcname=".")
+        archive.add(tmp_path / "escaped.txt", arcname="../escaped.txt")
+    (tmp_path / "escaped.txt").unlink()
+    with pytest.raises(tarfile.FilterError):
+        import_main(monkeypatch, tmp_path, tmp_path / "gpu-run.tgz")
+    assert not (tmp_path / "escaped.txt").exists() and not (tmp_path / "repo" / "reference-run").exists()
+
+
+def test_invocations_that_ran_different_code_are_refused_like_two_commits(tmp_path):
+    """A file edited between two invocations into one work folder: the runs did not all run one commit's code.
+
+    Keeping the first invocation's hashes alone let the README say every code file that ran was one commit's.
+    """
+    fake_gpu_work(tmp_path / "work")
+    (tmp_path / "work" / "machine.txt").write_text(
+        MACHINE + invocation(code=code_lines("HEAD")) + invocation(code=code_lines("HEAD", change="helper_train.py"),
+                                                                   steps="claims"))
+    with pytest.raises(ValueError, match=r"ran different code \(helper_train\.py\)"):
+        import_work(tmp_path / "work", tmp_path / "reference-run")
+    assert not (tmp_path / "reference-run").exists()
+
+
+def test_invocations_that_ran_the_same_code_are_imported_together(tmp_path):
+    fake_gpu_work(tmp_path / "work")
+    (tmp_path / "work" / "machine.txt").write_text(
+        MACHINE + invocation(code=code_lines("HEAD")) + invocation(code=code_lines("HEAD"), steps="claims"))
+    assert set(machine_facts(tmp_path / "work")["code"]) == {"helper_train.py", "vgg16-cifar10.ipynb"}
+
+
+def test_uncommitted_changes_outside_the_hashed_code_are_still_named_in_the_readme(tmp_path):
+    """The recorded commit is here and every hashed file matches it, but git saw uncommitted changes: say so."""
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    fake_gpu_work(tmp_path / "work")
+    (tmp_path / "work" / "machine.txt").write_text(MACHINE + invocation(head.strip(), code_lines("HEAD")).replace(
+        "(from RUN_COMMIT)\n", "(from RUN_COMMIT)\nuncommitted: ?? .whl/\n"))
+    import_work(tmp_path / "work", tmp_path / "reference-run")
+    assert (f"(machine.txt names `{head[:7]}` with uncommitted changes; the SHA-256 of every code file that ran is "
+            "this commit's) |") in (tmp_path / "reference-run" / "README.md").read_text()
+
+
+def test_the_whole_notebooks_time_keeps_its_tenths_of_a_minute(tmp_path):
+    """210 s is 3.5 min, not 3.0 (whole minutes)."""
+    fake_gpu_work(tmp_path / "work")
+    times = tmp_path / "work" / "times.txt"
+    times.write_text(times.read_text().replace("exit status 0, 183 s", "exit status 0, 210 s"))
+    import_work(tmp_path / "work", tmp_path / "reference-run")
+    assert "| 1.50 min | 3.5 min | [figures]" in (tmp_path / "reference-run" / "README.md").read_text()
+
+
+def test_a_run_whose_code_could_not_be_compared_is_recorded_as_unknown_not_as_matching(tmp_path):
+    """No "code:" lines in machine.txt: code_matches_commit is None in runs/, neither True nor False."""
+    fake_gpu_work(tmp_path / "work")
+    import_work(tmp_path / "work", tmp_path / "reference-run")
+    for path in (tmp_path / "reference-run" / "runs").glob("*.json"):
+        assert json.loads(path.read_text())["code_matches_commit"] is None
+
+
+def test_claims_table_shows_a_run_that_stopped_before_its_first_epoch_ended():
+    """train_model writes history.json also for a run that diverged (or was interrupted) in epoch 1: no crash."""
+    [row] = table([history("seed=7-a", {**LECTURE, "seed": 7}, [], None)]).splitlines()[2:]
+    assert row.startswith("| the main notebook, another seed (`RANDOM_SEED = 7`) | not finished: stopped after 0 "
+                          "epochs | - | 0.00 min | ")
+
+
+def test_claims_table_ignores_recorded_settings_the_lecture_has_no_value_for():
+    """Only LECTURE_SETTINGS name a run (as train_model names its folder): an extra recorded key changes nothing."""
+    [row] = table([history("lecture-a", {**LECTURE, "num_workers": 4}, [50.0], 60.0)]).splitlines()[2:]
+    assert row.startswith("| the main notebook as it is | ")
+
+
+def test_a_notebook_killed_before_its_run_wrote_a_history_is_described_not_a_crash(tmp_path):
+    """The notebook printed its run folder, but was stopped before history.json was written."""
+    fake_gpu_work(tmp_path / "work")
+    (tmp_path / "work" / "results" / "lecture-aaaaaa" / "history.json").unlink()
+    import_work(tmp_path / "work", tmp_path / "reference-run")
+    assert ("| [`vgg16-cifar10.ipynb`](vgg16-cifar10.ipynb) | `lecture-aaaaaa` | no history | - | - | - | 3.0 min "
+            "| [figures](figures/vgg16-cifar10/) |") in (tmp_path / "reference-run" / "README.md").read_text()

@@ -1,10 +1,12 @@
 """benchmarks/notebook_code.py: a notebook's code run without Jupyter, with papermill-like overrides."""
 
 import json
+import subprocess
+import sys
 
 import pytest
 
-from benchmarks.notebook_code import code_cells, parse_override, run
+from benchmarks.notebook_code import cells_defining, code_cells, parse_override, run
 from tests.test_notebooks import NOTEBOOKS, ROOT
 
 
@@ -18,6 +20,7 @@ def test_every_code_cell_compiles_once_the_ipython_lines_are_skipped(notebook):
 @pytest.mark.parametrize(("text", "expected"), [
     ("NUM_EPOCHS=50", ("NUM_EPOCHS", 50)), ("SMOKE_TEST=True", ("SMOKE_TEST", True)),
     ("DEVICE=cuda:0", ("DEVICE", "cuda:0")), ("DATA_ROOT=/data/cifar10", ("DATA_ROOT", "/data/cifar10")),
+    ("DATA_ROOT=/data/a=b", ("DATA_ROOT", "/data/a=b")),  # the name ends at the first "=", the value keeps the rest
 ])
 def test_an_override_is_a_python_literal_else_the_text_itself(text, expected):
     assert parse_override(text) == expected
@@ -51,3 +54,29 @@ def test_run_refuses_an_override_that_is_not_a_setting(tmp_path):
     with pytest.raises(SystemExit, match=r"Not settings of .*tiny\.ipynb: \['EPOCH'\]"):
         run(tiny_notebook(tmp_path), {"EPOCH": 5, "OUT": str(tmp_path / "seen.txt")})
     assert not (tmp_path / "seen.txt").exists()
+
+
+def test_the_script_runs_a_notebook_from_another_folder_with_its_helpers_and_every_override(tmp_path):
+    """As the docstring's command: the notebook's folder is on sys.path (its helper_*.py import), every NAME=value
+    after the notebook is applied, and the cells run as __main__ (as in Jupyter)."""
+    (tmp_path / "course").mkdir()
+    (tmp_path / "course" / "helper_here.py").write_text("VALUE = 3\n")
+    notebook = write_notebook(tmp_path / "course" / "tiny.ipynb", [
+        ("N = 1\nM = 1\nOUT = None", ["parameters"]),
+        ("import helper_here\nopen(OUT, 'w').write(repr((N, M, helper_here.VALUE, __name__)))", []),
+    ])
+    (tmp_path / "elsewhere").mkdir()
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "notebook_code.py"), str(notebook), "N=2", "M=5",
+                           f"OUT={tmp_path / 'seen.txt'}"], cwd=tmp_path / "elsewhere", capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "seen.txt").read_text() == "(2, 5, 3, '__main__')"
+
+
+def test_cells_defining_runs_the_parameters_cell_and_the_named_cells_only(tmp_path):
+    """The benchmark's transforms read IMAGE_SIZE from the parameters cell; the training cells must not run."""
+    notebook = write_notebook(tmp_path / "tiny.ipynb", [
+        ("IMAGE_SIZE = 48", ["parameters"]),
+        ("class Net(object):\n    size = IMAGE_SIZE", []),
+        ('raise RuntimeError("a cell that was not asked for ran")', []),
+    ])
+    assert cells_defining(notebook, "class Net(")["Net"].size == 48
