@@ -231,7 +231,15 @@ def printed_run_folder(notebook: Path) -> str | None:
 
 
 def import_work(work: Path, target: Path) -> list[Path]:
-    """Copy one GPU run's work folder into ``target`` (reference-run/); return the files written."""
+    """Copy one GPU run's work folder into ``target`` (reference-run/); return the files written.
+
+    Smoke-test runs (a dry run of run_on_gpu.sh on a CPU) are refused before anything is
+    copied: they check the code, and their accuracies would land in the README's table.
+    """
+    smoke = sorted(path.parent.name for path in (work / "results").glob("smoke-*/history.json"))
+    if smoke:
+        raise ValueError(f"{work} holds smoke-test runs ({', '.join(smoke)}): they check the code and measure "
+                         "nothing, so they are not imported. Import the work folder of a real GPU run.")
     facts, written = with_commit_of_code(machine_facts(work)), []
     matches, code_note = code_matches_commit(facts)
     target.mkdir(parents=True, exist_ok=True)

@@ -46,7 +46,10 @@ def cells_defining(notebook: str | Path, *names: str) -> dict:
 
 
 def parse_override(text: str) -> tuple[str, object]:
-    name, _, value = text.partition("=")
+    """``NAME=VALUE`` as (name, value): a Python literal where the value is one, else the text itself."""
+    name, equals, value = text.partition("=")
+    if not equals or not name.isidentifier():
+        raise SystemExit(f"{text!r} is not a setting: write NAME=VALUE, e.g. NUM_EPOCHS=5 or DEVICE=cuda:0.")
     try:
         return name, ast.literal_eval(value)
     except (ValueError, SyntaxError):

@@ -499,3 +499,14 @@ def test_a_notebook_killed_before_its_run_wrote_a_history_is_described_not_a_cra
     import_work(tmp_path / "work", tmp_path / "reference-run")
     assert ("| [`vgg16-cifar10.ipynb`](vgg16-cifar10.ipynb) | `lecture-aaaaaa` | no history | - | - | - | 3.0 min "
             "| [figures](figures/vgg16-cifar10/) |") in (tmp_path / "reference-run" / "README.md").read_text()
+
+
+def test_a_work_folder_with_smoke_test_runs_is_refused_before_anything_is_copied(tmp_path):
+    """A dry run on a CPU leaves smoke-* runs; imported, their accuracies would become rows of the README's table."""
+    fake_gpu_work(tmp_path / "work")
+    (tmp_path / "work" / "results" / "smoke-lecture-dddddd").mkdir()
+    (tmp_path / "work" / "results" / "smoke-lecture-dddddd" / "history.json").write_text(
+        json.dumps(history("smoke-lecture-dddddd", LECTURE, [90.0], 100.0)))
+    with pytest.raises(ValueError, match=r"smoke-test runs \(smoke-lecture-dddddd\)"):
+        import_work(tmp_path / "work", tmp_path / "reference-run")
+    assert not (tmp_path / "reference-run").exists()

@@ -26,6 +26,13 @@ def test_an_override_is_a_python_literal_else_the_text_itself(text, expected):
     assert parse_override(text) == expected
 
 
+@pytest.mark.parametrize("text", ["NUM_EPOCHS", "=5", "NUM EPOCHS=5"])
+def test_an_override_without_a_name_and_an_equals_sign_is_refused(text):
+    """Before: "NUM_EPOCHS" alone set NUM_EPOCHS to the empty string, and the run went on with it."""
+    with pytest.raises(SystemExit, match="NAME=VALUE"):
+        parse_override(text)
+
+
 def write_notebook(path, cells):
     """A notebook with the given (source, tags) code cells."""
     notebook = {"cells": [{"cell_type": "code", "source": source, "metadata": {"tags": tags}, "outputs": [],
