@@ -106,7 +106,10 @@ def make_pooling_deterministic(model: torch.nn.Module) -> int:
     """Replace every ``AdaptiveAvgPool2d`` in ``model`` with ``DeterministicAdaptiveAvgPool2d``; return how many.
 
     Found by module type, not by position, so it works for any model. Call it after
-    building the model when ``set_deterministic()`` is on and the model runs on CUDA.
+    building the model when ``set_deterministic()`` is on and the model runs on CUDA, and
+    for Apple's MPS, which has no kernel for adaptive average pooling whose sizes do not
+    divide (the notebooks' 2x2 feature map pooled to 3x3; at least PyTorch 2.11 to 2.14,
+    pytorch/pytorch#96056). It holds no weights, so checkpoints load into either model.
     """
     replaced = 0
     for parent in model.modules():

@@ -435,3 +435,60 @@ def test_the_final_weights_are_saved_only_for_a_finished_run(notebook, tmp_path,
     namespace["valid_acc_list"] = [50.0, 60.0, 70.0]
     exec(cell_containing(notebook, "save_atomically(RUN_DIR"), namespace)
     assert (tmp_path / "vgg16-cifar10.pt").exists()
+
+
+def without_adaptive_pooling_kernel(monkeypatch):
+    """Stand in for Apple's MPS: PyTorch 2.11 to 2.14 have no MPS kernel for adaptive average pooling whose sizes do
+    not divide (the VGG-16's 2x2 map to 3x3; torch.testing's MPS list marks it as an expected failure)."""
+    def refuse(input, output_size):
+        raise RuntimeError("Adaptive pool MPS: output sizes must be divisible by input sizes.")
+    monkeypatch.setattr(torch.nn.functional, "adaptive_avg_pool2d", refuse)
+
+
+def trains_and_predicts(model) -> bool:
+    """One forward and backward pass of a 64x64 batch, as training does: False if pooling could not be computed."""
+    try:
+        model(torch.randn(2, 3, 64, 64)).sum().backward()
+    except RuntimeError as error:
+        assert "Adaptive pool MPS" in str(error)
+        return False
+    return True
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS)
+@pytest.mark.parametrize("mps, deterministic, runs_on_mps", [(True, False, True), (False, True, True),
+                                                            (False, False, False)])
+def test_the_model_cell_builds_a_model_that_apples_mps_can_train(notebook, machine, monkeypatch, mps, deterministic,
+                                                                  runs_on_mps):
+    """On MPS (DEVICE = "auto" on Apple silicon) the model cell swaps the pooling for the same function as matrix
+    products; elsewhere it keeps the lecture's AdaptiveAvgPool2d unless DETERMINISTIC asks for the swap."""
+    from benchmarks.notebook_code import cells_defining
+
+    machine(gpus=0, mps=mps)
+    namespace = run_settings_cells(notebook, DETERMINISTIC=deterministic)
+    namespace["VGG16"] = cells_defining(ROOT / notebook, "class VGG16(")["VGG16"]
+    exec(cell_containing(notebook, "model = VGG16("), namespace)
+    without_adaptive_pooling_kernel(monkeypatch)
+    assert trains_and_predicts(namespace["model"]) == runs_on_mps
+
+
+def test_the_picture_cell_classifies_with_the_network_the_model_cell_built(machine, monkeypatch, tmp_path, capsys):
+    """Its model is a copy of the trained one, with the pooling swapped on MPS; a VGG16 built afresh would have the
+    pooling that MPS cannot compute."""
+    from benchmarks.notebook_code import cells_defining
+    from helper_dataset import UnNormalize
+    from helper_evaluation import make_pooling_deterministic
+
+    machine(gpus=0)
+    Image.fromarray(np.full((40, 40, 3), 200, dtype=np.uint8)).save(tmp_path / "cat.png")
+    namespace = run_settings_cells(NOTEBOOKS[0], MY_IMAGE=str(tmp_path / "cat.png"))
+    notebook_objects = cells_defining(ROOT / NOTEBOOKS[0], "class VGG16(", "test_transforms = transforms.Compose(")
+    model = notebook_objects["VGG16"](num_classes=10)
+    make_pooling_deterministic(model)  # what the model cell does on MPS
+    namespace.update(VGG16=notebook_objects["VGG16"], test_transforms=notebook_objects["test_transforms"],
+                     model=model, RUN_DIR=tmp_path, SAVE_CHECKPOINTS=False, USE_AMP=False, FIGURE_SUBTITLE=None,
+                     unnormalizer=UnNormalize((0.5,) * 3, (0.5,) * 3))
+    without_adaptive_pooling_kernel(monkeypatch)
+    exec(cell_containing(NOTEBOOKS[0], "picture_model ="), namespace)
+    assert re.search(r"^1\. \w+ +\d+\.\d%$", capsys.readouterr().out, flags=re.MULTILINE)
+    assert (tmp_path / "my_picture.png").exists()
