@@ -293,11 +293,11 @@ def test_own_picture_with_checkpoints_off_uses_the_trained_model_not_an_earlier_
     Image.fromarray(np.full((40, 40, 3), 200, dtype=np.uint8)).save(tmp_path / "photo.png")
     monkeypatch.setattr(helper_plotting, "show_image_as_network_sees_it", lambda *args, **kwargs: None)
     namespace = {"MY_IMAGE": tmp_path / "photo.png", "SMOKE_TEST": False, "SAVE_CHECKPOINTS": False,
-                 "RUN_DIR": tmp_path, "VGG16": lambda num_classes, dropout2d: TinyNet(num_classes), "DROPOUT2D": 0.0,
+                 "RUN_DIR": tmp_path, "DROPOUT2D": 0.0,
                  "CIFAR10_CLASSES": CIFAR10_CLASSES, "model": trained, "DEVICE": torch.device("cpu"),
                  "test_transforms": lecture_test_transforms(), "USE_AMP": False, "unnormalizer": None,
                  "FIGURE_SUBTITLE": None}
-    exec(cell_containing(NOTEBOOKS[0], "picture_model = VGG16("), namespace)
+    exec(cell_containing(NOTEBOOKS[0], "picture_model ="), namespace)
     used = namespace["picture_model"].state_dict()
     assert all(torch.equal(used[k], v) for k, v in trained.state_dict().items())
     assert "Weights: the model as trained above" in capsys.readouterr().out
