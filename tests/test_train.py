@@ -325,6 +325,37 @@ def test_a_resumed_run_counts_only_the_epochs_it_has_left(monkeypatch, tmp_path)
         run(epochs=4, checkpoint_dir=tmp_path)
 
 
+class QueuedSteps:
+    """A device like CUDA or MPS: a step is queued and returns at once; reading a loss waits for the queued steps."""
+
+    def __init__(self, monkeypatch, clock, seconds_per_step):
+        self.queued, self.reads = 0, 0
+        original = torch.Tensor.item
+
+        def item(tensor):
+            clock.now += self.queued * seconds_per_step
+            self.queued, self.reads = 0, self.reads + 1
+            return original(tensor)
+
+        monkeypatch.setattr(torch.Tensor, "item", item)
+
+    def step(self) -> torch.Tensor:
+        self.queued += 1
+        return torch.tensor(2.3)
+
+
+def test_the_pace_is_timed_on_the_device_and_read_from_it_twice_only(monkeypatch):
+    """The clock is read after waiting for step 0 and for step 5, or it times the queuing (0 s), not the steps (a
+    planted finished_at without loss.item() passed every test), and at no other step: the fast path never waits
+    per step (a planted wait at every step of the first epoch passed too)."""
+    clock = FakeClock(monkeypatch)
+    device = QueuedSteps(monkeypatch, clock, seconds_per_step=100.0)
+    pace = helper_train.PaceCheck(steps_left=1000, device=torch.device("cuda"))
+    long_runs = shown(LongRunWarning, lambda: [pace.after_step(batch_idx, device.step()) for batch_idx in range(18)])
+    assert len(long_runs) == 1 and "100.00 s" in long_runs[0] and "the 995 steps" in long_runs[0]
+    assert device.reads == 2
+
+
 def test_live_plot_is_shown_before_training_and_redrawn_after_each_epoch_line_before_its_checkpoint(
         monkeypatch, tmp_path, capsys):
     events = []
