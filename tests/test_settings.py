@@ -303,6 +303,33 @@ def test_own_picture_with_checkpoints_off_uses_the_trained_model_not_an_earlier_
     assert "Weights: the model as trained above" in capsys.readouterr().out
 
 
+def test_own_picture_with_checkpoints_on_uses_the_best_weights_and_leaves_the_trained_model_as_it_is(
+        tmp_path, monkeypatch, capsys):
+    """The picture's network is a copy of the model: best_model.pt is loaded into the copy, not into the notebook's
+    model, whose final weights the cells above evaluate and save (planted 'picture_model = model', a shallow copy,
+    and a cell that ignored best_model.pt all passed every test)."""
+    from conftest import TinyNet, lecture_test_transforms
+
+    import helper_plotting
+    from helper_dataset import CIFAR10_CLASSES
+
+    torch.manual_seed(0)
+    trained, best = TinyNet(), TinyNet()
+    final_weights = {name: value.clone() for name, value in trained.state_dict().items()}
+    torch.save(best.state_dict(), tmp_path / "best_model.pt")
+    Image.fromarray(np.full((40, 40, 3), 200, dtype=np.uint8)).save(tmp_path / "photo.png")
+    monkeypatch.setattr(helper_plotting, "show_image_as_network_sees_it", lambda *args, **kwargs: None)
+    namespace = {"MY_IMAGE": tmp_path / "photo.png", "SMOKE_TEST": False, "SAVE_CHECKPOINTS": True,
+                 "RUN_DIR": tmp_path, "DROPOUT2D": 0.0, "CIFAR10_CLASSES": CIFAR10_CLASSES, "model": trained,
+                 "DEVICE": torch.device("cpu"), "test_transforms": lecture_test_transforms(), "USE_AMP": False,
+                 "unnormalizer": None, "FIGURE_SUBTITLE": None}
+    exec(cell_containing(NOTEBOOKS[0], "picture_model ="), namespace)
+    used = namespace["picture_model"].state_dict()
+    assert all(torch.equal(used[k], v) for k, v in best.state_dict().items())
+    assert all(torch.equal(trained.state_dict()[k], v) for k, v in final_weights.items())
+    assert "(the best validation epoch)" in capsys.readouterr().out
+
+
 def test_standardized_notebook_computes_the_channel_statistics_over_the_training_images_only(machine, capsys):
     """The first 90% of the training split (45,000 of 50,000 images; here 576 of the 640 smoke images)."""
     from helper_dataset import compute_channel_mean_std, read_cifar10
