@@ -267,6 +267,17 @@ def test_long_run_warning_names_the_time_left_and_the_ways_out():
     assert "SMOKE_TEST = True" in message and "Change runtime type -> GPU" in message and "NUM_EPOCHS" in message
 
 
+def test_long_run_warning_on_a_cuda_gpu_does_not_send_the_student_to_a_gpu():
+    """A run on a CUDA GPU can take hours too (a laptop's GPU, the lecture's path in float32; the lecture's own GPU
+    run took 90.7 minutes): "use a CUDA GPU (Change runtime type -> GPU)" is no way out there, fewer epochs and the
+    GPU's fast settings are."""
+    with pytest.warns(LongRunWarning) as caught:
+        helper_train.warn_if_long(0.7, 8744, torch.device("cuda"))
+    message = str(caught[0].message)
+    assert "on cuda" in message and "use a CUDA GPU" not in message and "Change runtime type" not in message
+    assert all(name in message for name in ("SMOKE_TEST", "NUM_EPOCHS", "FAST_DATA_PATH", "PRECISION", "DETERMINISTIC"))
+
+
 def test_long_run_warning_only_beyond_an_hour():
     assert shown(LongRunWarning, lambda: helper_train.warn_if_long(0.1, 8744, torch.device("cuda"))) == []  # 15 min
     assert shown(LongRunWarning, lambda: helper_train.warn_if_long(1.0, 3600, torch.device("cpu"))) == []  # the limit
