@@ -965,6 +965,14 @@ def format_duration(seconds: float) -> str:
     return f"{seconds / 3600:.0f} hours"
 
 
+def ways_to_a_shorter_run(device: torch.device) -> str:
+    """The end of the long-run warning: a GPU where there is none; on a CUDA GPU, its fast settings or fewer epochs."""
+    if device.type == "cuda":
+        return ("for the real run lower NUM_EPOCHS, or check that this GPU's fast settings are on "
+                "(FAST_DATA_PATH = \"auto\", PRECISION = \"auto\", DETERMINISTIC = False).")
+    return "for the real run use a CUDA GPU (on Colab: Runtime -> Change runtime type -> GPU), or lower NUM_EPOCHS."
+
+
 def warn_if_long(seconds_per_step: float, steps_left: int, device: torch.device) -> None:
     """Warn when the training steps still to come will take more than ``LONG_RUN_SECONDS``.
 
@@ -982,8 +990,7 @@ def warn_if_long(seconds_per_step: float, steps_left: int, device: torch.device)
             f"This run will take long on {device.type}: a training step takes {seconds_per_step:.2f} s here, so the "
             f"{steps_left:,} steps still to come take about {format_duration(seconds_left)}, and evaluating each "
             "epoch adds to that. To check that the notebook runs, stop it and set SMOKE_TEST = True (about a "
-            "minute); for the real run use a CUDA GPU (on Colab: Runtime -> Change runtime type -> GPU), or "
-            "lower NUM_EPOCHS.",
+            f"minute); {ways_to_a_shorter_run(device)}",
             LongRunWarning,
             stacklevel=2,
         )
