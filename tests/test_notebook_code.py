@@ -26,9 +26,11 @@ def test_an_override_is_a_python_literal_else_the_text_itself(text, expected):
     assert parse_override(text) == expected
 
 
-@pytest.mark.parametrize("text", ["NUM_EPOCHS", "=5", "NUM EPOCHS=5"])
+@pytest.mark.parametrize("text", ["NUM_EPOCHS", "=5", "NUM EPOCHS=5", "DATA_ROOT="])
 def test_an_override_without_a_name_and_an_equals_sign_is_refused(text):
-    """Before: "NUM_EPOCHS" alone set NUM_EPOCHS to the empty string, and the run went on with it."""
+    """Before: "NUM_EPOCHS" alone set NUM_EPOCHS to the empty string, and the run went on with it. So did
+    "DATA_ROOT=", what a shell passes for DATA_ROOT=$DATA with $DATA unset: check_settings accepts an empty
+    DATA_ROOT or RESULTS_DIR, which then silently means the current folder."""
     with pytest.raises(SystemExit, match="NAME=VALUE"):
         parse_override(text)
 
