@@ -46,9 +46,12 @@ def cells_defining(notebook: str | Path, *names: str) -> dict:
 
 
 def parse_override(text: str) -> tuple[str, object]:
-    """``NAME=VALUE`` as (name, value): a Python literal where the value is one, else the text itself."""
+    """``NAME=VALUE`` as (name, value): a Python literal where the value is one, else the text itself.
+
+    An empty value is refused too: ``NAME=`` is what a shell passes for ``NAME=$VAR`` with ``VAR`` unset.
+    """
     name, equals, value = text.partition("=")
-    if not equals or not name.isidentifier():
+    if not equals or not name.isidentifier() or not value:
         raise SystemExit(f"{text!r} is not a setting: write NAME=VALUE, e.g. NUM_EPOCHS=5 or DEVICE=cuda:0.")
     try:
         return name, ast.literal_eval(value)
