@@ -239,7 +239,8 @@ def import_work(work: Path, target: Path) -> list[Path]:
     smoke = sorted(path.parent.name for path in (work / "results").glob("smoke-*/history.json"))
     if smoke:
         raise ValueError(f"{work} holds smoke-test runs ({', '.join(smoke)}): they check the code and measure "
-                         "nothing, so they are not imported. Import the work folder of a real GPU run.")
+                         "nothing, so they are not imported. Import the work folder of a real GPU run (delete "
+                         "the smoke-* folders from its results/ first if a smoke test ran in it too).")
     facts, written = with_commit_of_code(machine_facts(work)), []
     matches, code_note = code_matches_commit(facts)
     target.mkdir(parents=True, exist_ok=True)
