@@ -934,6 +934,18 @@ def write_history(path: Path, history: dict, extra: Mapping[str, object]) -> Non
 # ---------------------------------------------------------------------------
 
 
+def warn_every_time(message: str, category: type[Warning], stacklevel: int) -> None:
+    """Warn with ``category``, also when the student runs the same cell again.
+
+    Python shows a warning once per code location by default, so a re-run of the training
+    cell would stay silent. ``stacklevel`` counts from the caller, as in ``warnings.warn``:
+    the warning names the line that called ``train_model``, the student's own.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", category)
+        warnings.warn(message, category, stacklevel=stacklevel + 1)
+
+
 def warn_if_stalled(epoch_losses: list[float], valid_acc: float, num_classes: int, epoch: int) -> None:
     """Warn when the model still guesses: validation accuracy under 1.5 x chance and loss above 0.9 x ln(C).
 
@@ -946,16 +958,14 @@ def warn_if_stalled(epoch_losses: list[float], valid_acc: float, num_classes: in
     chance, guessing_loss = 100.0 / num_classes, math.log(num_classes)
     mean_loss = sum(epoch_losses) / len(epoch_losses)
     if valid_acc < 1.5 * chance and mean_loss > 0.9 * guessing_loss:
-        with warnings.catch_warnings():
-            warnings.simplefilter("always", TrainingStalledWarning)  # also on a re-run of the same cell
-            warnings.warn(
-                f"After {epoch + 1} epochs the model is still guessing: validation accuracy {valid_acc:.2f}% "
-                f"(chance: {chance:.0f}%), loss {mean_loss:.3f} (guessing: ln({num_classes}) = {guessing_loss:.3f}). "
-                "Consider stopping and checking: the learning rate (too high or too low), the weight "
-                "initialization, the input normalization, and the data and labels (shuffled? matching?).",
-                TrainingStalledWarning,
-                stacklevel=3,
-            )
+        warn_every_time(
+            f"After {epoch + 1} epochs the model is still guessing: validation accuracy {valid_acc:.2f}% "
+            f"(chance: {chance:.0f}%), loss {mean_loss:.3f} (guessing: ln({num_classes}) = {guessing_loss:.3f}). "
+            "Consider stopping and checking: the learning rate (too high or too low), the weight "
+            "initialization, the input normalization, and the data and labels (shuffled? matching?).",
+            TrainingStalledWarning,
+            stacklevel=3,  # the line that called train_model: warn_if_stalled <- train_model <- the notebook cell
+        )
 
 
 def format_duration(seconds: float) -> str:
@@ -984,16 +994,14 @@ def warn_if_long(seconds_per_step: float, steps_left: int, device: torch.device)
     seconds_left = seconds_per_step * steps_left
     if seconds_left <= LONG_RUN_SECONDS:
         return
-    with warnings.catch_warnings():
-        warnings.simplefilter("always", LongRunWarning)  # also on a re-run of the same cell
-        warnings.warn(
-            f"This run will take long on {device.type}: a training step takes {seconds_per_step:.2f} s here, so the "
-            f"{steps_left:,} steps still to come take about {format_duration(seconds_left)}, and evaluating each "
-            "epoch adds to that. To check that the notebook runs, stop it and set SMOKE_TEST = True (about a "
-            f"minute); {ways_to_a_shorter_run(device)}",
-            LongRunWarning,
-            stacklevel=2,
-        )
+    warn_every_time(
+        f"This run will take long on {device.type}: a training step takes {seconds_per_step:.2f} s here, so the "
+        f"{steps_left:,} steps still to come take about {format_duration(seconds_left)}, and evaluating each "
+        "epoch adds to that. To check that the notebook runs, stop it and set SMOKE_TEST = True (about a "
+        f"minute); {ways_to_a_shorter_run(device)}",
+        LongRunWarning,
+        stacklevel=5,  # the line that called train_model: warn_if_long <- PaceCheck <- train_one_epoch <- train_model
+    )
 
 
 def finished_at(loss: torch.Tensor) -> float:

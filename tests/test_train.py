@@ -223,8 +223,10 @@ def test_stall_warning_fires_for_a_model_that_cannot_learn():
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
     balanced = make_synthetic_cifar10(100, seed=5)  # 10 images per class: predicting class 0 scores 10%
     loader = make_loader(balanced, transforms.ToTensor(), 20, shuffle=True, drop_last=True, num_workers=0, device=None)
-    with pytest.warns(TrainingStalledWarning, match=r"still guessing.*learning rate.*initialization.*normalization"):
+    with pytest.warns(TrainingStalledWarning, match=r"still guessing.*learning rate.*initialization.*normalization") \
+            as caught:
         train_model(model, 2, loader, loader, loader, optimizer, "cpu")
+    assert [w.filename for w in caught if w.category is TrainingStalledWarning] == [__file__]  # the caller's line
 
 
 def test_stall_warning_thresholds_fire_on_the_stuck_smoke_run_and_not_on_slow_learners():
@@ -332,8 +334,9 @@ def test_a_resumed_run_counts_only_the_epochs_it_has_left(monkeypatch, tmp_path)
     run(epochs=3, checkpoint_dir=tmp_path)
     clock = FakeClock(monkeypatch)
     steps_taking(monkeypatch, clock, 1000.0, first_step_seconds=1.0)
-    with pytest.warns(LongRunWarning, match=r"the 12 steps still to come take about 3 hours"):
+    with pytest.warns(LongRunWarning, match=r"the 12 steps still to come take about 3 hours") as caught:
         run(epochs=4, checkpoint_dir=tmp_path)
+    assert [w.filename for w in caught if w.category is LongRunWarning] == [__file__]  # run()'s call of train_model
 
 
 class QueuedSteps:
