@@ -232,7 +232,17 @@ def check_model_output(model: torch.nn.Module, data_loader: Iterable, device, nu
     """
     if num_classes is None:
         num_classes = number_of_classes_in(data_loader)
-    features, logits, targets = next(iter(predict_batches(model, data_loader, device, use_amp=use_amp)))
+    try:
+        features, logits, targets = next(iter(predict_batches(model, data_loader, device, use_amp=use_amp)))
+    except RuntimeError as error:
+        if "Adaptive pool MPS" not in str(error):
+            raise
+        raise RuntimeError(
+            "Apple's MPS cannot compute this model's AdaptiveAvgPool2d (its input and output sizes do not divide, "
+            "e.g. 2x2 to 3x3). Call make_pooling_deterministic(model), from helper_evaluation, after building the "
+            "model: it swaps in the same function as two matrix products, which MPS can compute (the notebooks' "
+            "model cell does this)."
+        ) from error
     width = logits.shape[-1]
     if num_classes is not None and width != num_classes:
         raise ValueError(

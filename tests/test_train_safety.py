@@ -386,6 +386,24 @@ def test_model_with_the_wrong_output_width_is_rejected_before_training(capsys):
     assert "Batch" not in capsys.readouterr().out
 
 
+@pytest.mark.parametrize("error, expected", [
+    ("Adaptive pool MPS: output sizes must be divisible by input sizes.", r"make_pooling_deterministic\(model\)"),
+    ("some other failure", "some other failure")])
+def test_a_model_that_apples_mps_cannot_pool_is_refused_with_the_fix(monkeypatch, capsys, error, expected):
+    """A student's own model on MPS (the notebooks' model cell swaps the pooling itself) gets the fix before
+    training, not PyTorch's advice to move tensors to the CPU; any other error stays as it is."""
+    def pooling_on_mps(input, output_size):
+        raise RuntimeError(error)
+
+    monkeypatch.setattr(torch.nn.functional, "adaptive_avg_pool2d", pooling_on_mps)
+    pooled = torch.nn.Sequential(torch.nn.AdaptiveAvgPool2d((3, 3)), torch.nn.Flatten(), torch.nn.Linear(27, 10))
+    model, optimizer, _ = fresh(model=pooled)
+    with pytest.raises(RuntimeError, match=expected) as raised:
+        train_model(model, 1, *loaders(), optimizer, "cpu")
+    assert ("MPS cannot compute" in str(raised.value)) == (expected != error)
+    assert "Batch" not in capsys.readouterr().out
+
+
 def test_lecture_style_call_takes_the_number_of_classes_from_the_data(capsys):
     model, optimizer, _ = fresh(model=TinyNet(num_classes=100))
     with pytest.raises(ValueError, match="outputs 100 scores.*data have 10 classes.*num_classes=10"):
