@@ -234,7 +234,9 @@ def import_work(work: Path, target: Path) -> list[Path]:
     """Copy one GPU run's work folder into ``target`` (reference-run/); return the files written.
 
     Smoke-test runs (a dry run of run_on_gpu.sh on a CPU) are refused before anything is
-    copied: they check the code, and their accuracies would land in the README's table.
+    copied: they check the code, and their accuracies would land in the README's table. So is
+    a run whose settings already have a different stored run (the run name comes from the
+    settings): re-importing the same archive is fine, silently replacing a measurement is not.
     """
     smoke = sorted(path.parent.name for path in (work / "results").glob("smoke-*/history.json"))
     if smoke:
@@ -243,6 +245,16 @@ def import_work(work: Path, target: Path) -> list[Path]:
                          "the smoke-* folders from its results/ first if a smoke test ran in it too).")
     facts, written = with_commit_of_code(machine_facts(work)), []
     matches, code_note = code_matches_commit(facts)
+    runs = target / "runs"
+    records = {runs / f"{history.parent.name}.json": {**json.loads(history.read_text()), "card": facts["card"],
+                                                       "commit": facts["commit"], "code_matches_commit": matches}
+               for history in sorted((work / "results").glob("*/history.json"))}
+    replaced = [path for path, record in records.items() if path.exists() and json.loads(path.read_text()) != record]
+    if replaced:
+        raise ValueError(f"{', '.join(str(path) for path in replaced)} already hold(s) another run of the same "
+                         "settings: importing would replace a measured run without a trace. Move the old file "
+                         f"aside first (for example to {runs / 'unfinished'}/ for a run that was cut short), "
+                         "or delete it if the new run is meant to replace it.")
     target.mkdir(parents=True, exist_ok=True)
     for name in ("benchmark.json", "benchmark.log", "profile.json", "profile.log"):
         if (work / name).exists():
@@ -255,12 +267,8 @@ def import_work(work: Path, target: Path) -> list[Path]:
             figures = target / "figures" / notebook.stem
             figures.mkdir(parents=True, exist_ok=True)
             written.append(Path(shutil.copy(png, figures / png.name)))
-    runs = target / "runs"
     runs.mkdir(exist_ok=True)
-    for history in sorted((work / "results").glob("*/history.json")):
-        record = {**json.loads(history.read_text()), "card": facts["card"], "commit": facts["commit"],
-                  "code_matches_commit": matches}
-        path = runs / f"{history.parent.name}.json"
+    for path, record in records.items():
         path.write_text(json.dumps(record, indent=1))
         written.append(path)
     if notebooks:  # a run of the reference notebooks (not only of the claims): describe it, with its records

@@ -510,3 +510,23 @@ def test_a_work_folder_with_smoke_test_runs_is_refused_before_anything_is_copied
     with pytest.raises(ValueError, match=r"smoke-test runs \(smoke-lecture-dddddd\)"):
         import_work(tmp_path / "work", tmp_path / "reference-run")
     assert not (tmp_path / "reference-run").exists()
+
+
+def test_a_stored_run_of_the_same_settings_is_not_replaced_without_a_word(tmp_path):
+    """A second run of one setting has the first one's name: importing it must not overwrite the first silently."""
+    fake_gpu_work(tmp_path / "work")
+    stored = tmp_path / "reference-run" / "runs" / "seed=7-cccccc.json"
+    stored.parent.mkdir(parents=True)
+    stored.write_text(json.dumps({**history("seed=7-cccccc", {**LECTURE, "seed": 7}, [60.0, 70.0], None),
+                                  "card": "NVIDIA H200", "commit": "fedcba9"}))
+    before = stored.read_text()
+    with pytest.raises(ValueError, match=r"seed=7-cccccc\.json already hold\(s\) another run.*Move the old file"):
+        import_work(tmp_path / "work", tmp_path / "reference-run")
+    assert stored.read_text() == before
+    assert sorted(path.name for path in (tmp_path / "reference-run").rglob("*")) == ["runs", "seed=7-cccccc.json"]
+
+
+def test_importing_the_same_work_folder_twice_is_allowed(tmp_path):
+    fake_gpu_work(tmp_path / "work")
+    first = import_work(tmp_path / "work", tmp_path / "reference-run")
+    assert import_work(tmp_path / "work", tmp_path / "reference-run") == first
