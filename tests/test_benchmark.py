@@ -61,6 +61,8 @@ def test_epoch_flops_counts_training_steps_and_evaluated_images_at_their_own_cos
     ("aten::native_dropout", "dropout"), ("aten::_foreach_add_", "optimizer (SGD)"),
     ("aten::nll_loss_forward", "loss"), ("aten::_to_copy", "copies (layout, dtype)"),
     ("triton_poi_fused_convolution_relu_3", "fused by torch.compile"),
+    ("aten::add_", "bias additions and sums (mostly the biases and their gradients)"),
+    ("aten::sum", "bias additions and sums (mostly the biases and their gradients)"),
     ("aten::index", "everything else (data transforms, accuracy counting, ...)"),
 ])
 def test_profiled_operations_fall_into_their_groups(operation, group):
