@@ -596,12 +596,12 @@ def prepare_model(model: torch.nn.Module, device: torch.device) -> torch.nn.Modu
     return model
 
 
-COMPILE_MEASUREMENTS: dict[str, tuple[float, float]] = {"H200": (20.5, 0.52), "H100": (31.7, 0.36)}
+COMPILE_MEASUREMENTS: dict[str, tuple[float, float]] = {"H200": (20.5, 0.49), "H100": (31.7, 0.36)}
 """Per GPU name: (seconds torch.compile takes, seconds it saves per epoch), as measured by the benchmark.
 
 NVIDIA H200, torch 2.11 (reference-run/benchmarks/h200-run1.json): compiling took 20.5 s,
-then an epoch took 1.52 s instead of 2.04-2.10 s. So 50 epochs gain about 5 s net, and
-runs shorter than 40 epochs lose time.
+then an epoch took 1.52 s instead of the uncompiled rung's warm 2.01 s. So 50 epochs gain
+about 4 s net, and runs shorter than 42 epochs lose time.
 
 NVIDIA H100 80GB HBM3, torch 2.11 (reference-run/benchmarks/h100-78df2f7.json): compiling
 took 31.7 s, then an epoch took 2.03 s instead of 2.39 s. So 50 epochs lose about 14 s, and
