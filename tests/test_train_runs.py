@@ -472,6 +472,25 @@ def test_the_losses_before_the_exploding_batch_are_kept_for_the_plots():
     assert losses == [2.3, 2.0, 1.5] and pending == []
 
 
+def test_a_loss_that_explodes_in_the_first_batch_names_batch_0_and_no_checkpoint_yet():
+    """Batch 0 is a batch like any other (not "no batch"), and before any epoch is saved there is no good checkpoint."""
+    with pytest.raises(TrainingDivergedError) as diverged:
+        helper_train.record_losses([torch.tensor(float("inf"))], 0, [], 230.0, 0, 18, 0)
+    message = str(diverged.value)
+    assert "The loss became inf in epoch 1, batch 0/18:" in message
+    assert "checkpoint" not in message and "last good epoch" not in message
+
+
+def test_one_nan_among_the_weights_is_enough_to_stop_the_run():
+    """A diverging run breaks a few weights first, not whole tensors."""
+    model = TinyNet()
+    helper_train.check_finite_weights(model, 2, 2)  # all finite: nothing to say
+    with torch.no_grad():
+        model.classifier.weight[3, 7] = float("nan")
+    with pytest.raises(TrainingDivergedError, match=r"weights became NaN or infinite in epoch 3(.|\n)*last good epoch \(2\)"):
+        helper_train.check_finite_weights(model, 2, 2)
+
+
 def test_a_setting_recorded_only_in_the_checkpoint_is_a_difference():
     """A notebook run (seed and named settings recorded) is not silently continued by a call that names none."""
     saved = {"model": "TinyNet", "setting: seed": "0"}
