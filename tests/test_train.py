@@ -194,6 +194,24 @@ def test_losses_are_read_from_the_device_only_at_the_logging_points(monkeypatch)
     assert reads["n"] <= 3  # logging point at batch 0, the end of the epoch, the loader's shuffle seed
 
 
+def test_a_logging_point_at_the_last_batch_of_an_epoch_leaves_nothing_to_read_at_its_end(capsys):
+    """18 batches, logged every 17: batch 17 is a logging point, so the end of the epoch finds no losses left."""
+    batches = [(torch.zeros(1, 3, 8, 8), torch.zeros(1, dtype=torch.long))] * 18
+    losses: list[float] = []
+    helper_train.train_one_epoch(lambda x, y: torch.tensor(2.3), TinyNet(), batches, 0, 1, 17, losses, 230.0, 0)
+    assert len(losses) == 18 and "Batch 0017/0018" in capsys.readouterr().out
+
+
+def test_each_epoch_trains_in_training_mode_also_after_the_student_switched_to_evaluation():
+    """VGG-16's dropout only works in training mode: a model left in eval() by an earlier cell must train as usual."""
+    model, modes = TinyNet(), []
+    model.eval()
+    batches = [(torch.zeros(1, 3, 8, 8), torch.zeros(1, dtype=torch.long))] * 3
+    helper_train.train_one_epoch(lambda x, y: modes.append(model.training) or torch.tensor(2.3), model, batches,
+                                 0, 1, 50, [], 230.0, 0)
+    assert modes == [True, True, True]
+
+
 # --- watching the run ----------------------------------------------------------------------------
 
 
