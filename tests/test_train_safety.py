@@ -82,6 +82,37 @@ def test_a_saved_rng_state_replays_python_numpy_and_torch_draws():
     assert (random.random(), float(np.random.rand()), torch.rand(1).item()) == first
 
 
+def saved_and_restored_rng_state(draw_between):
+    """Capture the state as a checkpoint stores it, call ``draw_between()``, restore the state."""
+    saved = io.BytesIO()
+    torch.save(helper_train.capture_rng_state(), saved)
+    draw_between()
+    saved.seek(0)
+    helper_train.restore_rng_state(torch.load(saved, weights_only=True))
+
+
+def test_a_saved_rng_state_replays_numpys_gaussian_draws():
+    """NumPy draws Gaussian numbers in pairs and keeps the second for the next call: a transform that adds noise
+    with np.random.normal draws that kept number first after a resume."""
+    np.random.seed(0)
+    np.random.normal()  # the second number of the pair is kept for later
+    saved_and_restored_rng_state(lambda: np.random.normal(size=3))
+    after_restore = np.random.normal(size=3)
+    np.random.seed(0)
+    np.random.normal()
+    assert np.array_equal(after_restore, np.random.normal(size=3))
+
+
+def test_a_saved_rng_state_includes_the_gpus(monkeypatch):
+    """On a CUDA machine the GPU's random state (dropout masks drawn on the GPU) is saved and restored too."""
+    gpu_states, restored = [torch.arange(16, dtype=torch.uint8)], []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_rng_state_all", lambda: gpu_states)
+    monkeypatch.setattr(torch.cuda, "set_rng_state_all", restored.append)
+    saved_and_restored_rng_state(lambda: None)
+    assert len(restored) == 1 and len(restored[0]) == 1 and torch.equal(restored[0][0], gpu_states[0])
+
+
 def test_killed_run_resumes_bit_for_bit_with_two_workers(tmp_path):
     """SIGKILL in epoch 2, resume: weights, optimizer, scheduler, scaler and history equal the uninterrupted run."""
     uninterrupted = run_worker(tmp_path / "a", tmp_path / "a.pt")
