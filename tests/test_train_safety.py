@@ -489,6 +489,24 @@ def test_damaged_checkpoint_is_refused_and_not_overwritten(tmp_path, damage):
     assert path.read_bytes() == damaged
 
 
+def test_a_file_holding_other_python_objects_is_refused(tmp_path):
+    """Loading a pickle without weights_only runs whatever it names: a checkpoint from elsewhere could run code."""
+    path = tmp_path / CHECKPOINT_FILE
+    torch.save({"epochs_done": 1, "model": Path("any object")}, path)
+    with pytest.raises(RuntimeError, match="damaged or not a file of this tutorial"):
+        helper_train.load_verified(path)
+
+
+def test_a_weights_file_in_the_checkpoints_place_is_refused_and_kept(tmp_path):
+    """A best_model.pt copied to checkpoint.pt, say: a sound file, but no checkpoint to continue."""
+    model, optimizer, _ = fresh()
+    torch.save(model.state_dict(), tmp_path / CHECKPOINT_FILE)
+    before = (tmp_path / CHECKPOINT_FILE).read_bytes()
+    with pytest.raises(RuntimeError, match="is not a checkpoint of this tutorial. Delete or rename it"):
+        train_model(model, 1, *loaders(), optimizer, "cpu", checkpoint_dir=tmp_path)
+    assert (tmp_path / CHECKPOINT_FILE).read_bytes() == before
+
+
 def test_deterministic_pooling_replaces_adaptive_pooling_by_type():
     model = TinyNet()
     x = torch.randn(2, 3, 64, 64)
@@ -512,6 +530,25 @@ def test_a_failed_background_write_is_raised_on_the_training_thread(tmp_path, mo
     with pytest.raises(RuntimeError, match=r"Writing a checkpoint to '.*' failed: .*No space left on device"):
         writer.wait()
     writer.wait()  # reported once
+
+
+def test_a_checkpoint_holds_the_weights_of_its_epoch_while_the_next_epoch_changes_them(tmp_path, monkeypatch):
+    """The optimizer updates the weights in place while the writer thread is still writing the previous epoch."""
+    next_step_done, original_save = threading.Event(), torch.save
+
+    def save_after_the_next_step(obj, path):
+        assert next_step_done.wait(timeout=20)
+        original_save(obj, path)
+
+    monkeypatch.setattr(helper_train.torch, "save", save_after_the_next_step)
+    weights = torch.zeros(3)
+    writer = helper_train.CheckpointWriter(tmp_path, torch.device("cpu"))
+    writer.save({"model": {"w": weights}, "epochs_done": 1}, is_best=True)
+    weights.add_(1.0)  # the next epoch's first step
+    next_step_done.set()
+    writer.wait()
+    assert torch.equal(torch.load(tmp_path / CHECKPOINT_FILE, weights_only=True)["model"]["w"], torch.zeros(3))
+    assert torch.equal(torch.load(tmp_path / BEST_MODEL_FILE, weights_only=True)["w"], torch.zeros(3))
 
 
 def test_the_history_records_one_checkpoint_time_per_epoch(tmp_path):
