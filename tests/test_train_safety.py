@@ -145,6 +145,7 @@ def test_checkpoint_best_weights_and_history_are_written(tmp_path):
     history = json.loads((tmp_path / HISTORY_FILE).read_text())
     assert history["valid_acc"] == checkpoint["history"]["valid_acc"] and history["test_acc"] is not None
     assert len(history["epoch_seconds"]) == 2 and history["device"] == "cpu" and history["precision"] == "float32"
+    assert history["settings"] == {}  # no run_settings given: still a dict, as the claims table reads it
 
 
 def test_history_names_its_run_after_the_folder_and_records_the_iterations_per_epoch(tmp_path):
@@ -390,6 +391,14 @@ def test_folder_that_cannot_be_created_fails_before_the_first_epoch(tmp_path, ca
     assert "Batch" not in capsys.readouterr().out
 
 
+def test_a_run_folder_is_created_with_the_results_folder_above_it(tmp_path):
+    """Before the first run RESULTS_DIR does not exist: the run's folder and the folders above it are made."""
+    folder, history_path = helper_train.prepare_run_files(tmp_path / "results" / "lecture-abc123", None)
+    assert folder.is_dir() and history_path == folder / HISTORY_FILE
+    _, elsewhere = helper_train.prepare_run_files(None, tmp_path / "smoke" / "smoke-lecture-abc123" / HISTORY_FILE)
+    assert elsewhere.parent.is_dir()
+
+
 @pytest.mark.parametrize("saved_enabled", [False, True])
 def test_checkpoint_resumes_across_gpus_with_and_without_the_gradient_scaler(tmp_path, monkeypatch, saved_enabled):
     """A checkpoint from a bf16 GPU or the CPU (scaler off) continues on a float16 T4 (scaler on), and back."""
@@ -549,6 +558,38 @@ def test_a_checkpoint_holds_the_weights_of_its_epoch_while_the_next_epoch_change
     writer.wait()
     assert torch.equal(torch.load(tmp_path / CHECKPOINT_FILE, weights_only=True)["model"]["w"], torch.zeros(3))
     assert torch.equal(torch.load(tmp_path / BEST_MODEL_FILE, weights_only=True)["w"], torch.zeros(3))
+
+
+def test_the_history_on_disk_is_updated_after_every_epoch(tmp_path, monkeypatch):
+    """A run killed in epoch 2 (a closed laptop, a Colab timeout) keeps the record of its first epoch."""
+    original, on_disk = helper_train.train_one_epoch, []
+
+    def reading_the_history_first(*args, **kwargs):
+        path = tmp_path / HISTORY_FILE
+        on_disk.append(len(json.loads(path.read_text())["valid_acc"]) if path.exists() else None)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(helper_train, "train_one_epoch", reading_the_history_first)
+    model, optimizer, _ = fresh()
+    train_model(model, 2, *loaders(), optimizer, "cpu", history_file=tmp_path / HISTORY_FILE)
+    assert on_disk == [None, 1]
+
+
+def test_a_history_write_that_fails_midway_keeps_the_previous_history(tmp_path, monkeypatch):
+    """A full disk while the history is written: the file still holds the last complete record, not half of one."""
+    path = tmp_path / HISTORY_FILE
+    helper_train.write_history(path, {"valid_acc": [50.0]}, {"run_name": "a"})
+
+    def full_disk(self, text, *args, **kwargs):
+        with open(self, "w") as file:
+            file.write(text[:10])
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(Path, "write_text", full_disk)
+    with pytest.raises(OSError, match="No space left"):
+        helper_train.write_history(path, {"valid_acc": [50.0, 60.0]}, {"run_name": "a"})
+    monkeypatch.undo()
+    assert json.loads(path.read_text())["valid_acc"] == [50.0]
 
 
 def test_the_history_records_one_checkpoint_time_per_epoch(tmp_path):
