@@ -587,3 +587,14 @@ def test_live_plot_waits_longer_once_a_drawing_took_longer(monkeypatch):
         clock.now = now
         live.redraw(history, last_epoch=False)
     assert updates == [25.0, 131.0]
+
+
+def test_a_second_ctrl_c_while_the_plot_catches_up_skips_the_drawing(monkeypatch):
+    """The student presses stop twice: the first interrupt is being handled, the history must still come back."""
+    class Handle:
+        def update(self, fig):
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(IPython.display, "display", lambda fig, display_id=False: Handle())
+    history = {"minibatch_loss": [2.0, 1.5], "train_acc": [50.0], "valid_acc": [40.0]}
+    helper_train.LivePlot(history, 2, None).catch_up(history)

@@ -257,6 +257,23 @@ def test_ctrl_c_while_waiting_for_the_best_model_write_leaves_complete_files(tmp
     assert_valid_checkpoint(tmp_path, 1)
 
 
+def test_ctrl_c_while_the_first_checkpoint_is_still_written_says_the_run_can_resume(tmp_path, monkeypatch, capsys):
+    """The interrupt comes early in epoch 2, before epoch 1's write has finished: that write completes first."""
+    original_save = torch.save
+
+    def slow_save(obj, path):
+        time.sleep(1.0)
+        original_save(obj, path)
+
+    monkeypatch.setattr(helper_train.torch, "save", slow_save)
+    model, optimizer, scheduler = fresh()
+    train_loader, valid_loader, test_loader = loaders()
+    train_model(model, 2, InterruptAt(train_loader, epoch=2, batch=1), valid_loader, test_loader, optimizer, "cpu",
+                scheduler=scheduler, checkpoint_dir=tmp_path)
+    assert "to resume from the last saved epoch" in capsys.readouterr().out
+    assert_valid_checkpoint(tmp_path, 1)
+
+
 def test_ctrl_c_during_the_final_test_pass_returns_the_whole_history(tmp_path, capsys):
     train_loader, valid_loader, test_loader = loaders()
 
@@ -590,6 +607,37 @@ def test_a_history_write_that_fails_midway_keeps_the_previous_history(tmp_path, 
         helper_train.write_history(path, {"valid_acc": [50.0, 60.0]}, {"run_name": "a"})
     monkeypatch.undo()
     assert json.loads(path.read_text())["valid_acc"] == [50.0]
+
+
+def test_a_diverged_run_leaves_its_last_checkpoint_complete(tmp_path, monkeypatch):
+    """Epoch 1's checkpoint is still being written when epoch 2 explodes: the error waits for the write."""
+    original_save, original_epoch, calls = torch.save, helper_train.train_one_epoch, []
+
+    def slow_save(obj, path):
+        time.sleep(0.5)
+        original_save(obj, path)
+
+    def explodes_in_epoch_2(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise helper_train.TrainingDivergedError("The loss became inf in epoch 2")
+        return original_epoch(*args, **kwargs)
+
+    monkeypatch.setattr(helper_train.torch, "save", slow_save)
+    monkeypatch.setattr(helper_train, "train_one_epoch", explodes_in_epoch_2)
+    model, optimizer, _ = fresh()
+    with pytest.raises(helper_train.TrainingDivergedError):
+        train_model(model, 3, *loaders(), optimizer, "cpu", checkpoint_dir=tmp_path)
+    assert_valid_checkpoint(tmp_path, 1)
+
+
+def test_a_second_ctrl_c_while_waiting_for_the_last_write_is_reported_not_raised(tmp_path, capsys):
+    class StillWriting:
+        def wait(self):
+            raise KeyboardInterrupt
+
+    helper_train.finish_writing(StillWriting())
+    assert "continues in the background" in capsys.readouterr().out
 
 
 def test_the_history_records_one_checkpoint_time_per_epoch(tmp_path):
