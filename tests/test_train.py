@@ -298,6 +298,14 @@ def test_long_run_warning_on_a_cuda_gpu_does_not_send_the_student_to_a_gpu():
     assert all(name in message for name in ("SMOKE_TEST", "NUM_EPOCHS", "FAST_DATA_PATH", "PRECISION", "DETERMINISTIC"))
 
 
+def test_long_run_warning_on_apples_gpu_points_to_a_cuda_gpu():
+    """Mixed precision and the on-GPU data path are CUDA's fast settings: on a Mac (MPS) the way out is a CUDA GPU."""
+    with pytest.warns(LongRunWarning) as caught:
+        helper_train.warn_if_long(2.0, 8744, torch.device("mps"))
+    message = str(caught[0].message)
+    assert "on mps" in message and "use a CUDA GPU" in message and "PRECISION" not in message
+
+
 def test_long_run_warning_only_beyond_an_hour():
     assert shown(LongRunWarning, lambda: helper_train.warn_if_long(0.1, 8744, torch.device("cuda"))) == []  # 15 min
     assert shown(LongRunWarning, lambda: helper_train.warn_if_long(1.0, 3600, torch.device("cpu"))) == []  # the limit

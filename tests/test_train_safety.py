@@ -609,6 +609,12 @@ def test_a_history_write_that_fails_midway_keeps_the_previous_history(tmp_path, 
     assert json.loads(path.read_text())["valid_acc"] == [50.0]
 
 
+def test_a_first_epoch_at_zero_accuracy_is_still_the_best_so_far(tmp_path, monkeypatch):
+    """best_model.pt exists after every epoch, also when the first one scored 0% (the notebook loads it)."""
+    train_with_scripted_validation(tmp_path, monkeypatch, [0.0])
+    assert (tmp_path / "1" / BEST_MODEL_FILE).exists()
+
+
 def test_a_diverged_run_leaves_its_last_checkpoint_complete(tmp_path, monkeypatch):
     """Epoch 1's checkpoint is still being written when epoch 2 explodes: the error waits for the write."""
     original_save, original_epoch, calls = torch.save, helper_train.train_one_epoch, []
