@@ -1,5 +1,6 @@
 """helper_train.train_model on a tiny learnable task."""
 
+import json
 import math
 import warnings
 
@@ -480,6 +481,17 @@ def test_live_plot_does_nothing_outside_jupyter(monkeypatch):
     run(epochs=1, live_plot=True)
 
 
+def test_live_plot_needs_a_notebook_kernel_not_just_ipython(monkeypatch):
+    """In IPython in a terminal a figure cannot be redrawn in place: each epoch would print a new text line instead."""
+    class Shell:
+        pass
+
+    monkeypatch.setattr(IPython, "get_ipython", lambda: Shell())
+    assert not helper_train.running_in_jupyter()
+    Shell.kernel = object()
+    assert helper_train.running_in_jupyter()
+
+
 # --- compilation -------------------------------------------------------------------------------------
 
 
@@ -606,3 +618,12 @@ def test_a_second_ctrl_c_while_the_plot_catches_up_skips_the_drawing(monkeypatch
     monkeypatch.setattr(IPython.display, "display", lambda fig, display_id=False: Handle())
     history = {"minibatch_loss": [2.0, 1.5], "train_acc": [50.0], "valid_acc": [40.0]}
     helper_train.LivePlot(history, 2, None).catch_up(history)
+
+
+def test_the_history_records_each_epochs_own_time_not_the_time_so_far(monkeypatch, tmp_path):
+    """18 steps of 10 s per epoch (a fake clock): each epoch took 180 s, the second one too."""
+    clock = FakeClock(monkeypatch)
+    steps_taking(monkeypatch, clock, 10.0, first_step_seconds=10.0)
+    run(epochs=2, history_file=tmp_path / helper_train.HISTORY_FILE)
+    history = json.loads((tmp_path / helper_train.HISTORY_FILE).read_text())
+    assert history["epoch_seconds"] == [180.0, 180.0]

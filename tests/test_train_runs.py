@@ -581,6 +581,20 @@ def test_a_model_stopped_before_its_first_step_may_start_again(tmp_path):
     assert len(valid_acc) == 1
 
 
+def test_a_model_whose_first_step_failed_may_start_again(tmp_path, monkeypatch):
+    """Out of memory in the very first step (the batch size was too large): no weight changed, so a retry is allowed."""
+    def out_of_memory(*args, **kwargs):
+        raise RuntimeError("CUDA out of memory")
+
+    model, optimizer, scheduler, data, _ = setup()
+    with monkeypatch.context() as patched:
+        patched.setattr(helper_train, "training_step", out_of_memory)
+        with pytest.raises(RuntimeError, match="out of memory"):
+            train_model(model, 1, *data, optimizer, "cpu", history_file=tmp_path / HISTORY_FILE)
+    _, _, valid_acc = train_model(model, 1, *data, optimizer, "cpu", history_file=tmp_path / HISTORY_FILE)
+    assert len(valid_acc) == 1
+
+
 def test_a_learning_rate_computed_in_float32_matches_the_optimizers_and_a_mismatch_names_both_ways_out():
     model, optimizer, _, (train_loader, _, _), _ = setup(lr=0.001)
     assert helper_train.settings_mismatches({"learning_rate": np.float32(0.001)}, model, optimizer, train_loader,

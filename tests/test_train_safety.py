@@ -485,6 +485,22 @@ def test_checkpoint_from_another_model_is_refused_and_kept(tmp_path):
     assert (tmp_path / CHECKPOINT_FILE).read_bytes() == before
 
 
+def test_a_checkpoint_whose_weights_do_not_fit_the_model_is_refused_with_the_way_out(tmp_path):
+    """A parameter outside any layer does not show in the model's printout: the weights themselves must still fit."""
+    class WithSpare(TinyNet):
+        def __init__(self, spare):
+            super().__init__()
+            self.spare = torch.nn.Parameter(torch.zeros(spare))
+
+    model, optimizer, _ = fresh(model=WithSpare(3))
+    scaler = helper_train.make_grad_scaler(torch.device("cpu"), None)
+    path = tmp_path / CHECKPOINT_FILE
+    torch.save(helper_train.make_checkpoint(model, optimizer, None, scaler, 1, helper_train.new_history(), {}), path)
+    model, optimizer, _ = fresh(model=WithSpare(4))
+    with pytest.raises(RunMismatchError, match="saved from a different model(.|\n)*delete this checkpoint"):
+        helper_train.load_checkpoint(path, model, optimizer, None, scaler)
+
+
 def flip_a_byte_in_the_weights(data: bytes) -> bytes:
     """Damage the middle of the largest tensor's bytes, as a bad disk sector would; the zip structure stays."""
     import io
@@ -590,6 +606,11 @@ def test_the_history_on_disk_is_updated_after_every_epoch(tmp_path, monkeypatch)
     model, optimizer, _ = fresh()
     train_model(model, 2, *loaders(), optimizer, "cpu", history_file=tmp_path / HISTORY_FILE)
     assert on_disk == [None, 1]
+
+
+def test_a_history_file_named_outside_the_run_folder_is_kept_there(tmp_path):
+    folder, history_path = helper_train.prepare_run_files(tmp_path / "run", tmp_path / "elsewhere" / "history.json")
+    assert folder == tmp_path / "run" and history_path == tmp_path / "elsewhere" / "history.json"
 
 
 def test_a_history_write_that_fails_midway_keeps_the_previous_history(tmp_path, monkeypatch):
