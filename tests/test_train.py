@@ -274,6 +274,12 @@ def test_stall_warning_shows_again_when_the_cell_runs_again():
     assert [w.category for w in caught] == [TrainingStalledWarning, TrainingStalledWarning]
 
 
+def test_stall_warning_counts_the_epochs_from_one():
+    """warn_if_stalled gets the 0-based epoch index; the student reads "after 2 epochs" after the second."""
+    assert "After 2 epochs the model is still guessing" in shown(
+        TrainingStalledWarning, lambda: helper_train.warn_if_stalled([2.24] * 9, 6.25, 10, 1))[0]
+
+
 def test_stall_warning_stays_silent_on_a_learning_run():
     assert shown(TrainingStalledWarning, lambda: run(epochs=2)) == []
 

@@ -481,6 +481,14 @@ def test_a_loss_that_explodes_in_the_first_batch_names_batch_0_and_no_checkpoint
     assert "checkpoint" not in message and "last good epoch" not in message
 
 
+def test_a_loss_that_explodes_between_logging_points_names_its_own_batch():
+    """Logged every 5 batches: the NaN of batch 3 is found at the logging point of batch 5, and named batch 3."""
+    losses = iter([2.3, 2.2, 2.1, float("nan"), 2.0, 1.9, 1.8, 1.7])
+    batches = [(torch.zeros(1, 3, 8, 8), torch.zeros(1, dtype=torch.long))] * 8
+    with pytest.raises(TrainingDivergedError, match=r"The loss became nan in epoch 1, batch 3/8"):
+        helper_train.train_one_epoch(lambda x, y: torch.tensor(next(losses)), TinyNet(), batches, 0, 1, 5, [], 230.0, 0)
+
+
 def test_one_nan_among_the_weights_is_enough_to_stop_the_run():
     """A diverging run breaks a few weights first, not whole tensors."""
     model = TinyNet()
