@@ -519,3 +519,14 @@ def test_the_picture_cell_classifies_with_the_network_the_model_cell_built(machi
     exec(cell_containing(NOTEBOOKS[0], "picture_model ="), namespace)
     assert re.search(r"^1\. \w+ +\d+\.\d%$", capsys.readouterr().out, flags=re.MULTILINE)
     assert (tmp_path / "my_picture.png").exists()
+
+
+# --- review 3: mutation testing of the settings checks ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["FAST_DATA_PATH", "COMPILE"])
+@pytest.mark.parametrize("value", [1, 0, 1.0])
+def test_a_switch_with_an_auto_choice_refuses_numbers_that_equal_true_or_false(name, value):
+    """COMPILE = 1 equals True to Python but is not True: should_compile would take it for "auto" and, on most GPUs,
+    not compile (planted 'value in ("auto", True, False)' passed every test)."""
+    assert setting_problem(name, value) == 'choose "auto", True or False.'
