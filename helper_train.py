@@ -354,8 +354,17 @@ def model_code_fingerprint(model_class: type) -> str:
             try:
                 parts.append(inspect.getsource(function))
             except (OSError, TypeError):
-                parts.append(f"{name}: {function.__code__.co_code.hex()} {function.__code__.co_names}")
+                parts.append(f"{name}: {bytecode_summary(function.__code__)}")
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:12]
+
+
+def bytecode_summary(code) -> str:
+    """A function's compiled code as text: its instructions, the names and the constants they use (``x * 2`` and
+    ``x * 3`` differ only in a constant), and those of the functions defined inside it, the same in every session."""
+    constants = [bytecode_summary(constant) if inspect.iscode(constant)
+                 else repr(sorted(constant, key=repr)) if isinstance(constant, frozenset)  # its order varies by session
+                 else repr(constant) for constant in code.co_consts]
+    return f"{code.co_code.hex()} {code.co_names} ({', '.join(constants)})"
 
 
 def without_memory_addresses(text: str) -> str:

@@ -609,3 +609,22 @@ def test_a_learning_rate_computed_in_float32_matches_the_optimizers_and_a_mismat
                                             64) == []
     with pytest.raises(RunMismatchError, match=r"Run All Above Selected Cell(.|\n)*on purpose(.|\n)*parameters cell"):
         helper_train.check_objects_match_settings({"learning_rate": 0.002}, model, optimizer, train_loader, 64)
+
+
+# --- review 3: mutation testing of the run's identity ---------------------------------------------------------------
+
+
+def test_a_model_class_without_source_code_is_a_new_run_when_a_constant_changes():
+    """Where inspect finds no source (a class made with exec, as tools that run a notebook's cells without Jupyter
+    do), the compiled code stands for it: a forward that multiplies by 3 instead of 2 (a changed dropout rate, say)
+    differs only in a constant, and was the same run before the constants were hashed too."""
+
+    def model_class(factor):
+        namespace = {}  # the factor sits in a comprehension (code of its own on Python 3.11), beside a set constant
+        exec(f"import torch\nclass Scaled(torch.nn.Module):\n    def forward(self, x):\n"
+             f"        return [x * {factor} for _ in range(1)][0] if x.dim() in {{3, 4}} else x\n", namespace)
+        return namespace["Scaled"]
+
+    fingerprint = helper_train.model_code_fingerprint
+    assert fingerprint(model_class(2)) != fingerprint(model_class(3))
+    assert fingerprint(model_class(2)) == fingerprint(model_class(2))
