@@ -628,3 +628,105 @@ def test_a_model_class_without_source_code_is_a_new_run_when_a_constant_changes(
     fingerprint = helper_train.model_code_fingerprint
     assert fingerprint(model_class(2)) != fingerprint(model_class(3))
     assert fingerprint(model_class(2)) == fingerprint(model_class(2))
+
+
+@pytest.mark.parametrize("make_scheduler, metrics", [
+    (lambda opt: torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="max", patience=0, cooldown=3), [50.0, 40.0]),
+    (lambda opt: torch.optim.lr_scheduler.StepLR(opt, step_size=1, gamma=0.5), [None, None]),
+])
+def test_identity_ignores_a_lowered_learning_rate_and_the_schedulers_counters(make_scheduler, metrics):
+    """A rate lowered by the scheduler (its _last_lr), ReduceLROnPlateau's cooldown and StepLR's step count are
+    progress: the lecture's run, lowered at epoch 20 and interrupted, must still continue (planted: each of the three
+    left out of SCHEDULER_PROGRESS_KEYS passed every test)."""
+    model, optimizer, _, data, settings = setup()
+    scheduler = make_scheduler(optimizer)
+    before = describe_run(model, optimizer, scheduler, data[0], data[1], device="cpu", settings=settings)
+    for metric in metrics:
+        optimizer.step()  # no gradients: changes nothing, but keeps the order PyTorch expects
+        scheduler.step(*([metric] if metric is not None else []))
+    assert optimizer.param_groups[0]["lr"] < 0.05
+    assert describe_run(model, optimizer, scheduler, data[0], data[1], device="cpu", settings=settings) == before
+
+
+def test_splitting_the_parameters_into_groups_is_a_new_run():
+    """Same class and rate, two parameter groups instead of one: the saved optimizer state would not even load."""
+    model, one_group, scheduler, data, settings = setup()
+    two_groups = torch.optim.SGD([{"params": model.features.parameters()}, {"params": model.classifier.parameters()}],
+                                 lr=0.05, momentum=0.9)
+    one = describe_run(model, one_group, None, data[0], data[1], device="cpu", settings=settings)
+    two = describe_run(model, two_groups, None, data[0], data[1], device="cpu", settings=settings)
+    assert [line.split(":")[0] for line in helper_train.identity_differences(one, two)] == ["  optimizer"]
+    assert "2 parameter group(s)" in two["optimizer"] and run_name(one, {}) != run_name(two, {})
+
+
+def test_the_identity_records_whether_the_forward_pass_runs_in_mixed_precision(monkeypatch):
+    """Mixed precision on a CUDA GPU unless use_amp=False; float32 on the CPU."""
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (7, 5))  # a T4: float16
+    model, optimizer, scheduler, data, settings = setup()
+    precision = {(device, use_amp): describe_run(model, optimizer, scheduler, data[0], data[1], device=device,
+                                                 use_amp=use_amp, settings=settings)["precision"]
+                 for device, use_amp in [("cpu", None), ("cuda", None), ("cuda", False)]}
+    assert precision == {("cpu", None): "float32", ("cuda", None): "mixed", ("cuda", False): "float32"}
+
+
+def test_a_parameter_that_the_printout_does_not_show_is_part_of_the_identity():
+    """A bare nn.Parameter does not appear in the model's printout; its shape is recorded all the same."""
+
+    class Scaled(TinyNetWithDropout2d):
+        def __init__(self, channels):
+            super().__init__()
+            self.scale = torch.nn.Parameter(torch.ones(channels))
+
+    _, optimizer, scheduler, data, settings = setup()
+    small, large = (describe_run(Scaled(channels), optimizer, scheduler, data[0], data[1], device="cpu",
+                                 settings=settings) for channels in (8, 16))
+    assert small["model"] == large["model"] and run_name(small, {}) != run_name(large, {})
+
+
+def test_a_pytorch_update_does_not_make_a_new_run(monkeypatch):
+    """Only the student's classes count: nn.Module's own code changes with every PyTorch release, and a run must
+    continue after `pip install -U torch` (planted: PyTorch's classes hashed too, which passed every test)."""
+    before = helper_train.model_code_fingerprint(TinyNetWithDropout2d)
+    monkeypatch.setattr(torch.nn.Module, "added_in_a_new_release", lambda self: None, raising=False)
+    assert helper_train.model_code_fingerprint(TinyNetWithDropout2d) == before
+
+
+def test_a_change_in_a_static_method_of_the_model_is_a_new_run():
+    """A helper the model calls, written as a @staticmethod, is part of its code like forward."""
+
+    class Doubled(TinyNetWithDropout2d):
+        @staticmethod
+        def scale(x):
+            return x * 2
+
+    class Tripled(TinyNetWithDropout2d):
+        @staticmethod
+        def scale(x):
+            return x * 3
+
+    assert helper_train.model_code_fingerprint(Doubled) != helper_train.model_code_fingerprint(Tripled)
+
+
+def test_the_dropout2d_rate_is_the_largest_dropout2d_anywhere_in_the_model_not_the_classifiers_dropout():
+    """The notebook's VGG-16 has Dropout(0.5) in its classifier: that is not the DROPOUT2D setting, and counting it
+    would refuse every run of the lecture's model. Dropout2d layers count wherever they are nested."""
+    blocks = torch.nn.Sequential(torch.nn.Sequential(torch.nn.Dropout2d(0.1)),
+                                 torch.nn.Sequential(torch.nn.Dropout2d(0.3)))
+    assert helper_train.dropout2d_rate(torch.nn.Sequential(blocks, torch.nn.Dropout(0.5))) == 0.3
+    assert helper_train.dropout2d_rate(torch.nn.Sequential(torch.nn.Identity(), torch.nn.Dropout(0.5))) == 0.0
+
+
+def test_a_learning_rate_lowered_by_the_scheduler_still_matches_the_runs_setting():
+    """The training cell run again to continue: ReduceLROnPlateau has lowered the optimizer's rate in this session,
+    but the run's LEARNING_RATE is the rate the optimizer was built with."""
+    model, optimizer, _, (train_loader, _, _), settings = setup(lr=0.05)
+    for group in optimizer.param_groups:
+        group["lr"] *= 0.1  # as ReduceLROnPlateau does
+    assert helper_train.settings_mismatches(settings, model, optimizer, train_loader, 64) == []
+
+
+def test_a_setting_recorded_only_now_is_a_difference():
+    """The other way round from the test above: a checkpoint of a call without settings, continued by the notebook
+    with its seed and named settings, is refused too, not silently continued."""
+    current = {"model": "TinyNet", "setting: seed": "0"}
+    assert helper_train.identity_differences({"model": "TinyNet"}, current) == ["  setting: seed: (not recorded) -> 0"]
