@@ -633,3 +633,55 @@ def test_the_history_records_each_epochs_own_time_not_the_time_so_far(monkeypatc
     run(epochs=2, history_file=tmp_path / helper_train.HISTORY_FILE)
     history = json.loads((tmp_path / helper_train.HISTORY_FILE).read_text())
     assert history["epoch_seconds"] == [180.0, 180.0]
+
+
+# --- review 3: mutation testing of the settings checks, the training step and compilation -------------------------
+
+
+@pytest.mark.parametrize(("mode", "signal", "direction"), [("min", "valid_acc", "rise"),
+                                                           ("max", "minibatch_loss", "fall")])
+def test_a_contradicting_scheduler_mode_is_told_which_way_its_signal_should_go(mode, signal, direction):
+    """Accuracy should rise, a loss fall (planted: the two words swapped, which passed every test)."""
+    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(torch.optim.SGD(TinyNet().parameters(), lr=0.1), mode=mode)
+    with pytest.raises(ValueError, match=f"scheduler_on='{signal}', which should {direction}: "):
+        helper_train.check_scheduler_mode(scheduler, signal)
+
+
+def test_the_gradient_scaler_is_active_for_float16_only():
+    """float16 (Colab's T4) needs it, or small gradients underflow to zero; bf16 has float32's range, float32 too."""
+    cpu = torch.device("cpu")
+    assert [helper_train.make_grad_scaler(cpu, dtype).is_enabled()
+            for dtype in (torch.float16, torch.bfloat16, None)] == [True, False, False]
+
+
+def test_a_training_step_with_the_gradient_scaler_on_is_the_plain_step_and_the_scale_adapts():
+    """With the scaler on (float16 training) the weights change as in a plain SGD step: the loss is scaled before
+    backward and the gradients unscaled before the update; then the scale is adapted (here: doubled after each step
+    without overflow). The loss comes back detached, so the losses kept until the next logging point hold no graph."""
+    set_all_seeds(0)
+    model, reference = TinyNet(), TinyNet()
+    reference.load_state_dict(model.state_dict())
+    features, targets = torch.randn(4, 3, 8, 8), torch.tensor([0, 1, 2, 3])
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0**10, growth_interval=1)
+    loss = helper_train.training_step(model, features, targets, torch.optim.SGD(model.parameters(), lr=0.1),
+                                      torch.device("cpu"), device_policy("cpu"), scaler)
+    plain = torch.optim.SGD(reference.parameters(), lr=0.1)
+    torch.nn.functional.cross_entropy(reference(features), targets).backward()
+    plain.step()
+    assert all(torch.allclose(a, b) for a, b in zip(model.parameters(), reference.parameters(), strict=True))
+    assert scaler.get_scale() == 2.0**11
+    assert loss.grad_fn is None and not loss.requires_grad
+
+
+def test_compile_gives_the_time_it_saves_or_the_setting_as_its_reason(monkeypatch):
+    """The notebook prints the reason: how much "auto" saves on a measured GPU, or the student's own choice."""
+    monkeypatch.setattr(helper_train.torch.cuda, "get_device_name", lambda device=None: "NVIDIA H200")
+    assert helper_train.should_compile("auto", "cuda", 50) == (True, "yes: on the NVIDIA H200 it saves about 4 s")
+    assert helper_train.should_compile(False, "cuda", 50) == (False, "no: COMPILE = False")
+    assert helper_train.should_compile(True, "cpu", 50) == (True, "yes: COMPILE = True")
+
+
+def test_prepare_model_returns_the_model_it_moved():
+    """benchmarks/check_determinism.py trains the model that prepare_model returns."""
+    model = TinyNet()
+    assert helper_train.prepare_model(model, torch.device("cpu")) is model

@@ -751,3 +751,14 @@ def test_a_run_interrupted_before_its_first_checkpoint_is_not_told_to_resume(tmp
     out = capsys.readouterr().out
     assert "No epoch of this run was saved yet, so it cannot be continued" in out and "resume" not in out
     assert (tmp_path / INTERRUPTED_MODEL_FILE).exists() and not (tmp_path / CHECKPOINT_FILE).exists()
+
+
+def test_a_label_the_model_has_no_output_for_is_refused_when_the_loader_does_not_tell_the_classes(capsys):
+    """A student's own loader (here a list of batches) does not say how many classes there are: the largest label
+    of the first batch is checked instead. Label 9 needs 10 outputs; 9 outputs would fail deep inside the loss
+    (planted '>' for '>=' passed every test)."""
+    model, optimizer, _ = fresh(model=TinyNet(num_classes=9))
+    batches = [(torch.randn(4, 3, 16, 16), torch.tensor([0, 3, 9, 1]))]
+    with pytest.raises(ValueError, match="outputs 9 scores per image, but a label in the data is 9"):
+        train_model(model, 1, batches, batches, batches, optimizer, "cpu")
+    assert "Batch" not in capsys.readouterr().out
