@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ast
 import json
+import linecache
 import sys
 from pathlib import Path
 
@@ -32,6 +33,19 @@ def code_cells(notebook: str | Path) -> list[tuple[str, list[str]]]:
     return cells
 
 
+def compile_cell(source: str, notebook: str | Path, number: int):
+    """Compile one code cell under a name of its own (``<vgg16-cifar10.ipynb, code cell 10>``), as IPython does.
+
+    The cell's lines are registered with ``linecache`` under that name, so a traceback shows
+    the cell's own lines and ``inspect.getsource`` finds a class's code (``train_model``
+    fingerprints the model class by it). Compiled under the notebook's file name, both
+    would read whatever JSON lines of the .ipynb file have those line numbers.
+    """
+    name = f"<{Path(notebook).name}, code cell {number}>"
+    linecache.cache[name] = (len(source), None, source.splitlines(keepends=True), name)  # no mtime: kept
+    return compile(source, name, "exec")
+
+
 def cells_defining(notebook: str | Path, *names: str) -> dict:
     """Execute the parameters cell and the cells that define ``names`` (e.g. "class VGG16("); return the namespace."""
     import torch
@@ -39,9 +53,9 @@ def cells_defining(notebook: str | Path, *names: str) -> dict:
 
     namespace = {"torch": torch, "transforms": transforms,
                  "NORMALIZE_MEAN": (0.5, 0.5, 0.5), "NORMALIZE_STD": (0.5, 0.5, 0.5)}
-    for source, tags in code_cells(notebook):
+    for number, (source, tags) in enumerate(code_cells(notebook), start=1):
         if "parameters" in tags or any(name in source for name in names):
-            exec(compile(source, str(notebook), "exec"), namespace)
+            exec(compile_cell(source, notebook, number), namespace)
     return namespace
 
 
@@ -62,8 +76,8 @@ def parse_override(text: str) -> tuple[str, object]:
 def run(notebook: str | Path, overrides: dict) -> None:
     """Execute every code cell in order, applying ``overrides`` right after the parameters cell."""
     namespace = {"__name__": "__main__"}
-    for source, tags in code_cells(notebook):
-        exec(compile(source, str(notebook), "exec"), namespace)
+    for number, (source, tags) in enumerate(code_cells(notebook), start=1):
+        exec(compile_cell(source, notebook, number), namespace)
         if "parameters" in tags:
             unknown = set(overrides) - set(namespace)
             if unknown:

@@ -89,3 +89,28 @@ def test_cells_defining_runs_the_parameters_cell_and_the_named_cells_only(tmp_pa
         ('raise RuntimeError("a cell that was not asked for ran")', []),
     ])
     assert cells_defining(notebook, "class Net(")["Net"].size == 48
+
+
+def test_a_class_defined_by_a_cell_has_its_own_source_for_the_run_fingerprint_and_for_tracebacks(tmp_path):
+    """train_model names a run after the model class's code (inspect.getsource). Compiled under the .ipynb's
+    file name, getsource read whatever JSON lines had the cell's line numbers, so a changed model could keep
+    an old run's name; tracebacks showed JSON lines too."""
+    import inspect
+    import traceback
+
+    from helper_train import model_code_fingerprint
+
+    def net_notebook(factor):
+        return write_notebook(tmp_path / f"net{factor}.ipynb", [
+            ("SIZE = 1", ["parameters"]),
+            (f"class Net(object):\n    def forward(self, x):\n        return x * {factor}\n\n"
+             "    def fail(self):\n        raise ValueError('from the cell')", []),
+        ])
+
+    nets = [cells_defining(net_notebook(factor), "class Net(")["Net"] for factor in (2, 3)]
+    assert inspect.getsource(nets[0].forward) == "    def forward(self, x):\n        return x * 2\n"
+    assert model_code_fingerprint(nets[0]) != model_code_fingerprint(nets[1])
+    with pytest.raises(ValueError) as error:
+        nets[0]().fail()
+    assert "raise ValueError('from the cell')" in "".join(traceback.format_tb(error.value.__traceback__))
+    assert "net2.ipynb, code cell 2" in "".join(traceback.format_tb(error.value.__traceback__))
