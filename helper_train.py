@@ -961,8 +961,11 @@ def warn_every_time(message: str, category: type[Warning], stacklevel: int) -> N
     """Warn with ``category``, also when the student runs the same cell again.
 
     Python shows a warning once per code location by default, so a re-run of the training
-    cell would stay silent. ``stacklevel`` counts from the caller, as in ``warnings.warn``:
-    the warning names the line that called ``train_model``, the student's own.
+    cell would stay silent. A blanket ``warnings.filterwarnings("ignore")``, which many
+    notebooks put at the top to hide library noise, does not hide it either: these warnings
+    are the tutorial's advice about this run (hours to go, a model that does not learn).
+    ``stacklevel`` counts from the caller, as in ``warnings.warn``: the warning names the
+    line that called ``train_model``, the student's own.
     """
     with warnings.catch_warnings():
         warnings.simplefilter("always", category)

@@ -329,6 +329,19 @@ def test_long_run_warning_shows_again_when_the_cell_runs_again():
     assert [w.category for w in caught] == [LongRunWarning, LongRunWarning]
 
 
+@pytest.mark.parametrize(("warn", "category"), [
+    (lambda: helper_train.warn_if_long(8.6, 8744, torch.device("cpu")), LongRunWarning),
+    (lambda: helper_train.warn_if_stalled([2.24] * 9, 6.25, 10, 1), TrainingStalledWarning),
+])
+def test_the_runs_warnings_show_despite_a_notebooks_blanket_ignore(warn, category):
+    """Many notebooks start with warnings.filterwarnings("ignore") to hide library noise; "this run takes 21 hours"
+    and "the model is still guessing" are not noise."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.filterwarnings("ignore")
+        warn()
+    assert [w.category for w in caught] == [category]
+
+
 @pytest.mark.parametrize("seconds, words", [(3601, "60 minutes"), (5400, "90 minutes"), (7199, "120 minutes"),
                                              (7200, "2 hours"), (75198, "21 hours")])
 def test_durations_read_as_minutes_up_to_two_hours_then_hours(seconds, words):
