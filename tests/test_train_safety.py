@@ -239,15 +239,20 @@ def test_ctrl_c_while_saving_the_checkpoint_ends_like_any_interrupt(tmp_path, mo
     assert_valid_checkpoint(tmp_path, 1)
 
 
-def test_ctrl_c_while_waiting_for_the_best_model_write_leaves_complete_files(tmp_path, monkeypatch, capsys):
-    """Ctrl-C arrives while the main thread waits for a slow background write: the write still completes."""
+def slow_saves(monkeypatch, seconds: float) -> None:
+    """Every torch.save takes ``seconds`` longer, like a slow disk: the background write is still running later."""
     original_save = torch.save
 
     def slow_save(obj, path):
-        time.sleep(1.0)  # longer than epoch 2 takes: the write is still running when Ctrl-C comes
+        time.sleep(seconds)
         original_save(obj, path)
 
     monkeypatch.setattr(helper_train.torch, "save", slow_save)
+
+
+def test_ctrl_c_while_waiting_for_the_best_model_write_leaves_complete_files(tmp_path, monkeypatch, capsys):
+    """Ctrl-C arrives while the main thread waits for a slow background write: the write still completes."""
+    slow_saves(monkeypatch, 1.0)  # longer than epoch 2 takes: the write is still running when Ctrl-C comes
     interrupt_on_call(monkeypatch, threading.Thread, "join", 1)
     model, optimizer, scheduler = fresh()
     _, _, valid_acc = train_model(model, 3, *loaders(), optimizer, "cpu", scheduler=scheduler,
@@ -259,13 +264,7 @@ def test_ctrl_c_while_waiting_for_the_best_model_write_leaves_complete_files(tmp
 
 def test_ctrl_c_while_the_first_checkpoint_is_still_written_says_the_run_can_resume(tmp_path, monkeypatch, capsys):
     """The interrupt comes early in epoch 2, before epoch 1's write has finished: that write completes first."""
-    original_save = torch.save
-
-    def slow_save(obj, path):
-        time.sleep(1.0)
-        original_save(obj, path)
-
-    monkeypatch.setattr(helper_train.torch, "save", slow_save)
+    slow_saves(monkeypatch, 1.0)
     model, optimizer, scheduler = fresh()
     train_loader, valid_loader, test_loader = loaders()
     train_model(model, 2, InterruptAt(train_loader, epoch=2, batch=1), valid_loader, test_loader, optimizer, "cpu",
@@ -648,11 +647,7 @@ def test_a_history_write_that_fails_midway_keeps_the_previous_history(tmp_path, 
 
 def test_a_diverged_run_leaves_its_last_checkpoint_complete(tmp_path, monkeypatch):
     """Epoch 1's checkpoint is still being written when epoch 2 explodes: the error waits for the write."""
-    original_save, original_epoch, calls = torch.save, helper_train.train_one_epoch, []
-
-    def slow_save(obj, path):
-        time.sleep(0.5)
-        original_save(obj, path)
+    original_epoch, calls = helper_train.train_one_epoch, []
 
     def explodes_in_epoch_2(*args, **kwargs):
         calls.append(1)
@@ -660,7 +655,7 @@ def test_a_diverged_run_leaves_its_last_checkpoint_complete(tmp_path, monkeypatc
             raise helper_train.TrainingDivergedError("The loss became inf in epoch 2")
         return original_epoch(*args, **kwargs)
 
-    monkeypatch.setattr(helper_train.torch, "save", slow_save)
+    slow_saves(monkeypatch, 0.5)
     monkeypatch.setattr(helper_train, "train_one_epoch", explodes_in_epoch_2)
     model, optimizer, _ = fresh()
     with pytest.raises(helper_train.TrainingDivergedError):
@@ -721,13 +716,9 @@ def test_the_history_records_the_mixed_precision_type_that_training_used(tmp_pat
 
 def test_the_last_checkpoint_is_complete_before_the_test_pass_starts(tmp_path, monkeypatch):
     """The training time includes the last write, and a failed last write stops the run before the test pass."""
-    original_save, original_accuracy = torch.save, helper_train.compute_accuracy
+    original_accuracy = helper_train.compute_accuracy
     train_loader, valid_loader, test_loader = loaders()
     on_disk_at_test_pass = []
-
-    def slow_save(obj, path):
-        time.sleep(0.5)
-        original_save(obj, path)
 
     def accuracy(model, loader, device, **kwargs):
         if loader is test_loader:
@@ -735,7 +726,7 @@ def test_the_last_checkpoint_is_complete_before_the_test_pass_starts(tmp_path, m
             on_disk_at_test_pass.append(torch.load(path, weights_only=True)["epochs_done"] if path.exists() else None)
         return original_accuracy(model, loader, device, **kwargs)
 
-    monkeypatch.setattr(helper_train.torch, "save", slow_save)
+    slow_saves(monkeypatch, 0.5)
     monkeypatch.setattr(helper_train, "compute_accuracy", accuracy)
     model, optimizer, _ = fresh()
     train_model(model, 1, train_loader, valid_loader, test_loader, optimizer, "cpu", checkpoint_dir=tmp_path)
