@@ -513,8 +513,12 @@ def test_a_work_folder_with_smoke_test_runs_is_refused_before_anything_is_copied
 
 
 def test_a_stored_run_of_the_same_settings_is_not_replaced_without_a_word(tmp_path):
-    """A second run of one setting has the first one's name: importing it must not overwrite the first silently."""
+    """A second run of one setting has the first one's name: importing it must not overwrite the first silently.
+
+    Refused before anything is copied: not even the new run's benchmark.json lands in reference-run/.
+    """
     fake_gpu_work(tmp_path / "work")
+    (tmp_path / "work" / "benchmark.json").write_text("{}")
     stored = tmp_path / "reference-run" / "runs" / "seed=7-cccccc.json"
     stored.parent.mkdir(parents=True)
     stored.write_text(json.dumps({**history("seed=7-cccccc", {**LECTURE, "seed": 7}, [60.0, 70.0], None),
@@ -530,3 +534,17 @@ def test_importing_the_same_work_folder_twice_is_allowed(tmp_path):
     fake_gpu_work(tmp_path / "work")
     first = import_work(tmp_path / "work", tmp_path / "reference-run")
     assert import_work(tmp_path / "work", tmp_path / "reference-run") == first
+
+
+@pytest.mark.parametrize("field, value", [("test_acc", 99.0), ("card", "NVIDIA H100 80GB HBM3")])
+def test_a_stored_run_that_differs_in_one_field_only_is_not_replaced(tmp_path, field, value):
+    """The whole record is compared: a run of the same commit (or with the same validation accuracies) whose test
+    accuracy or card differs is another measurement, and must not be overwritten silently."""
+    fake_gpu_work(tmp_path / "work")
+    import_work(tmp_path / "work", tmp_path / "reference-run")
+    stored = tmp_path / "reference-run" / "runs" / "lecture-aaaaaa.json"
+    stored.write_text(json.dumps({**json.loads(stored.read_text()), field: value}))
+    before = stored.read_text()
+    with pytest.raises(ValueError, match=r"lecture-aaaaaa\.json already hold\(s\) another run"):
+        import_work(tmp_path / "work", tmp_path / "reference-run")
+    assert stored.read_text() == before
