@@ -548,3 +548,26 @@ def test_a_stored_run_that_differs_in_one_field_only_is_not_replaced(tmp_path, f
     with pytest.raises(ValueError, match=r"lecture-aaaaaa\.json already hold\(s\) another run"):
         import_work(tmp_path / "work", tmp_path / "reference-run")
     assert stored.read_text() == before
+
+
+def test_import_script_refuses_an_archive_link_to_a_file_outside_it(tmp_path, monkeypatch):
+    """A member that is a symbolic link to an absolute path: imported, the file it points to (any file of the
+    importing machine) would be copied into reference-run/ as a figure."""
+    fake_gpu_work(tmp_path / "work")
+    (tmp_path / "secret.txt").write_text("private")
+    (tmp_path / "work" / "results" / "lecture-aaaaaa" / "plot_loss.png").symlink_to(tmp_path / "secret.txt")
+    with tarfile.open(tmp_path / "gpu-run.tgz", "w:gz") as archive:
+        archive.add(tmp_path / "work", arcname=".")
+    with pytest.raises(tarfile.FilterError):
+        import_main(monkeypatch, tmp_path, tmp_path / "gpu-run.tgz")
+    assert not (tmp_path / "repo" / "reference-run").exists()
+
+
+def test_import_script_refuses_two_sources_instead_of_importing_the_first_alone(tmp_path, monkeypatch):
+    fake_gpu_work(tmp_path / "work")
+    fake_gpu_work(tmp_path / "work2")
+    monkeypatch.setattr(import_gpu_run, "ROOT", tmp_path / "repo")
+    monkeypatch.setattr(sys, "argv", ["import_gpu_run.py", str(tmp_path / "work"), str(tmp_path / "work2")])
+    with pytest.raises(SystemExit, match="import_gpu_run.py gpu-run.tgz"):
+        import_gpu_run.main()
+    assert not (tmp_path / "repo").exists()
