@@ -550,6 +550,25 @@ def test_a_stored_run_that_differs_in_one_field_only_is_not_replaced(tmp_path, f
     assert stored.read_text() == before
 
 
+def test_a_notebook_that_failed_is_named_failed_not_given_a_time(tmp_path):
+    """Exit status 1 (an error in a cell), not only 124 (the time limit), is a failed notebook in the README."""
+    fake_gpu_work(tmp_path / "work")
+    times = tmp_path / "work" / "times.txt"
+    times.write_text(times.read_text().replace("exit status 0, 183 s", "exit status 1, 183 s"))
+    import_work(tmp_path / "work", tmp_path / "reference-run")
+    assert "| 1.50 min | failed (exit status 1) | [figures]" in (tmp_path / "reference-run" / "README.md").read_text()
+
+
+def test_the_same_notebook_options_of_two_invocations_are_named_once(tmp_path):
+    fake_gpu_work(tmp_path / "work")
+    machine = tmp_path / "work" / "machine.txt"
+    machine.write_text(MACHINE + invocation(options="-p COMPILE False") + invocation(steps="claims",
+                                                                                     options="-p COMPILE False"))
+    import_work(tmp_path / "work", tmp_path / "reference-run")
+    assert ("with their default settings, with `-p COMPILE False` added (papermill) on a GPU"
+            in (tmp_path / "reference-run" / "README.md").read_text())
+
+
 def test_import_script_refuses_an_archive_link_to_a_file_outside_it(tmp_path, monkeypatch):
     """A member that is a symbolic link to an absolute path: imported, the file it points to (any file of the
     importing machine) would be copied into reference-run/ as a figure."""
