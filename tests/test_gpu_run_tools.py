@@ -569,6 +569,25 @@ def test_the_same_notebook_options_of_two_invocations_are_named_once(tmp_path):
             in (tmp_path / "reference-run" / "README.md").read_text())
 
 
+def test_the_commit_of_the_code_is_found_behind_a_long_stretch_of_other_changes_and_within_depth(tmp_path):
+    """Seven commits that changed the README only since the code's commit: the walk reaches it; ``depth`` bounds it."""
+    def git(*arguments):
+        return subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *arguments], cwd=tmp_path,
+                              capture_output=True, text=True, check=True).stdout.strip()
+
+    git("init", "-q")
+    commits = []
+    for number in range(8):
+        (tmp_path / "helper_train.py").write_text("v1")
+        (tmp_path / "README.md").write_text(str(number))
+        git("add", ".")
+        git("commit", "-q", "-m", str(number))
+        commits.append(git("rev-parse", "HEAD"))
+    v1 = {"helper_train.py": hashlib.sha256(b"v1").hexdigest()}
+    assert commit_with_code(v1, repository=tmp_path) == commits[0]
+    assert commit_with_code(v1, depth=3, repository=tmp_path) == commits[-3]
+
+
 def test_import_script_refuses_an_archive_link_to_a_file_outside_it(tmp_path, monkeypatch):
     """A member that is a symbolic link to an absolute path: imported, the file it points to (any file of the
     importing machine) would be copied into reference-run/ as a figure."""
