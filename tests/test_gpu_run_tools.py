@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks import import_gpu_run
+from benchmarks import claims_table, import_gpu_run
 from benchmarks.claims_table import table
 from benchmarks.import_gpu_run import commit_with_code, import_work, machine_facts
 
@@ -609,3 +609,29 @@ def test_import_script_refuses_two_sources_instead_of_importing_the_first_alone(
     with pytest.raises(SystemExit, match="import_gpu_run.py gpu-run.tgz"):
         import_gpu_run.main()
     assert not (tmp_path / "repo").exists()
+
+
+def test_claims_table_puts_a_run_that_changes_another_setting_after_the_float32_runs():
+    """"Anything else" comes after every claim, float32 (the last) included, not sorted by name among its runs."""
+    runs = [history("precision=float32-z", {**LECTURE, "precision": "float32"}, [50.0], 60.0),
+            history("batch_size=128-a", {**LECTURE, "batch_size": 128}, [50.0], 60.0)]
+    labels = [row.split(" | ")[0] for row in table(runs).splitlines()[2:]]
+    assert labels == ["| the main notebook in float32 (`PRECISION = \"float32\"`)", "| `batch_size = 128`"]
+
+
+def test_claims_table_quotes_an_unlabelled_text_setting():
+    """A setting without a label of its own is shown as Python writes it: 'bf16' is text, not a name."""
+    [row] = table([history("precision=bf16-a", {**LECTURE, "precision": "bf16"}, [50.0], 60.0)]).splitlines()[2:]
+    assert row.startswith("| `precision = 'bf16'` | ")
+
+
+def test_claims_table_script_leaves_out_the_runs_moved_aside_into_a_subfolder(tmp_path, monkeypatch, capsys):
+    """reference-run/runs/unfinished/ holds runs cut short, moved aside so that the table leaves them out."""
+    run = history("lecture-a", LECTURE, [50.0], 60.0)
+    (tmp_path / "lecture-a.json").write_text(json.dumps(run))
+    (tmp_path / "unfinished").mkdir()
+    (tmp_path / "unfinished" / "seed=7-b.try1.json").write_text(
+        json.dumps(history("seed=7-b", {**LECTURE, "seed": 7}, [20.0], None)))
+    monkeypatch.setattr(sys, "argv", ["claims_table.py", "--runs", str(tmp_path)])
+    claims_table.main()
+    assert capsys.readouterr().out == table([run]) + "\n"
