@@ -12,12 +12,27 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from conftest import TinyNet
 from torch.autograd import DeviceType
 
-from benchmarks.benchmark_epoch import epoch_flops, group_of, matrix_flops_per_image, time_by_group
+from benchmarks import benchmark_epoch
+from benchmarks.benchmark_epoch import (
+    LADDER,
+    build_loaders,
+    build_model,
+    epoch_flops,
+    group_of,
+    matrix_flops_per_image,
+    random_cifar10,
+    run_epoch,
+    time_by_group,
+)
 from benchmarks.notebook_code import cells_defining
 
 ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOK = ROOT / "vgg16-cifar10.ipynb"
+CPU = torch.device("cpu")
+RUNG = {rung.name: rung for rung in LADDER}
 
 
 def layer_arithmetic(model, image_size):
@@ -111,3 +126,84 @@ def test_benchmark_runs_end_to_end_on_a_few_cpu_images(tmp_path):
     assert profile["rung"] == "+eval-1024" and max(profile["seconds_by_group"], key=profile["seconds_by_group"].get) \
         == "convolutions"
     assert "the CPU computed for" in done.stdout and "TFLOP/s" in done.stdout
+
+
+def test_each_rung_builds_the_loaders_it_names():
+    """classic: DataLoaders; +on-device: batches made on the device; +channels-last: NHWC batches; +eval-1024:
+    validation batches of 1,024 (training batches keep the batch size)."""
+    data = random_cifar10(40)
+    classic = build_loaders(data, RUNG["classic"], CPU, 8, 0, NOTEBOOK)
+    assert all(isinstance(loader, torch.utils.data.DataLoader) for loader in classic)
+    on_device = build_loaders(data, RUNG["+on-device"], CPU, 8, 0, NOTEBOOK)
+    assert not any(isinstance(loader, torch.utils.data.DataLoader) for loader in on_device)
+    assert [loader.batch_size for loader in on_device] == [8, 8]
+    assert next(iter(on_device[0]))[0].is_contiguous()
+    channels_last = build_loaders(data, RUNG["+channels-last"], CPU, 8, 0, NOTEBOOK)
+    assert all(next(iter(loader))[0].is_contiguous(memory_format=torch.channels_last) for loader in channels_last)
+    assert [loader.batch_size for loader in build_loaders(data, RUNG["+eval-1024"], CPU, 8, 0, NOTEBOOK)] == [8, 1024]
+
+
+def test_build_model_uses_the_rungs_layout_and_the_deterministic_pooling_when_asked():
+    model, _ = build_model(TinyNet, CPU, RUNG["+on-device"])
+    assert model.features[0].weight.is_contiguous()
+    assert any(isinstance(module, torch.nn.AdaptiveAvgPool2d) for module in model.modules())
+    model, _ = build_model(TinyNet, CPU, RUNG["+channels-last"], deterministic=True)
+    assert model.features[0].weight.is_contiguous(memory_format=torch.channels_last)
+    assert not any(isinstance(module, torch.nn.AdaptiveAvgPool2d) for module in model.modules())
+
+
+class RecordingNet(TinyNet):
+    """TinyNet that records, for each forward pass, its mode, its output's dtype and its input's layout."""
+
+    def __init__(self, num_classes=10):
+        super().__init__(num_classes)
+        self.calls = []
+
+    def forward(self, x):
+        logits = super().forward(x)
+        self.calls.append((self.training, logits.dtype, x.is_contiguous(memory_format=torch.channels_last)))
+        return logits
+
+
+def batches(count, size=4):
+    generator = torch.Generator().manual_seed(0)
+    return [(torch.randn(size, 3, 16, 16, generator=generator), torch.randint(0, 10, (size,), generator=generator))
+            for _ in range(count)]
+
+
+def run_recorded(rung, max_batches=None):
+    torch.manual_seed(0)
+    model = RecordingNet()
+    run_epoch(model, torch.optim.SGD(model.parameters(), lr=0.01), batches(3), batches(2), CPU, rung, max_batches)
+    return model
+
+
+def test_an_epoch_trains_then_evaluates_the_training_and_validation_batches_and_ends_in_training_mode():
+    model = run_recorded(RUNG["+on-device"])
+    assert [training for training, _, _ in model.calls] == [True] * 3 + [False] * (3 + 2)
+    assert model.training
+
+
+def test_an_epoch_cut_to_max_batches_trains_that_many_steps_and_evaluates_nothing():
+    """profile_rung and time_checkpoints' warm-up ask for a few training steps: exactly that many, no evaluation."""
+    assert [training for training, _, _ in run_recorded(RUNG["+on-device"], max_batches=2).calls] == [True, True]
+
+
+def test_mixed_precision_and_channels_last_are_used_from_their_own_rungs_on(monkeypatch):
+    """On a CPU autocast_dtype says float32; as on a GPU with bf16, the rungs before +mixed must stay float32."""
+    monkeypatch.setattr(benchmark_epoch, "autocast_dtype", lambda device, use_amp=None: torch.bfloat16)
+    assert {call[1:] for call in run_recorded(RUNG["+on-device"]).calls} == {(torch.float32, False)}
+    assert {call[1:] for call in run_recorded(RUNG["+channels-last"]).calls} == {(torch.float32, True)}
+    assert {call[1:] for call in run_recorded(RUNG["+mixed"]).calls} == {(torch.bfloat16, True)}
+
+
+def test_only_the_no_sync_rung_leaves_the_losses_on_the_device(monkeypatch):
+    """The rungs up to +mixed read each step's loss (loss.item(), the lecture's loop); +no-sync reads none."""
+    items = []
+    item = torch.Tensor.item
+    monkeypatch.setattr(torch.Tensor, "item", lambda tensor: items.append(tensor) or item(tensor))
+    run_recorded(RUNG["+mixed"], max_batches=3)
+    assert len(items) == 3
+    items.clear()
+    run_recorded(RUNG["+no-sync"], max_batches=3)
+    assert items == []
