@@ -4,7 +4,9 @@ The benchmark runs on a GPU machine that a session holds for minutes, so a crash
 costs scarce time: the whole script is run here first, on a few images.
 """
 
+import itertools
 import json
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -17,15 +19,20 @@ from torch.autograd import DeviceType
 
 from benchmarks import benchmark_epoch
 from benchmarks.benchmark_epoch import (
+    COMPILED,
     LADDER,
     build_loaders,
     build_model,
     epoch_flops,
     group_of,
     matrix_flops_per_image,
+    profile_rung,
     random_cifar10,
     run_epoch,
     time_by_group,
+    time_checkpoints,
+    time_data_only,
+    time_rung,
 )
 from benchmarks.notebook_code import cells_defining
 
@@ -207,3 +214,74 @@ def test_only_the_no_sync_rung_leaves_the_losses_on_the_device(monkeypatch):
     items.clear()
     run_recorded(RUNG["+no-sync"], max_batches=3)
     assert items == []
+
+
+def test_time_rung_reports_the_median_epoch_and_counts_each_training_image_twice(monkeypatch):
+    """Training images pass twice per epoch (training, then training accuracy), validation images once; a compiled
+    rung's compile time is its first epoch's excess over the median."""
+    seconds = iter([9.0, 4.0, 1.0, 2.0])  # the first epoch (warm-up or compiling), then three timed ones
+    monkeypatch.setattr(benchmark_epoch, "run_epoch", lambda *args, **kwargs: next(seconds))
+    monkeypatch.setattr(torch, "compile", lambda model, mode=None: model)
+    per_image = {"train_conv": 3.0, "train_linear": 1.0, "eval_conv": 2.0, "eval_linear": 0.5}
+    args = SimpleNamespace(batch_size=8, workers=0, repeats=3, flops_per_image=per_image)
+    result = time_rung(TinyNet, random_cifar10(40), COMPILED, CPU, args, NOTEBOOK)
+    assert result["all_seconds"] == [4.0, 1.0, 2.0] and result["seconds"] == 2.0
+    assert result["compile_seconds"] == 7.0
+    assert result["images_per_s"] == (2 * 32 + 4) / 2.0  # 36 training images: 4 full batches of 8; 4 validation
+    assert result["tflop_per_epoch"] == pytest.approx(epoch_flops(per_image, 32, 36) / 1e12)
+
+
+def test_time_data_only_counts_the_images_of_an_epochs_batches():
+    seconds, images = time_data_only(batches(2, size=8), batches(1, size=4), CPU)
+    assert images == 2 * 16 + 4 and seconds > 0
+
+
+def test_time_checkpoints_saves_every_epoch_as_the_best_and_compares_the_medians(tmp_path, monkeypatch):
+    """The worst case: checkpoint plus best weights, every epoch; the share is the training thread's save time."""
+    saved = []
+
+    class RecordingWriter(benchmark_epoch.CheckpointWriter):
+        def save(self, checkpoint, is_best):
+            saved.append(is_best)
+            super().save(checkpoint, is_best)
+
+    monkeypatch.setattr(benchmark_epoch, "CheckpointWriter", RecordingWriter)
+    args = SimpleNamespace(batch_size=8, workers=0, checkpoint_dir=tmp_path)
+    cost = time_checkpoints(TinyNet, random_cifar10(40), CPU, args, NOTEBOOK, epochs=2)
+    assert saved == [True, True] and len(cost["epoch_seconds"]) == len(cost["write_seconds"]) == 2
+    assert cost["save_percent_of_epoch"] == pytest.approx(
+        100 * statistics.median(cost["save_seconds"]) / statistics.median(cost["epoch_seconds"]))
+    assert list(tmp_path.iterdir()) == []  # written to a temporary folder in checkpoint_dir, removed afterwards
+
+
+def test_the_profile_evaluates_as_many_validation_batches_as_training_steps():
+    per_image = {"train_conv": 3.0, "train_linear": 1.0, "eval_conv": 2.0, "eval_linear": 0.5}
+    args = SimpleNamespace(batch_size=8, workers=0, flops_per_image=per_image)
+    # 20 validation images in batches of 8 (+no-sync keeps the batch size): 2 steps evaluate 2 batches, 16 images
+    result = profile_rung(TinyNet, random_cifar10(200), RUNG["+no-sync"], CPU, args, NOTEBOOK, steps=2)
+    assert result["flops"] == {"conv": 16 * 3.0 + 16 * 2.0, "linear": 16 * 1.0 + 16 * 0.5}
+
+
+def test_the_script_reports_speed_ups_over_the_classic_path_and_uses_the_sizes_it_is_given(tmp_path, monkeypatch):
+    """vs classic = the classic epoch's seconds over the rung's; the data-path ratio = on-device images/s over
+    classic's; --epoch-images and --data-images size the two synthetic data sets. (The timings are stand-ins.)"""
+    sizes = []
+    monkeypatch.setattr(benchmark_epoch, "random_cifar10",
+                        lambda num_images, seed=0: sizes.append(num_images) or random_cifar10(num_images, seed))
+    monkeypatch.setattr(benchmark_epoch, "matrix_flops_per_image", lambda VGG16, image_size: {
+        "train_conv": 3.0, "train_linear": 1.0, "eval_conv": 2.0, "eval_linear": 0.5})
+    epoch_seconds = {"classic": 4.0, "+on-device": 1.0}
+    monkeypatch.setattr(benchmark_epoch, "time_rung", lambda VGG16, data, rung, *args: {
+        "seconds": epoch_seconds[rung.name], "images_per_s": 1.0, "tflop_per_s": 1.0, "peak_gpu_gib": None})
+    data_path = itertools.chain([(1.0, 36)], [(2.0, 36)], [(1.0, 36)], [(0.5, 36)])  # warm-up, then timed, per path
+    monkeypatch.setattr(benchmark_epoch, "time_data_only", lambda *args: next(data_path))
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", torch.backends.cudnn.benchmark)
+    monkeypatch.setattr(sys, "argv", ["benchmark_epoch.py", "--device", "cpu", "--epoch-images", "40", "--data-images",
+                                      "24", "--batch-size", "8", "--workers", "0", "--rungs", "+on-device",
+                                      "--json", str(tmp_path / "benchmark.json")])
+    benchmark_epoch.main()
+    results = json.loads((tmp_path / "benchmark.json").read_text())
+    assert sizes == [40, 24]
+    assert results["rungs"]["+on-device"]["ratio_to_classic"] == 4.0
+    assert results["data_only_classic_images_per_s"] == 18.0 and results["data_only_+eval-1024_images_per_s"] == 72.0
+    assert results["data_only_ratio"] == 4.0
