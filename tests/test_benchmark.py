@@ -86,6 +86,9 @@ def test_epoch_flops_counts_training_steps_and_evaluated_images_at_their_own_cos
     ("aten::add_", "bias additions and sums (mostly the biases and their gradients)"),
     ("aten::sum", "bias additions and sums (mostly the biases and their gradients)"),
     ("aten::index", "everything else (data transforms, accuracy counting, ...)"),
+    # autograd's and torch.compile's own rows name the operation in capitals
+    ("autograd::engine::evaluate_function: ConvolutionBackward0", "convolutions"),
+    ("CompiledFunction", "fused by torch.compile"),
 ])
 def test_profiled_operations_fall_into_their_groups(operation, group):
     assert group_of(operation) == group
@@ -111,6 +114,8 @@ def test_device_time_counts_each_kernel_once_and_keeps_unclaimed_kernels():
         event("Optimizer.step#SGD.step", DeviceType.CUDA, device_us=1_000_000, annotation=True),
     ]
     assert time_by_group(events, on_cuda=True) == {"convolutions": 8.0, "ReLU": 1.0, "kernels of no operation": 0.5}
+    # largest first: the order the profile prints
+    assert list(time_by_group(events, on_cuda=True)) == ["convolutions", "ReLU", "kernels of no operation"]
     assert time_by_group(events, on_cuda=False) == pytest.approx({"convolutions": 120e-6, "ReLU": 10e-6})
 
 
