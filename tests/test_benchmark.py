@@ -4,7 +4,9 @@ The benchmark runs on a GPU machine that a session holds for minutes, so a crash
 costs scarce time: the whole script is run here first, on a few images.
 """
 
+import itertools
 import json
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -12,12 +14,32 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from conftest import TinyNet
 from torch.autograd import DeviceType
 
-from benchmarks.benchmark_epoch import epoch_flops, group_of, matrix_flops_per_image, time_by_group
+from benchmarks import benchmark_epoch
+from benchmarks.benchmark_epoch import (
+    COMPILED,
+    LADDER,
+    build_loaders,
+    build_model,
+    epoch_flops,
+    group_of,
+    matrix_flops_per_image,
+    profile_rung,
+    random_cifar10,
+    run_epoch,
+    time_by_group,
+    time_checkpoints,
+    time_data_only,
+    time_rung,
+)
 from benchmarks.notebook_code import cells_defining
 
 ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOK = ROOT / "vgg16-cifar10.ipynb"
+CPU = torch.device("cpu")
+RUNG = {rung.name: rung for rung in LADDER}
 
 
 def layer_arithmetic(model, image_size):
@@ -64,6 +86,9 @@ def test_epoch_flops_counts_training_steps_and_evaluated_images_at_their_own_cos
     ("aten::add_", "bias additions and sums (mostly the biases and their gradients)"),
     ("aten::sum", "bias additions and sums (mostly the biases and their gradients)"),
     ("aten::index", "everything else (data transforms, accuracy counting, ...)"),
+    # autograd's and torch.compile's own rows name the operation in capitals
+    ("autograd::engine::evaluate_function: ConvolutionBackward0", "convolutions"),
+    ("CompiledFunction", "fused by torch.compile"),
 ])
 def test_profiled_operations_fall_into_their_groups(operation, group):
     assert group_of(operation) == group
@@ -89,6 +114,8 @@ def test_device_time_counts_each_kernel_once_and_keeps_unclaimed_kernels():
         event("Optimizer.step#SGD.step", DeviceType.CUDA, device_us=1_000_000, annotation=True),
     ]
     assert time_by_group(events, on_cuda=True) == {"convolutions": 8.0, "ReLU": 1.0, "kernels of no operation": 0.5}
+    # largest first: the order the profile prints
+    assert list(time_by_group(events, on_cuda=True)) == ["convolutions", "ReLU", "kernels of no operation"]
     assert time_by_group(events, on_cuda=False) == pytest.approx({"convolutions": 120e-6, "ReLU": 10e-6})
 
 
@@ -111,3 +138,155 @@ def test_benchmark_runs_end_to_end_on_a_few_cpu_images(tmp_path):
     assert profile["rung"] == "+eval-1024" and max(profile["seconds_by_group"], key=profile["seconds_by_group"].get) \
         == "convolutions"
     assert "the CPU computed for" in done.stdout and "TFLOP/s" in done.stdout
+
+
+def test_each_rung_builds_the_loaders_it_names():
+    """classic: DataLoaders; +on-device: batches made on the device; +channels-last: NHWC batches; +eval-1024:
+    validation batches of 1,024 (training batches keep the batch size)."""
+    data = random_cifar10(40)
+    classic = build_loaders(data, RUNG["classic"], CPU, 8, 0, NOTEBOOK)
+    assert all(isinstance(loader, torch.utils.data.DataLoader) for loader in classic)
+    on_device = build_loaders(data, RUNG["+on-device"], CPU, 8, 0, NOTEBOOK)
+    assert not any(isinstance(loader, torch.utils.data.DataLoader) for loader in on_device)
+    assert [loader.batch_size for loader in on_device] == [8, 8]
+    assert next(iter(on_device[0]))[0].is_contiguous()
+    channels_last = build_loaders(data, RUNG["+channels-last"], CPU, 8, 0, NOTEBOOK)
+    assert all(next(iter(loader))[0].is_contiguous(memory_format=torch.channels_last) for loader in channels_last)
+    assert [loader.batch_size for loader in build_loaders(data, RUNG["+eval-1024"], CPU, 8, 0, NOTEBOOK)] == [8, 1024]
+
+
+def test_build_model_uses_the_rungs_layout_and_the_deterministic_pooling_when_asked():
+    model, _ = build_model(TinyNet, CPU, RUNG["+on-device"])
+    assert model.features[0].weight.is_contiguous()
+    assert any(isinstance(module, torch.nn.AdaptiveAvgPool2d) for module in model.modules())
+    model, _ = build_model(TinyNet, CPU, RUNG["+channels-last"], deterministic=True)
+    assert model.features[0].weight.is_contiguous(memory_format=torch.channels_last)
+    assert not any(isinstance(module, torch.nn.AdaptiveAvgPool2d) for module in model.modules())
+
+
+class RecordingNet(TinyNet):
+    """TinyNet that records, for each forward pass, its mode, its output's dtype and its input's layout."""
+
+    def __init__(self, num_classes=10):
+        super().__init__(num_classes)
+        self.calls = []
+
+    def forward(self, x):
+        logits = super().forward(x)
+        self.calls.append((self.training, logits.dtype, x.is_contiguous(memory_format=torch.channels_last)))
+        return logits
+
+
+def batches(count, size=4):
+    generator = torch.Generator().manual_seed(0)
+    return [(torch.randn(size, 3, 16, 16, generator=generator), torch.randint(0, 10, (size,), generator=generator))
+            for _ in range(count)]
+
+
+def run_recorded(rung, max_batches=None):
+    torch.manual_seed(0)
+    model = RecordingNet()
+    run_epoch(model, torch.optim.SGD(model.parameters(), lr=0.01), batches(3), batches(2), CPU, rung, max_batches)
+    return model
+
+
+def test_an_epoch_trains_then_evaluates_the_training_and_validation_batches_and_ends_in_training_mode():
+    model = run_recorded(RUNG["+on-device"])
+    assert [training for training, _, _ in model.calls] == [True] * 3 + [False] * (3 + 2)
+    assert model.training
+
+
+def test_an_epoch_cut_to_max_batches_trains_that_many_steps_and_evaluates_nothing():
+    """profile_rung and time_checkpoints' warm-up ask for a few training steps: exactly that many, no evaluation."""
+    assert [training for training, _, _ in run_recorded(RUNG["+on-device"], max_batches=2).calls] == [True, True]
+
+
+def test_mixed_precision_and_channels_last_are_used_from_their_own_rungs_on(monkeypatch):
+    """On a CPU autocast_dtype says float32; as on a GPU with bf16, the rungs before +mixed must stay float32."""
+    monkeypatch.setattr(benchmark_epoch, "autocast_dtype", lambda device, use_amp=None: torch.bfloat16)
+    assert {call[1:] for call in run_recorded(RUNG["+on-device"]).calls} == {(torch.float32, False)}
+    assert {call[1:] for call in run_recorded(RUNG["+channels-last"]).calls} == {(torch.float32, True)}
+    assert {call[1:] for call in run_recorded(RUNG["+mixed"]).calls} == {(torch.bfloat16, True)}
+
+
+def test_only_the_no_sync_rung_leaves_the_losses_on_the_device(monkeypatch):
+    """The rungs up to +mixed read each step's loss (loss.item(), the lecture's loop); +no-sync reads none."""
+    items = []
+    item = torch.Tensor.item
+    monkeypatch.setattr(torch.Tensor, "item", lambda tensor: items.append(tensor) or item(tensor))
+    run_recorded(RUNG["+mixed"], max_batches=3)
+    assert len(items) == 3
+    items.clear()
+    run_recorded(RUNG["+no-sync"], max_batches=3)
+    assert items == []
+
+
+def test_time_rung_reports_the_median_epoch_and_counts_each_training_image_twice(monkeypatch):
+    """Training images pass twice per epoch (training, then training accuracy), validation images once; a compiled
+    rung's compile time is its first epoch's excess over the median."""
+    seconds = iter([9.0, 4.0, 1.0, 2.0])  # the first epoch (warm-up or compiling), then three timed ones
+    monkeypatch.setattr(benchmark_epoch, "run_epoch", lambda *args, **kwargs: next(seconds))
+    monkeypatch.setattr(torch, "compile", lambda model, mode=None: model)
+    per_image = {"train_conv": 3.0, "train_linear": 1.0, "eval_conv": 2.0, "eval_linear": 0.5}
+    args = SimpleNamespace(batch_size=8, workers=0, repeats=3, flops_per_image=per_image)
+    result = time_rung(TinyNet, random_cifar10(40), COMPILED, CPU, args, NOTEBOOK)
+    assert result["all_seconds"] == [4.0, 1.0, 2.0] and result["seconds"] == 2.0
+    assert result["compile_seconds"] == 7.0
+    assert result["images_per_s"] == (2 * 32 + 4) / 2.0  # 36 training images: 4 full batches of 8; 4 validation
+    assert result["tflop_per_epoch"] == pytest.approx(epoch_flops(per_image, 32, 36) / 1e12)
+
+
+def test_time_data_only_counts_the_images_of_an_epochs_batches():
+    seconds, images = time_data_only(batches(2, size=8), batches(1, size=4), CPU)
+    assert images == 2 * 16 + 4 and seconds > 0
+
+
+def test_time_checkpoints_saves_every_epoch_as_the_best_and_compares_the_medians(tmp_path, monkeypatch):
+    """The worst case: checkpoint plus best weights, every epoch; the share is the training thread's save time."""
+    saved = []
+
+    class RecordingWriter(benchmark_epoch.CheckpointWriter):
+        def save(self, checkpoint, is_best):
+            saved.append(is_best)
+            super().save(checkpoint, is_best)
+
+    monkeypatch.setattr(benchmark_epoch, "CheckpointWriter", RecordingWriter)
+    args = SimpleNamespace(batch_size=8, workers=0, checkpoint_dir=tmp_path)
+    cost = time_checkpoints(TinyNet, random_cifar10(40), CPU, args, NOTEBOOK, epochs=2)
+    assert saved == [True, True] and len(cost["epoch_seconds"]) == len(cost["write_seconds"]) == 2
+    assert cost["save_percent_of_epoch"] == pytest.approx(
+        100 * statistics.median(cost["save_seconds"]) / statistics.median(cost["epoch_seconds"]))
+    assert list(tmp_path.iterdir()) == []  # written to a temporary folder in checkpoint_dir, removed afterwards
+
+
+def test_the_profile_evaluates_as_many_validation_batches_as_training_steps():
+    per_image = {"train_conv": 3.0, "train_linear": 1.0, "eval_conv": 2.0, "eval_linear": 0.5}
+    args = SimpleNamespace(batch_size=8, workers=0, flops_per_image=per_image)
+    # 20 validation images in batches of 8 (+no-sync keeps the batch size): 2 steps evaluate 2 batches, 16 images
+    result = profile_rung(TinyNet, random_cifar10(200), RUNG["+no-sync"], CPU, args, NOTEBOOK, steps=2)
+    assert result["flops"] == {"conv": 16 * 3.0 + 16 * 2.0, "linear": 16 * 1.0 + 16 * 0.5}
+
+
+def test_the_script_reports_speed_ups_over_the_classic_path_and_uses_the_sizes_it_is_given(tmp_path, monkeypatch):
+    """vs classic = the classic epoch's seconds over the rung's; the data-path ratio = on-device images/s over
+    classic's; --epoch-images and --data-images size the two synthetic data sets. (The timings are stand-ins.)"""
+    sizes = []
+    monkeypatch.setattr(benchmark_epoch, "random_cifar10",
+                        lambda num_images, seed=0: sizes.append(num_images) or random_cifar10(num_images, seed))
+    monkeypatch.setattr(benchmark_epoch, "matrix_flops_per_image", lambda VGG16, image_size: {
+        "train_conv": 3.0, "train_linear": 1.0, "eval_conv": 2.0, "eval_linear": 0.5})
+    epoch_seconds = {"classic": 4.0, "+on-device": 1.0}
+    monkeypatch.setattr(benchmark_epoch, "time_rung", lambda VGG16, data, rung, *args: {
+        "seconds": epoch_seconds[rung.name], "images_per_s": 1.0, "tflop_per_s": 1.0, "peak_gpu_gib": None})
+    data_path = itertools.chain([(1.0, 36)], [(2.0, 36)], [(1.0, 36)], [(0.5, 36)])  # warm-up, then timed, per path
+    monkeypatch.setattr(benchmark_epoch, "time_data_only", lambda *args: next(data_path))
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", torch.backends.cudnn.benchmark)
+    monkeypatch.setattr(sys, "argv", ["benchmark_epoch.py", "--device", "cpu", "--epoch-images", "40", "--data-images",
+                                      "24", "--batch-size", "8", "--workers", "0", "--rungs", "+on-device",
+                                      "--json", str(tmp_path / "benchmark.json")])
+    benchmark_epoch.main()
+    results = json.loads((tmp_path / "benchmark.json").read_text())
+    assert sizes == [40, 24]
+    assert results["rungs"]["+on-device"]["ratio_to_classic"] == 4.0
+    assert results["data_only_classic_images_per_s"] == 18.0 and results["data_only_+eval-1024_images_per_s"] == 72.0
+    assert results["data_only_ratio"] == 4.0

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks import import_gpu_run
+from benchmarks import claims_table, import_gpu_run
 from benchmarks.claims_table import table
 from benchmarks.import_gpu_run import commit_with_code, import_work, machine_facts
 
@@ -513,8 +513,12 @@ def test_a_work_folder_with_smoke_test_runs_is_refused_before_anything_is_copied
 
 
 def test_a_stored_run_of_the_same_settings_is_not_replaced_without_a_word(tmp_path):
-    """A second run of one setting has the first one's name: importing it must not overwrite the first silently."""
+    """A second run of one setting has the first one's name: importing it must not overwrite the first silently.
+
+    Refused before anything is copied: not even the new run's benchmark.json lands in reference-run/.
+    """
     fake_gpu_work(tmp_path / "work")
+    (tmp_path / "work" / "benchmark.json").write_text("{}")
     stored = tmp_path / "reference-run" / "runs" / "seed=7-cccccc.json"
     stored.parent.mkdir(parents=True)
     stored.write_text(json.dumps({**history("seed=7-cccccc", {**LECTURE, "seed": 7}, [60.0, 70.0], None),
@@ -530,3 +534,104 @@ def test_importing_the_same_work_folder_twice_is_allowed(tmp_path):
     fake_gpu_work(tmp_path / "work")
     first = import_work(tmp_path / "work", tmp_path / "reference-run")
     assert import_work(tmp_path / "work", tmp_path / "reference-run") == first
+
+
+@pytest.mark.parametrize("field, value", [("test_acc", 99.0), ("card", "NVIDIA H100 80GB HBM3")])
+def test_a_stored_run_that_differs_in_one_field_only_is_not_replaced(tmp_path, field, value):
+    """The whole record is compared: a run of the same commit (or with the same validation accuracies) whose test
+    accuracy or card differs is another measurement, and must not be overwritten silently."""
+    fake_gpu_work(tmp_path / "work")
+    import_work(tmp_path / "work", tmp_path / "reference-run")
+    stored = tmp_path / "reference-run" / "runs" / "lecture-aaaaaa.json"
+    stored.write_text(json.dumps({**json.loads(stored.read_text()), field: value}))
+    before = stored.read_text()
+    with pytest.raises(ValueError, match=r"lecture-aaaaaa\.json already hold\(s\) another run"):
+        import_work(tmp_path / "work", tmp_path / "reference-run")
+    assert stored.read_text() == before
+
+
+def test_a_notebook_that_failed_is_named_failed_not_given_a_time(tmp_path):
+    """Exit status 1 (an error in a cell), not only 124 (the time limit), is a failed notebook in the README."""
+    fake_gpu_work(tmp_path / "work")
+    times = tmp_path / "work" / "times.txt"
+    times.write_text(times.read_text().replace("exit status 0, 183 s", "exit status 1, 183 s"))
+    import_work(tmp_path / "work", tmp_path / "reference-run")
+    assert "| 1.50 min | failed (exit status 1) | [figures]" in (tmp_path / "reference-run" / "README.md").read_text()
+
+
+def test_the_same_notebook_options_of_two_invocations_are_named_once(tmp_path):
+    fake_gpu_work(tmp_path / "work")
+    machine = tmp_path / "work" / "machine.txt"
+    machine.write_text(MACHINE + invocation(options="-p COMPILE False") + invocation(steps="claims",
+                                                                                     options="-p COMPILE False"))
+    import_work(tmp_path / "work", tmp_path / "reference-run")
+    assert ("with their default settings, with `-p COMPILE False` added (papermill) on a GPU"
+            in (tmp_path / "reference-run" / "README.md").read_text())
+
+
+def test_the_commit_of_the_code_is_found_behind_a_long_stretch_of_other_changes_and_within_depth(tmp_path):
+    """Seven commits that changed the README only since the code's commit: the walk reaches it; ``depth`` bounds it."""
+    def git(*arguments):
+        return subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *arguments], cwd=tmp_path,
+                              capture_output=True, text=True, check=True).stdout.strip()
+
+    git("init", "-q")
+    commits = []
+    for number in range(8):
+        (tmp_path / "helper_train.py").write_text("v1")
+        (tmp_path / "README.md").write_text(str(number))
+        git("add", ".")
+        git("commit", "-q", "-m", str(number))
+        commits.append(git("rev-parse", "HEAD"))
+    v1 = {"helper_train.py": hashlib.sha256(b"v1").hexdigest()}
+    assert commit_with_code(v1, repository=tmp_path) == commits[0]
+    assert commit_with_code(v1, depth=3, repository=tmp_path) == commits[-3]
+
+
+def test_import_script_refuses_an_archive_link_to_a_file_outside_it(tmp_path, monkeypatch):
+    """A member that is a symbolic link to an absolute path: imported, the file it points to (any file of the
+    importing machine) would be copied into reference-run/ as a figure."""
+    fake_gpu_work(tmp_path / "work")
+    (tmp_path / "secret.txt").write_text("private")
+    (tmp_path / "work" / "results" / "lecture-aaaaaa" / "plot_loss.png").symlink_to(tmp_path / "secret.txt")
+    with tarfile.open(tmp_path / "gpu-run.tgz", "w:gz") as archive:
+        archive.add(tmp_path / "work", arcname=".")
+    with pytest.raises(tarfile.FilterError):
+        import_main(monkeypatch, tmp_path, tmp_path / "gpu-run.tgz")
+    assert not (tmp_path / "repo" / "reference-run").exists()
+
+
+def test_import_script_refuses_two_sources_instead_of_importing_the_first_alone(tmp_path, monkeypatch):
+    fake_gpu_work(tmp_path / "work")
+    fake_gpu_work(tmp_path / "work2")
+    monkeypatch.setattr(import_gpu_run, "ROOT", tmp_path / "repo")
+    monkeypatch.setattr(sys, "argv", ["import_gpu_run.py", str(tmp_path / "work"), str(tmp_path / "work2")])
+    with pytest.raises(SystemExit, match="import_gpu_run.py gpu-run.tgz"):
+        import_gpu_run.main()
+    assert not (tmp_path / "repo").exists()
+
+
+def test_claims_table_puts_a_run_that_changes_another_setting_after_the_float32_runs():
+    """"Anything else" comes after every claim, float32 (the last) included, not sorted by name among its runs."""
+    runs = [history("precision=float32-z", {**LECTURE, "precision": "float32"}, [50.0], 60.0),
+            history("batch_size=128-a", {**LECTURE, "batch_size": 128}, [50.0], 60.0)]
+    labels = [row.split(" | ")[0] for row in table(runs).splitlines()[2:]]
+    assert labels == ["| the main notebook in float32 (`PRECISION = \"float32\"`)", "| `batch_size = 128`"]
+
+
+def test_claims_table_quotes_an_unlabelled_text_setting():
+    """A setting without a label of its own is shown as Python writes it: 'bf16' is text, not a name."""
+    [row] = table([history("precision=bf16-a", {**LECTURE, "precision": "bf16"}, [50.0], 60.0)]).splitlines()[2:]
+    assert row.startswith("| `precision = 'bf16'` | ")
+
+
+def test_claims_table_script_leaves_out_the_runs_moved_aside_into_a_subfolder(tmp_path, monkeypatch, capsys):
+    """reference-run/runs/unfinished/ holds runs cut short, moved aside so that the table leaves them out."""
+    run = history("lecture-a", LECTURE, [50.0], 60.0)
+    (tmp_path / "lecture-a.json").write_text(json.dumps(run))
+    (tmp_path / "unfinished").mkdir()
+    (tmp_path / "unfinished" / "seed=7-b.try1.json").write_text(
+        json.dumps(history("seed=7-b", {**LECTURE, "seed": 7}, [20.0], None)))
+    monkeypatch.setattr(sys, "argv", ["claims_table.py", "--runs", str(tmp_path)])
+    claims_table.main()
+    assert capsys.readouterr().out == table([run]) + "\n"

@@ -114,3 +114,27 @@ def test_a_class_defined_by_a_cell_has_its_own_source_for_the_run_fingerprint_an
         nets[0]().fail()
     assert "raise ValueError('from the cell')" in "".join(traceback.format_tb(error.value.__traceback__))
     assert "net2.ipynb, code cell 2" in "".join(traceback.format_tb(error.value.__traceback__))
+
+
+def test_cells_defining_runs_the_cell_of_each_name_it_is_given(tmp_path):
+    """check_determinism.py asks for the model and the transforms, defined in two different cells: it needs both."""
+    notebook = write_notebook(tmp_path / "tiny.ipynb", [
+        ("IMAGE_SIZE = 48", ["parameters"]),
+        ("class Net(object):\n    size = IMAGE_SIZE", []),
+        ("train_transforms = ('resize', IMAGE_SIZE)", []),
+        ('raise RuntimeError("a cell that was not asked for ran")', []),
+    ])
+    namespace = cells_defining(notebook, "class Net(", "train_transforms = ")
+    assert namespace["Net"].size == 48 and namespace["train_transforms"] == ("resize", 48)
+
+
+def test_a_raw_cell_is_not_run_as_code(tmp_path):
+    """A raw cell (notes kept as they are, nbconvert's pass-through) is text, not Python: only code cells run."""
+    notebook = write_notebook(tmp_path / "tiny.ipynb", [("OUT = None", ["parameters"]),
+                                                         ("open(OUT, 'w').write('ran')", [])])
+    cells = json.loads(notebook.read_text())
+    cells["cells"].insert(1, {"cell_type": "raw", "source": "Notes: not Python at all", "metadata": {}})
+    notebook.write_text(json.dumps(cells))
+    assert [source for source, _ in code_cells(notebook)] == ["OUT = None", "open(OUT, 'w').write('ran')"]
+    run(notebook, {"OUT": str(tmp_path / "seen.txt")})
+    assert (tmp_path / "seen.txt").read_text() == "ran"
