@@ -462,13 +462,17 @@ def test_uncommitted_changes_outside_the_hashed_code_are_still_named_in_the_read
             "this commit's) |") in (tmp_path / "reference-run" / "README.md").read_text()
 
 
-def test_the_whole_notebooks_time_keeps_its_tenths_of_a_minute(tmp_path):
-    """210 s is 3.5 min, not 3.0 (whole minutes)."""
+@pytest.mark.parametrize("status, shown", [
+    ("exit status 0, 210 s", "3.5 min"),  # 210 s keeps its tenths of a minute, not 3.0 (whole minutes)
+    ("exit status 1, 183 s", "failed (exit status 1)"),  # an error in a cell fails it, not only 124 (time limit)
+])
+def test_the_whole_notebooks_time_or_its_failure_is_shown(tmp_path, status, shown):
+    """The reference README's whole-notebook column: the time in tenths of a minute, or why the notebook failed."""
     fake_gpu_work(tmp_path / "work")
     times = tmp_path / "work" / "times.txt"
-    times.write_text(times.read_text().replace("exit status 0, 183 s", "exit status 0, 210 s"))
+    times.write_text(times.read_text().replace("exit status 0, 183 s", status))
     import_work(tmp_path / "work", tmp_path / "reference-run")
-    assert "| 1.50 min | 3.5 min | [figures]" in (tmp_path / "reference-run" / "README.md").read_text()
+    assert f"| 1.50 min | {shown} | [figures]" in (tmp_path / "reference-run" / "README.md").read_text()
 
 
 def test_a_run_whose_code_could_not_be_compared_is_recorded_as_unknown_not_as_matching(tmp_path):
@@ -548,15 +552,6 @@ def test_a_stored_run_that_differs_in_one_field_only_is_not_replaced(tmp_path, f
     with pytest.raises(ValueError, match=r"lecture-aaaaaa\.json already hold\(s\) another run"):
         import_work(tmp_path / "work", tmp_path / "reference-run")
     assert stored.read_text() == before
-
-
-def test_a_notebook_that_failed_is_named_failed_not_given_a_time(tmp_path):
-    """Exit status 1 (an error in a cell), not only 124 (the time limit), is a failed notebook in the README."""
-    fake_gpu_work(tmp_path / "work")
-    times = tmp_path / "work" / "times.txt"
-    times.write_text(times.read_text().replace("exit status 0, 183 s", "exit status 1, 183 s"))
-    import_work(tmp_path / "work", tmp_path / "reference-run")
-    assert "| 1.50 min | failed (exit status 1) | [figures]" in (tmp_path / "reference-run" / "README.md").read_text()
 
 
 def test_the_same_notebook_options_of_two_invocations_are_named_once(tmp_path):
