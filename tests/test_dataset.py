@@ -213,6 +213,12 @@ def test_without_validation_fraction_two_loaders_are_returned():
     assert len(loaders) == 2
 
 
+def test_num_workers_reaches_all_three_data_loaders():
+    """NUM_WORKERS=2 loads in two worker processes, not silently in the notebook's own (none is started here)."""
+    loaders = get_dataloaders_cifar10(16, num_workers=2, validation_fraction=0.1, smoke_test=True)
+    assert [loader.num_workers for loader in loaders] == [2, 2, 2]
+
+
 @pytest.mark.parametrize("fraction", [0, 1, 10, -0.1, 1.5])
 def test_bad_validation_fraction_is_rejected(fraction):
     with pytest.raises(ValueError, match="between 0 and 1"):
