@@ -110,6 +110,13 @@ def test_an_eleventh_class_folder_is_rejected(tmp_path):
         read_cifar10(tmp_path, train=True)
 
 
+def test_a_missing_class_folder_is_rejected_with_the_ten_names(tmp_path):
+    """Nine class folders (truck/ forgotten in the copy) get the layout message, not a bare "No such file"."""
+    write_image_folder(tmp_path, per_class=1, classes=CIFAR10_CLASSES[:9])
+    with pytest.raises(ValueError, match="ten CIFAR-10 class folders"):
+        read_cifar10(tmp_path, train=True)
+
+
 def test_a_class_with_a_single_image_is_not_empty(tmp_path):
     write_image_folder(tmp_path, per_class=1)
     assert sorted(read_cifar10(tmp_path, train=True).labels.tolist()) == list(range(10))
@@ -217,6 +224,16 @@ def test_num_workers_reaches_all_three_data_loaders():
     """NUM_WORKERS=2 loads in two worker processes, not silently in the notebook's own (none is started here)."""
     loaders = get_dataloaders_cifar10(16, num_workers=2, validation_fraction=0.1, smoke_test=True)
     assert [loader.num_workers for loader in loaders] == [2, 2, 2]
+
+
+def test_the_batch_size_is_checked_against_the_training_folder_not_the_test_folder(tmp_path):
+    write_image_folder(tmp_path, per_class=3)  # 30 training images
+    for path in (tmp_path / "test").rglob("00[12].png"):
+        path.unlink()  # 10 test images
+    train_loader, test_loader = get_dataloaders_cifar10(20, root=tmp_path)
+    assert len(train_loader) == 1 and len(test_loader.dataset) == 10
+    with pytest.raises(ValueError, match="larger than the 30 training images"):
+        get_dataloaders_cifar10(31, root=tmp_path)
 
 
 @pytest.mark.parametrize("fraction", [0, 1, 10, -0.1, 1.5])
