@@ -258,6 +258,12 @@ def test_unnormalize_inverts_normalize_without_modifying_its_input():
     assert UnNormalize(MEAN, STD)(normalized[None]).shape == (1, 3, 64, 64)
 
 
+def test_unnormalize_works_on_the_device_of_the_images():
+    """A batch straight from the GPU is un-normalized there; the "meta" device shows a mismatch without a GPU."""
+    batch = torch.empty(2, 3, 4, 4, device="meta")
+    assert UnNormalize(MEAN, STD)(batch).device == batch.device
+
+
 def test_channel_statistics_are_exact_population_values():
     data = random_images(300, seed=4).images
     mean, std = compute_channel_mean_std(data, chunk_size=7)  # chunks that do not divide the data
