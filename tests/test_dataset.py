@@ -429,6 +429,15 @@ def test_shuffled_loader_draws_a_new_order_every_epoch(device):
     assert sorted(first) == sorted(second) == list(range(64)) and first != second
 
 
+@pytest.mark.parametrize("device", [None, "cpu"])
+def test_targets_are_int64_as_cross_entropy_needs(device):
+    """cross_entropy refuses int32 targets ("expected target dtype to be Long"), whatever type the labels come in."""
+    images = numbered_images(8)
+    data = ImageArrays(images.images, images.labels.astype(np.int32))
+    loader = hd.make_loader(data, None, 4, shuffle=True, drop_last=False, num_workers=0, device=device)
+    assert [targets.dtype for _, targets in loader] == [torch.int64, torch.int64]
+
+
 @pytest.mark.parametrize("p", [0.0, 1.0])
 def test_batched_horizontal_flip_mirrors_left_and_right_like_torchvision(p):
     data = random_images(8, seed=8)
@@ -444,6 +453,14 @@ def test_device_loader_stores_the_fixed_leading_steps_as_uint8(transform, stored
     """The resize (and the test's centre crop) are done once; the images stay uint8, a quarter of float32's memory."""
     loader = DeviceBatchLoader(random_images(4), transform, 4, "cpu")
     assert loader.images.dtype == torch.uint8 and tuple(loader.images.shape) == stored_shape
+
+
+def test_device_loader_applies_the_fixed_steps_to_every_chunk():
+    """The stored resize runs 2,048 images at a time: 45,000 images are many chunks, the other tests' few only one."""
+    data = random_images(10, seed=2)
+    whole = DeviceBatchLoader(data, lecture_test_transforms(), 10, "cpu")
+    chunked = DeviceBatchLoader(data, lecture_test_transforms(), 10, "cpu", chunk_size=3)  # 3 + 3 + 3 + 1
+    assert torch.equal(chunked.images, whole.images)
 
 
 @pytest.mark.parametrize("crop", [(20, 32), (32, 20)], ids=["wide", "tall"])
