@@ -429,6 +429,30 @@ def test_shuffled_loader_draws_a_new_order_every_epoch(device):
     assert sorted(first) == sorted(second) == list(range(64)) and first != second
 
 
+def test_device_loader_orders_do_not_repeat_over_many_epochs():
+    """Each epoch's seed is one of 2**64 drawn from torch's global RNG: 30 epochs of 64 images never repeat an order."""
+    loader = DeviceBatchLoader(numbered_images(64), None, 64, "cpu", shuffle=True)
+    torch.manual_seed(0)
+    orders = {tuple(next(iter(loader))[1].tolist()) for _ in range(30)}
+    assert len(orders) == 30
+
+
+def test_device_loader_draws_new_flips_every_epoch():
+    """A flip decided once, when the loader is built, would mirror the same images in every epoch."""
+    data = ImageArrays(random_images(64, seed=8).images, np.arange(64))
+    loader = DeviceBatchLoader(data, transforms.Compose([transforms.RandomHorizontalFlip(), transforms.ToTensor()]),
+                               64, "cpu")
+    original = per_image_batch(data, transforms.ToTensor())
+
+    def mirrored():
+        features, targets = next(iter(loader))
+        return [bool(torch.equal(features[k], original[targets[k]].flip(-1))) for k in range(64)]
+
+    torch.manual_seed(0)
+    first, second = mirrored(), mirrored()
+    assert sum(a != b for a, b in zip(first, second, strict=True)) > 10  # about 32; below 10 by luck: p < 1e-5
+
+
 @pytest.mark.parametrize("device", [None, "cpu"])
 def test_targets_are_int64_as_cross_entropy_needs(device):
     """cross_entropy refuses int32 targets ("expected target dtype to be Long"), whatever type the labels come in."""
