@@ -345,10 +345,32 @@ def test_batched_random_crop_of_images_that_are_not_square_reaches_every_positio
     assert torch.equal((batch[:, 1, 0, :] * 255).round().long(), left[:, None] + offsets)
 
 
+def test_batched_random_crop_of_a_size_that_is_not_square_keeps_height_and_width_apart():
+    """RandomCrop((60, 64)) cuts 60 rows and 64 columns: from 70x70, 11 top and 7 left positions."""
+    crop = transforms.Compose([transforms.RandomCrop((60, 64)), transforms.ToTensor()])
+    torch.manual_seed(0)
+    features, targets = next(iter(DeviceBatchLoader(position_images(300), crop, 300, "cpu")))
+    assert features.shape == (300, 3, 60, 64)
+    top, left = (torch.tensor(offsets) for offsets in zip(*crop_offsets_by_label(features, targets), strict=True))
+    assert set(top.tolist()) == set(range(11)) and set(left.tolist()) == set(range(7))
+    rows, cols = (features[targets.argsort()] * 255).round().long()[:, :2, :, :].unbind(1)
+    assert torch.equal(rows[:, :, 0], top[:, None] + torch.arange(60))
+    assert torch.equal(cols[:, 0, :], left[:, None] + torch.arange(64))
+
+
 @pytest.mark.parametrize("size", [31, 29])
 def test_batched_centre_crop_with_an_odd_margin_is_placed_like_torchvision(size):
     """torchvision rounds half a pixel of margin as Python's round() does: 0.5 to 0, 1.5 to 2."""
     data = random_images(4, seed=3)
+    crop = transforms.Compose([transforms.CenterCrop(size), transforms.ToTensor()])
+    actual, _ = next(iter(DeviceBatchLoader(data, crop, 4, "cpu")))
+    assert torch.equal(actual, per_image_batch(data, crop))
+
+
+@pytest.mark.parametrize("size", [20, (24, 16)])
+def test_batched_centre_crop_of_images_that_are_not_square_matches_torchvision(size):
+    """The top margin comes from the height, the left one from the width (36 rows, 28 columns here)."""
+    data = ImageArrays(np.random.default_rng(3).integers(0, 256, size=(4, 36, 28, 3), dtype=np.uint8), np.arange(4))
     crop = transforms.Compose([transforms.CenterCrop(size), transforms.ToTensor()])
     actual, _ = next(iter(DeviceBatchLoader(data, crop, 4, "cpu")))
     assert torch.equal(actual, per_image_batch(data, crop))
