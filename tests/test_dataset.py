@@ -329,6 +329,19 @@ def test_batched_random_crop_with_padding_is_refused(crop):
         DeviceBatchLoader(random_images(4), transforms.Compose([crop, transforms.ToTensor()]), 4, "cpu")
 
 
+def test_batched_resize_with_another_interpolation_is_refused():
+    """Resize(..., NEAREST) must not be served silently as bilinear."""
+    nearest = transforms.Resize(70, interpolation=transforms.InterpolationMode.NEAREST)
+    with pytest.raises(ValueError, match="bilinear interpolation only"):
+        DeviceBatchLoader(random_images(4), transforms.Compose([nearest, transforms.ToTensor()]), 4, "cpu")
+
+
+def test_transforms_without_to_tensor_are_refused():
+    """Without ToTensor the batches would be uint8 0-255 on the fast path, PIL images on the classic one."""
+    with pytest.raises(ValueError, match=r"must contain ToTensor\(\)"):
+        DeviceBatchLoader(random_images(4), transforms.Compose([transforms.CenterCrop(30)]), 4, "cpu")
+
+
 def test_batched_random_crop_of_images_that_are_not_square_reaches_every_position():
     height, width = 68, 66  # a 64x64 crop: 5 rows x 3 columns of positions
     rows = np.broadcast_to(np.arange(height, dtype=np.uint8)[:, None], (height, width))
@@ -509,15 +522,37 @@ def test_device_loader_applies_the_fixed_steps_to_every_chunk():
     assert torch.equal(chunked.images, whole.images)
 
 
-@pytest.mark.parametrize("crop", [(20, 32), (32, 20)], ids=["wide", "tall"])
+@pytest.mark.parametrize("crop", [(20, 32), (32, 20), (30, 32)], ids=["wide", "tall", "long-side-not-whole"])
 def test_resize_of_the_short_side_keeps_the_aspect_ratio_like_torchvision(crop):
-    """``Resize(40)`` scales the shorter side to 40 pixels: a 20x32 picture becomes 40x64, not 64x40."""
+    """``Resize(40)`` scales the shorter side to 40 pixels: a 20x32 picture becomes 40x64, not 64x40.
+
+    A 30x32 one becomes 40x42: torchvision truncates the long side's 42.67, it does not round it.
+    """
     data = random_images(4, seed=9)
     resize = transforms.Compose([transforms.CenterCrop(crop), transforms.Resize(40), transforms.ToTensor()])
     expected = per_image_batch(data, resize)
     actual, _ = next(iter(DeviceBatchLoader(data, resize, 4, "cpu")))
     assert actual.shape == expected.shape
     assert (actual - expected).abs().max() <= 1 / 255 + FLOAT_EPSILON
+
+
+@pytest.mark.parametrize("size", [(16, 16), (16, 48)], ids=["smaller", "smaller-in-height-only"])
+def test_batched_downscaling_resize_antialiases_like_pil(size):
+    """PIL always smooths when it shrinks; bilinear sampling without it skips pixels (measured: 99/255 apart)."""
+    data = random_images(8, seed=10)
+    resize = transforms.Compose([transforms.Resize(size), transforms.ToTensor()])
+    actual, _ = next(iter(DeviceBatchLoader(data, resize, 8, "cpu")))
+    assert (actual - per_image_batch(data, resize)).abs().max() <= 1 / 255 + FLOAT_EPSILON
+
+
+@pytest.mark.parametrize("size", [70, 20])
+def test_batched_resize_after_to_tensor_is_not_rounded_to_256_levels(size):
+    """After ToTensor torchvision resizes the float tensor itself; rounding to uint8 there would make it 0 or 1."""
+    data = random_images(8, seed=11)
+    resize = transforms.Compose([transforms.ToTensor(), transforms.Resize(size)])
+    actual, _ = next(iter(DeviceBatchLoader(data, resize, 8, "cpu")))
+    assert actual.dtype == torch.float32
+    torch.testing.assert_close(actual, per_image_batch(data, resize), rtol=0, atol=1e-5)
 
 
 def numbered_images(count: int) -> ImageArrays:
