@@ -755,3 +755,11 @@ def test_describe_loader_counts_the_classes_of_a_torchvision_style_data_set():
             return torch.zeros(3), self.targets[index]
 
     assert hd.describe_loader(torch.utils.data.DataLoader(LikeTorchvision(), batch_size=2))["num_classes"] == 5
+
+
+@pytest.mark.parametrize("device", [None, "cpu"])
+def test_the_number_of_classes_is_the_largest_label_plus_one_even_when_one_is_missing(device):
+    """A small split may lack a class; the network still needs an output for every label up to the largest."""
+    data = ImageArrays(np.zeros((3, 32, 32, 3), np.uint8), np.array([0, 2, 2]))
+    loader = hd.make_loader(data, None, 3, shuffle=False, drop_last=False, num_workers=0, device=device)
+    assert hd.describe_loader(loader)["num_classes"] == 3
