@@ -594,10 +594,17 @@ def random_crop_step(transform: transforms.RandomCrop) -> BatchStep:
 
 
 def center_crop_step(transform: transforms.CenterCrop) -> BatchStep:
-    """The same central crop for every image, positioned as torchvision positions it."""
+    """The same central crop for every image, positioned as torchvision positions it.
+
+    A crop larger than the image is padded with zeros first, half on each side (the odd row
+    or column after), as torchvision pads it.
+    """
 
     def center_crop(batch, generator):
         height, width = pair(transform.size)
+        pad_height, pad_width = max(height - batch.shape[2], 0), max(width - batch.shape[3], 0)
+        if pad_height or pad_width:
+            batch = F.pad(batch, (pad_width // 2, (pad_width + 1) // 2, pad_height // 2, (pad_height + 1) // 2))
         top = round((batch.shape[2] - height) / 2.0)
         left = round((batch.shape[3] - width) / 2.0)
         return batch[:, :, top : top + height, left : left + width]

@@ -389,6 +389,15 @@ def test_batched_centre_crop_of_images_that_are_not_square_matches_torchvision(s
     assert torch.equal(actual, per_image_batch(data, crop))
 
 
+@pytest.mark.parametrize("size", [40, (40, 24), (33, 35)])
+def test_batched_centre_crop_larger_than_the_image_pads_with_black_like_torchvision(size):
+    """torchvision pads the missing rows and columns with zeros, half on each side (the odd one after)."""
+    data = random_images(4, seed=12)
+    crop = transforms.Compose([transforms.CenterCrop(size), transforms.ToTensor()])
+    actual, _ = next(iter(DeviceBatchLoader(data, crop, 4, "cpu")))
+    assert torch.equal(actual, per_image_batch(data, crop))
+
+
 def test_batched_horizontal_flip_decides_for_each_image_on_its_own():
     data = random_images(64, seed=8)
     torch.manual_seed(0)
