@@ -554,6 +554,38 @@ def test_batched_downscaling_resize_antialiases_like_pil(size):
     assert (actual - per_image_batch(data, resize)).abs().max() <= 1 / 255 + FLOAT_EPSILON
 
 
+def test_batched_resize_before_to_tensor_antialiases_even_when_told_not_to_like_pil():
+    """On PIL images torchvision ignores antialias=False (with a warning): the classic path smooths, so must this."""
+    data = random_images(8, seed=10)
+    resize = transforms.Compose([transforms.Resize(16, antialias=False), transforms.ToTensor()])
+    actual, _ = next(iter(DeviceBatchLoader(data, resize, 8, "cpu")))
+    with pytest.warns(UserWarning, match="antialias is ignored"):
+        expected = per_image_batch(data, resize)
+    assert (actual - expected).abs().max() <= 1 / 255 + FLOAT_EPSILON
+
+
+@pytest.mark.parametrize("max_size", [50, 70])
+def test_batched_resize_caps_the_long_side_at_max_size_like_torchvision(max_size):
+    """Resize(40, max_size=50) of a 20x32 picture: 40x64 would exceed 50, so the long side is 50 and the short 31."""
+    data = random_images(4, seed=9)
+    resize = transforms.Compose([transforms.CenterCrop((20, 32)), transforms.Resize(40, max_size=max_size),
+                                 transforms.ToTensor()])
+    expected = per_image_batch(data, resize)
+    actual, _ = next(iter(DeviceBatchLoader(data, resize, 4, "cpu")))
+    assert actual.shape == expected.shape
+    assert (actual - expected).abs().max() <= 1 / 255 + FLOAT_EPSILON
+
+
+@pytest.mark.parametrize(("resize", "message"), [(transforms.Resize((70, 70), max_size=80), "needs a single size"),
+                                                 (transforms.Resize(70, max_size=70), "must be larger than its size")],
+                         ids=["two-sizes", "max-not-larger"])
+def test_batched_resize_refuses_a_max_size_that_torchvision_refuses(resize, message):
+    with pytest.raises(ValueError, match=message):
+        DeviceBatchLoader(random_images(4), transforms.Compose([resize, transforms.ToTensor()]), 4, "cpu")
+    with pytest.raises(ValueError, match="max_size"):
+        per_image_batch(random_images(1), transforms.Compose([resize, transforms.ToTensor()]))
+
+
 @pytest.mark.parametrize("size", [70, 20])
 def test_batched_resize_after_to_tensor_is_not_rounded_to_256_levels(size):
     """After ToTensor torchvision resizes the float tensor itself; rounding to uint8 there would make it 0 or 1."""
