@@ -528,13 +528,14 @@ def pair(size: int | Sequence[int]) -> tuple[int, int]:
     return (size, size) if isinstance(size, int) else (int(size[0]), int(size[-1]))
 
 
-def resized_shape(size: int | Sequence[int], height: int, width: int) -> tuple[int, int]:
-    """The (h, w) that torchvision's ``Resize(size)`` produces for an image of (height, width)."""
+def resized_shape(size: int | Sequence[int], height: int, width: int, max_size: int | None = None) -> tuple[int, int]:
+    """The (h, w) that torchvision's ``Resize(size, max_size=max_size)`` produces for an image of (height, width)."""
     if isinstance(size, int) or len(size) == 1:
         short = size if isinstance(size, int) else size[0]
-        if height <= width:
-            return short, int(short * width / height)
-        return int(short * height / width), short
+        long = int(short * max(height, width) / min(height, width))
+        if max_size is not None and long > max_size:  # torchvision caps the long side; the short one shrinks with it
+            short, long = int(max_size * short / long), max_size
+        return (short, long) if height <= width else (long, short)
     return pair(size)
 
 
@@ -561,16 +562,26 @@ def crop_batch(batch: torch.Tensor, top: torch.Tensor, left: torch.Tensor, size:
 
 
 def resize_step(transform: transforms.Resize, scaled: bool) -> BatchStep:
-    """Bilinear resize; before ToTensor the result is rounded back to uint8, as PIL does."""
+    """Bilinear resize; before ToTensor the result is rounded back to uint8, as PIL does.
+
+    Before ToTensor the classic path resizes PIL images, which are always antialiased when
+    they shrink: torchvision ignores ``antialias=False`` there (with a warning), so we do too.
+    """
     if transform.interpolation != transforms.InterpolationMode.BILINEAR:
         raise ValueError("The batched path supports Resize with bilinear interpolation only.")
+    if transform.max_size is not None:  # refused as torchvision refuses them, but when the loader is built
+        short = transform.size if isinstance(transform.size, int) else transform.size[0]
+        if not isinstance(transform.size, int) and len(transform.size) != 1:
+            raise ValueError("Resize's max_size needs a single size (the shorter side's), as in torchvision.")
+        if transform.max_size <= short:
+            raise ValueError(f"Resize's max_size ({transform.max_size}) must be larger than its size ({short}).")
+    antialias = bool(transform.antialias) or not scaled
 
     def resize(batch, generator):
-        shape = resized_shape(transform.size, batch.shape[2], batch.shape[3])
+        shape = resized_shape(transform.size, batch.shape[2], batch.shape[3], transform.max_size)
         downscale = shape[0] < batch.shape[2] or shape[1] < batch.shape[3]
         out = F.interpolate(
-            batch.float(), size=shape, mode="bilinear", align_corners=False,
-            antialias=bool(transform.antialias) and downscale,
+            batch.float(), size=shape, mode="bilinear", align_corners=False, antialias=antialias and downscale,
         )
         return out if scaled else out.round_().clamp_(0, 255).to(torch.uint8)
 
@@ -594,10 +605,17 @@ def random_crop_step(transform: transforms.RandomCrop) -> BatchStep:
 
 
 def center_crop_step(transform: transforms.CenterCrop) -> BatchStep:
-    """The same central crop for every image, positioned as torchvision positions it."""
+    """The same central crop for every image, positioned as torchvision positions it.
+
+    A crop larger than the image is padded with zeros first, half on each side (the odd row
+    or column after), as torchvision pads it.
+    """
 
     def center_crop(batch, generator):
         height, width = pair(transform.size)
+        pad_height, pad_width = max(height - batch.shape[2], 0), max(width - batch.shape[3], 0)
+        if pad_height or pad_width:
+            batch = F.pad(batch, (pad_width // 2, (pad_width + 1) // 2, pad_height // 2, (pad_height + 1) // 2))
         top = round((batch.shape[2] - height) / 2.0)
         left = round((batch.shape[3] - width) / 2.0)
         return batch[:, :, top : top + height, left : left + width]

@@ -110,6 +110,13 @@ def test_an_eleventh_class_folder_is_rejected(tmp_path):
         read_cifar10(tmp_path, train=True)
 
 
+def test_a_missing_class_folder_is_rejected_with_the_ten_names(tmp_path):
+    """Nine class folders (truck/ forgotten in the copy) get the layout message, not a bare "No such file"."""
+    write_image_folder(tmp_path, per_class=1, classes=CIFAR10_CLASSES[:9])
+    with pytest.raises(ValueError, match="ten CIFAR-10 class folders"):
+        read_cifar10(tmp_path, train=True)
+
+
 def test_a_class_with_a_single_image_is_not_empty(tmp_path):
     write_image_folder(tmp_path, per_class=1)
     assert sorted(read_cifar10(tmp_path, train=True).labels.tolist()) == list(range(10))
@@ -213,6 +220,22 @@ def test_without_validation_fraction_two_loaders_are_returned():
     assert len(loaders) == 2
 
 
+def test_num_workers_reaches_all_three_data_loaders():
+    """NUM_WORKERS=2 loads in two worker processes, not silently in the notebook's own (none is started here)."""
+    loaders = get_dataloaders_cifar10(16, num_workers=2, validation_fraction=0.1, smoke_test=True)
+    assert [loader.num_workers for loader in loaders] == [2, 2, 2]
+
+
+def test_the_batch_size_is_checked_against_the_training_folder_not_the_test_folder(tmp_path):
+    write_image_folder(tmp_path, per_class=3)  # 30 training images
+    for path in (tmp_path / "test").rglob("00[12].png"):
+        path.unlink()  # 10 test images
+    train_loader, test_loader = get_dataloaders_cifar10(20, root=tmp_path)
+    assert len(train_loader) == 1 and len(test_loader.dataset) == 10
+    with pytest.raises(ValueError, match="larger than the 30 training images"):
+        get_dataloaders_cifar10(31, root=tmp_path)
+
+
 @pytest.mark.parametrize("fraction", [0, 1, 10, -0.1, 1.5])
 def test_bad_validation_fraction_is_rejected(fraction):
     with pytest.raises(ValueError, match="between 0 and 1"):
@@ -233,6 +256,12 @@ def test_unnormalize_inverts_normalize_without_modifying_its_input():
     torch.testing.assert_close(restored, image)
     assert torch.equal(normalized, before)
     assert UnNormalize(MEAN, STD)(normalized[None]).shape == (1, 3, 64, 64)
+
+
+def test_unnormalize_works_on_the_device_of_the_images():
+    """A batch straight from the GPU is un-normalized there; the "meta" device shows a mismatch without a GPU."""
+    batch = torch.empty(2, 3, 4, 4, device="meta")
+    assert UnNormalize(MEAN, STD)(batch).device == batch.device
 
 
 def test_channel_statistics_are_exact_population_values():
@@ -300,6 +329,19 @@ def test_batched_random_crop_with_padding_is_refused(crop):
         DeviceBatchLoader(random_images(4), transforms.Compose([crop, transforms.ToTensor()]), 4, "cpu")
 
 
+def test_batched_resize_with_another_interpolation_is_refused():
+    """Resize(..., NEAREST) must not be served silently as bilinear."""
+    nearest = transforms.Resize(70, interpolation=transforms.InterpolationMode.NEAREST)
+    with pytest.raises(ValueError, match="bilinear interpolation only"):
+        DeviceBatchLoader(random_images(4), transforms.Compose([nearest, transforms.ToTensor()]), 4, "cpu")
+
+
+def test_transforms_without_to_tensor_are_refused():
+    """Without ToTensor the batches would be uint8 0-255 on the fast path, PIL images on the classic one."""
+    with pytest.raises(ValueError, match=r"must contain ToTensor\(\)"):
+        DeviceBatchLoader(random_images(4), transforms.Compose([transforms.CenterCrop(30)]), 4, "cpu")
+
+
 def test_batched_random_crop_of_images_that_are_not_square_reaches_every_position():
     height, width = 68, 66  # a 64x64 crop: 5 rows x 3 columns of positions
     rows = np.broadcast_to(np.arange(height, dtype=np.uint8)[:, None], (height, width))
@@ -316,10 +358,41 @@ def test_batched_random_crop_of_images_that_are_not_square_reaches_every_positio
     assert torch.equal((batch[:, 1, 0, :] * 255).round().long(), left[:, None] + offsets)
 
 
+def test_batched_random_crop_of_a_size_that_is_not_square_keeps_height_and_width_apart():
+    """RandomCrop((60, 64)) cuts 60 rows and 64 columns: from 70x70, 11 top and 7 left positions."""
+    crop = transforms.Compose([transforms.RandomCrop((60, 64)), transforms.ToTensor()])
+    torch.manual_seed(0)
+    features, targets = next(iter(DeviceBatchLoader(position_images(300), crop, 300, "cpu")))
+    assert features.shape == (300, 3, 60, 64)
+    top, left = (torch.tensor(offsets) for offsets in zip(*crop_offsets_by_label(features, targets), strict=True))
+    assert set(top.tolist()) == set(range(11)) and set(left.tolist()) == set(range(7))
+    rows, cols = (features[targets.argsort()] * 255).round().long()[:, :2, :, :].unbind(1)
+    assert torch.equal(rows[:, :, 0], top[:, None] + torch.arange(60))
+    assert torch.equal(cols[:, 0, :], left[:, None] + torch.arange(64))
+
+
 @pytest.mark.parametrize("size", [31, 29])
 def test_batched_centre_crop_with_an_odd_margin_is_placed_like_torchvision(size):
     """torchvision rounds half a pixel of margin as Python's round() does: 0.5 to 0, 1.5 to 2."""
     data = random_images(4, seed=3)
+    crop = transforms.Compose([transforms.CenterCrop(size), transforms.ToTensor()])
+    actual, _ = next(iter(DeviceBatchLoader(data, crop, 4, "cpu")))
+    assert torch.equal(actual, per_image_batch(data, crop))
+
+
+@pytest.mark.parametrize("size", [20, (24, 16)])
+def test_batched_centre_crop_of_images_that_are_not_square_matches_torchvision(size):
+    """The top margin comes from the height, the left one from the width (36 rows, 28 columns here)."""
+    data = ImageArrays(np.random.default_rng(3).integers(0, 256, size=(4, 36, 28, 3), dtype=np.uint8), np.arange(4))
+    crop = transforms.Compose([transforms.CenterCrop(size), transforms.ToTensor()])
+    actual, _ = next(iter(DeviceBatchLoader(data, crop, 4, "cpu")))
+    assert torch.equal(actual, per_image_batch(data, crop))
+
+
+@pytest.mark.parametrize("size", [40, (40, 24), (33, 35)])
+def test_batched_centre_crop_larger_than_the_image_pads_with_black_like_torchvision(size):
+    """torchvision pads the missing rows and columns with zeros, half on each side (the odd one after)."""
+    data = random_images(4, seed=12)
     crop = transforms.Compose([transforms.CenterCrop(size), transforms.ToTensor()])
     actual, _ = next(iter(DeviceBatchLoader(data, crop, 4, "cpu")))
     assert torch.equal(actual, per_image_batch(data, crop))
@@ -400,6 +473,39 @@ def test_shuffled_loader_draws_a_new_order_every_epoch(device):
     assert sorted(first) == sorted(second) == list(range(64)) and first != second
 
 
+def test_device_loader_orders_do_not_repeat_over_many_epochs():
+    """Each epoch's seed is one of 2**64 drawn from torch's global RNG: 30 epochs of 64 images never repeat an order."""
+    loader = DeviceBatchLoader(numbered_images(64), None, 64, "cpu", shuffle=True)
+    torch.manual_seed(0)
+    orders = {tuple(next(iter(loader))[1].tolist()) for _ in range(30)}
+    assert len(orders) == 30
+
+
+def test_device_loader_draws_new_flips_every_epoch():
+    """A flip decided once, when the loader is built, would mirror the same images in every epoch."""
+    data = ImageArrays(random_images(64, seed=8).images, np.arange(64))
+    loader = DeviceBatchLoader(data, transforms.Compose([transforms.RandomHorizontalFlip(), transforms.ToTensor()]),
+                               64, "cpu")
+    original = per_image_batch(data, transforms.ToTensor())
+
+    def mirrored():
+        features, targets = next(iter(loader))
+        return [bool(torch.equal(features[k], original[targets[k]].flip(-1))) for k in range(64)]
+
+    torch.manual_seed(0)
+    first, second = mirrored(), mirrored()
+    assert sum(a != b for a, b in zip(first, second, strict=True)) > 10  # about 32; below 10 by luck: p < 1e-5
+
+
+@pytest.mark.parametrize("device", [None, "cpu"])
+def test_targets_are_int64_as_cross_entropy_needs(device):
+    """cross_entropy refuses int32 targets ("expected target dtype to be Long"), whatever type the labels come in."""
+    images = numbered_images(8)
+    data = ImageArrays(images.images, images.labels.astype(np.int32))
+    loader = hd.make_loader(data, None, 4, shuffle=True, drop_last=False, num_workers=0, device=device)
+    assert [targets.dtype for _, targets in loader] == [torch.int64, torch.int64]
+
+
 @pytest.mark.parametrize("p", [0.0, 1.0])
 def test_batched_horizontal_flip_mirrors_left_and_right_like_torchvision(p):
     data = random_images(8, seed=8)
@@ -417,15 +523,80 @@ def test_device_loader_stores_the_fixed_leading_steps_as_uint8(transform, stored
     assert loader.images.dtype == torch.uint8 and tuple(loader.images.shape) == stored_shape
 
 
-@pytest.mark.parametrize("crop", [(20, 32), (32, 20)], ids=["wide", "tall"])
+def test_device_loader_applies_the_fixed_steps_to_every_chunk():
+    """The stored resize runs 2,048 images at a time: 45,000 images are many chunks, the other tests' few only one."""
+    data = random_images(10, seed=2)
+    whole = DeviceBatchLoader(data, lecture_test_transforms(), 10, "cpu")
+    chunked = DeviceBatchLoader(data, lecture_test_transforms(), 10, "cpu", chunk_size=3)  # 3 + 3 + 3 + 1
+    assert torch.equal(chunked.images, whole.images)
+
+
+@pytest.mark.parametrize("crop", [(20, 32), (32, 20), (30, 32)], ids=["wide", "tall", "long-side-not-whole"])
 def test_resize_of_the_short_side_keeps_the_aspect_ratio_like_torchvision(crop):
-    """``Resize(40)`` scales the shorter side to 40 pixels: a 20x32 picture becomes 40x64, not 64x40."""
+    """``Resize(40)`` scales the shorter side to 40 pixels: a 20x32 picture becomes 40x64, not 64x40.
+
+    A 30x32 one becomes 40x42: torchvision truncates the long side's 42.67, it does not round it.
+    """
     data = random_images(4, seed=9)
     resize = transforms.Compose([transforms.CenterCrop(crop), transforms.Resize(40), transforms.ToTensor()])
     expected = per_image_batch(data, resize)
     actual, _ = next(iter(DeviceBatchLoader(data, resize, 4, "cpu")))
     assert actual.shape == expected.shape
     assert (actual - expected).abs().max() <= 1 / 255 + FLOAT_EPSILON
+
+
+@pytest.mark.parametrize("size", [(16, 16), (16, 48)], ids=["smaller", "smaller-in-height-only"])
+def test_batched_downscaling_resize_antialiases_like_pil(size):
+    """PIL always smooths when it shrinks; bilinear sampling without it skips pixels (measured: 72/255 off at 16x16)."""
+    data = random_images(8, seed=10)
+    resize = transforms.Compose([transforms.Resize(size), transforms.ToTensor()])
+    actual, _ = next(iter(DeviceBatchLoader(data, resize, 8, "cpu")))
+    assert (actual - per_image_batch(data, resize)).abs().max() <= 1 / 255 + FLOAT_EPSILON
+
+
+def test_batched_resize_before_to_tensor_antialiases_even_when_told_not_to_like_pil():
+    """On PIL images torchvision ignores antialias=False (with a warning): the classic path smooths, so must this."""
+    data = random_images(8, seed=10)
+    resize = transforms.Compose([transforms.Resize(16, antialias=False), transforms.ToTensor()])
+    actual, _ = next(iter(DeviceBatchLoader(data, resize, 8, "cpu")))
+    with pytest.warns(UserWarning, match="antialias is ignored"):
+        expected = per_image_batch(data, resize)
+    assert (actual - expected).abs().max() <= 1 / 255 + FLOAT_EPSILON
+
+
+@pytest.mark.parametrize("max_size", [50, 60, 70])
+def test_batched_resize_caps_the_long_side_at_max_size_like_torchvision(max_size):
+    """Resize(40, max_size=50) of a 20x32 picture: 40x64 would exceed 50, so the long side is 50 and the short 31.
+
+    With max_size=60 the short side is 37, the 37.5 truncated, as torchvision does.
+    """
+    data = random_images(4, seed=9)
+    resize = transforms.Compose([transforms.CenterCrop((20, 32)), transforms.Resize(40, max_size=max_size),
+                                 transforms.ToTensor()])
+    expected = per_image_batch(data, resize)
+    actual, _ = next(iter(DeviceBatchLoader(data, resize, 4, "cpu")))
+    assert actual.shape == expected.shape
+    assert (actual - expected).abs().max() <= 1 / 255 + FLOAT_EPSILON
+
+
+@pytest.mark.parametrize(("resize", "message"), [(transforms.Resize((70, 70), max_size=80), "needs a single size"),
+                                                 (transforms.Resize(70, max_size=70), "must be larger than its size")],
+                         ids=["two-sizes", "max-not-larger"])
+def test_batched_resize_refuses_a_max_size_that_torchvision_refuses(resize, message):
+    with pytest.raises(ValueError, match=message):
+        DeviceBatchLoader(random_images(4), transforms.Compose([resize, transforms.ToTensor()]), 4, "cpu")
+    with pytest.raises(ValueError, match="max_size"):
+        per_image_batch(random_images(1), transforms.Compose([resize, transforms.ToTensor()]))
+
+
+@pytest.mark.parametrize("size", [70, 20])
+def test_batched_resize_after_to_tensor_is_not_rounded_to_256_levels(size):
+    """After ToTensor torchvision resizes the float tensor itself; rounding to uint8 there would make it 0 or 1."""
+    data = random_images(8, seed=11)
+    resize = transforms.Compose([transforms.ToTensor(), transforms.Resize(size)])
+    actual, _ = next(iter(DeviceBatchLoader(data, resize, 8, "cpu")))
+    assert actual.dtype == torch.float32
+    torch.testing.assert_close(actual, per_image_batch(data, resize), rtol=0, atol=1e-5)
 
 
 def numbered_images(count: int) -> ImageArrays:
@@ -628,3 +799,11 @@ def test_describe_loader_counts_the_classes_of_a_torchvision_style_data_set():
             return torch.zeros(3), self.targets[index]
 
     assert hd.describe_loader(torch.utils.data.DataLoader(LikeTorchvision(), batch_size=2))["num_classes"] == 5
+
+
+@pytest.mark.parametrize("device", [None, "cpu"])
+def test_the_number_of_classes_is_the_largest_label_plus_one_even_when_one_is_missing(device):
+    """A small split may lack a class; the network still needs an output for every label up to the largest."""
+    data = ImageArrays(np.zeros((3, 32, 32, 3), np.uint8), np.array([0, 2, 2]))
+    loader = hd.make_loader(data, None, 3, shuffle=False, drop_last=False, num_workers=0, device=device)
+    assert hd.describe_loader(loader)["num_classes"] == 3

@@ -191,6 +191,26 @@ def test_a_silent_server_gives_the_offline_message_within_the_timeout(tmp_path, 
     assert socket.getdefaulttimeout() is None  # the temporary timeout was restored
 
 
+def test_get_dataloaders_with_download_false_does_not_download(tmp_path):
+    """download=False is the promise of an offline machine: nothing is fetched, and the message says why."""
+    with mock.patch.object(hd, "download_cifar10", side_effect=AssertionError("downloaded despite download=False")):
+        with pytest.raises(FileNotFoundError, match=r"could not be downloaded \(download=False\)"):
+            get_dataloaders_cifar10(16, root=tmp_path, download=False)
+
+
+def test_get_dataloaders_passes_its_download_timeout_on(tmp_path):
+    waits = []
+
+    def offline(root, timeout):
+        waits.append(timeout)
+        return "no network"
+
+    with mock.patch.object(hd, "download_cifar10", side_effect=offline):
+        with pytest.raises(FileNotFoundError, match=r"could not be downloaded \(no network\)"):
+            get_dataloaders_cifar10(16, root=tmp_path, download_timeout=5.0)
+    assert waits == [5.0]
+
+
 # --- settings checked before any work ------------------------------------------------------
 
 
