@@ -541,3 +541,28 @@ def test_saved_figures_carry_their_title_in_the_png(tmp_path):
 def test_picture_figure_is_saved_in_the_run_folder(tmp_path):
     FIGURES["picture"](results_dir=tmp_path)
     assert Image.open(tmp_path / "my_picture.png").info["Title"] == "Prediction: cat (60.0%)"
+
+
+# --- pinned by the mutation review of helper_plotting ------------------------------------------
+
+
+def test_figures_are_saved_and_never_shown(monkeypatch, tmp_path):
+    """plt.show() in a helper would show each figure twice in Jupyter (once more as the cell's value)."""
+    import matplotlib.pyplot as plt
+
+    shown = []
+    monkeypatch.setattr(plt, "show", lambda *args, **kwargs: shown.append(args))
+    for name, make in FIGURES.items():
+        if name != "live":  # the live plot is redrawn in place, never saved
+            make(results_dir=tmp_path)
+    assert shown == []
+    assert sorted(path.name for path in tmp_path.iterdir()) == sorted(
+        ["plot_training_loss.png", "plot_accuracy.png", "show_examples.png", "confident_mistakes.png",
+         "plot_confusion_matrix.png", "run_comparison.png", "my_picture.png"])
+
+
+def test_saved_figures_are_150_dpi(tmp_path):
+    """A 7 x 4.5-inch figure is saved 1050 x 675 pixels: sharp enough to read its tick labels in the README."""
+    plot_accuracy([50.0, 60.0], [45.0, 55.0], results_dir=tmp_path)
+    with Image.open(tmp_path / "plot_accuracy.png") as saved:
+        assert saved.size == (1050, 675)
