@@ -566,3 +566,25 @@ def test_saved_figures_are_150_dpi(tmp_path):
     plot_accuracy([50.0, 60.0], [45.0, 55.0], results_dir=tmp_path)
     with Image.open(tmp_path / "plot_accuracy.png") as saved:
         assert saved.size == (1050, 675)
+
+
+def test_training_loss_plot_draws_minibatch_i_at_iteration_i_under_its_legend():
+    """The raw losses start at iteration 0, so the running average's point at 2 averages iterations 0 to 2."""
+    losses = [4.0, 2.0, 0.0, 2.0, 4.0, 2.0]
+    loss_axes = plot_training_loss(losses, 2, 3, averaging_iterations=3).axes[0]
+    raw, average = loss_axes.get_lines()
+    assert list(raw.get_xdata()) == [0, 1, 2, 3, 4, 5] and list(raw.get_ydata()) == losses
+    assert list(average.get_xdata()) == [2, 3, 4, 5]
+    assert [text.get_text() for text in loss_axes.get_legend().get_texts()] == ["Minibatch loss", "Running average"]
+
+
+def test_training_loss_epoch_axis_is_drawn_below_the_iteration_axis():
+    """The epoch axis sits under the iteration axis, its ticks and labels at the bottom, not on top of the plot
+    and not on top of the iteration axis's own tick labels."""
+    fig = plot_training_loss(list(np.linspace(2.3, 0.5, 30)), 3, 10)
+    fig.savefig(io.BytesIO(), format="png")  # lays the figure out
+    loss_axes, epoch_axes = fig.axes
+    assert epoch_axes.xaxis.get_ticks_position() == "bottom"
+    iteration_labels = loss_axes.xaxis.get_tightbbox()  # its tick labels and "Iterations"
+    epoch_labels = [label.get_window_extent() for label in epoch_axes.get_xticklabels() if label.get_text()]
+    assert epoch_labels and all(box.y1 <= iteration_labels.y0 + 1 for box in epoch_labels)
