@@ -588,3 +588,25 @@ def test_training_loss_epoch_axis_is_drawn_below_the_iteration_axis():
     iteration_labels = loss_axes.xaxis.get_tightbbox()  # its tick labels and "Iterations"
     epoch_labels = [label.get_window_extent() for label in epoch_axes.get_xticklabels() if label.get_text()]
     assert epoch_labels and all(box.y1 <= iteration_labels.y0 + 1 for box in epoch_labels)
+
+
+def test_accuracy_plot_draws_each_curve_from_its_own_list_with_markers():
+    """A one-epoch run is a single point per curve: visible only as a marker."""
+    fig = plot_accuracy([40.0, 50.0], [38.0, 45.0])
+    training, validation = fig.axes[0].get_lines()
+    assert (training.get_label(), list(training.get_xdata()), list(training.get_ydata())) == ("Training", [1, 2],
+                                                                                                [40.0, 50.0])
+    assert (validation.get_label(), list(validation.get_xdata()), list(validation.get_ydata())) == (
+        "Validation", [1, 2], [38.0, 45.0])
+    assert training.get_marker() == "o" and validation.get_marker() == "o"
+
+
+def test_live_loss_panel_counts_epochs_and_run_comparison_names_validation_accuracy():
+    """The live loss is drawn against epochs (not iterations); the run comparison draws validation accuracy."""
+    live = plot_live_progress([2.3, 2.0, 1.8, 1.5], [30.0, 40.0], [28.0, 35.0], iter_per_epoch=2)
+    assert live.axes[0].get_xlabel() == "Epochs"
+    assert [text.get_text() for text in live.axes[0].get_legend().get_texts()] == ["Minibatch loss", "Running average"]
+    runs = plot_run_comparison({"baseline": make_history("baseline", [30.0, 40.0])})
+    assert runs.axes[0].get_ylabel() == "Validation accuracy (%)"
+    one_epoch = plot_run_comparison({"baseline": make_history("baseline", [30.0])})
+    assert one_epoch.axes[0].get_lines()[0].get_marker() == "o"  # one epoch is one point: visible only as a marker
