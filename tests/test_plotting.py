@@ -610,3 +610,24 @@ def test_live_loss_panel_counts_epochs_and_run_comparison_names_validation_accur
     assert runs.axes[0].get_ylabel() == "Validation accuracy (%)"
     one_epoch = plot_run_comparison({"baseline": make_history("baseline", [30.0])})
     assert one_epoch.axes[0].get_lines()[0].get_marker() == "o"  # one epoch is one point: visible only as a marker
+
+
+def test_confident_mistakes_draws_the_un_normalized_images():
+    mean, std = (0.1, 0.5, 0.9), (0.2, 0.25, 0.5)
+    seen = torch.rand(3, 3, 8, 8)
+    normalized = (seen - torch.tensor(mean)[:, None, None]) / torch.tensor(std)[:, None, None]
+    wrong_labels = torch.full((3,), 2)  # ConfidentlyWrong predicts 0 or 1: every image is a mistake
+    fig = show_confident_mistakes(ConfidentlyWrong(), [(normalized, wrong_labels)], UnNormalize(mean, std))
+    drawn = sorted((ax.get_images()[0].get_array() for ax in fig.axes if ax.get_images()), key=lambda a: a.sum())
+    expected = sorted((image.permute(1, 2, 0).numpy() for image in seen), key=lambda a: a.sum())
+    assert len(drawn) == 3
+    for image, want in zip(drawn, expected, strict=True):
+        np.testing.assert_allclose(image, want, atol=1e-6)
+
+
+def test_image_grids_show_images_without_frames_and_no_blank_row_for_five_mistakes():
+    """Each cell is a bare image under its title; five mistakes fill exactly one row of five."""
+    examples = show_examples(TinyNet(), random_batch())
+    assert not any(ax.axison for ax in examples.axes)
+    mistakes = show_confident_mistakes(ConfidentlyWrong(), graded_images(), num_images=5)
+    assert len(mistakes.axes) == 5 and not any(ax.axison for ax in mistakes.axes)
