@@ -631,3 +631,22 @@ def test_image_grids_show_images_without_frames_and_no_blank_row_for_five_mistak
     assert not any(ax.axison for ax in examples.axes)
     mistakes = show_confident_mistakes(ConfidentlyWrong(), graded_images(), num_images=5)
     assert len(mistakes.axes) == 5 and not any(ax.axison for ax in mistakes.axes)
+
+
+def test_confusion_matrix_of_ten_classes_has_room_for_every_cell_and_class_name():
+    """The default size grows with the classes: each cell's count and fraction, and each class name on the
+    x-axis (turned upright), stay clear of their neighbours."""
+    conf_mat = np.full((10, 10), 100) + np.diag(np.full(10, 900))
+    fig = plot_confusion_matrix(conf_mat, class_names=CIFAR10_CLASSES, show_normed=True)
+    fig.savefig(io.BytesIO(), format="png")  # lays the figure out
+    ax = fig.axes[0]
+    for boxes in ([text.get_window_extent() for text in ax.texts],
+                  [label.get_window_extent() for label in ax.get_xticklabels()]):
+        assert len(boxes) in (100, 10)
+        assert not any(overlap(box, other) for i, box in enumerate(boxes) for other in boxes[i + 1 :])
+    assert all(label.get_rotation() == 90 for label in ax.get_xticklabels())
+
+
+def test_confusion_matrix_refuses_more_class_names_than_classes():
+    with pytest.raises(ValueError, match="class_names has 4 names for a 3-class matrix"):
+        plot_confusion_matrix(np.eye(3, dtype=int), class_names=["cat", "dog", "frog", "ship"])
