@@ -650,3 +650,18 @@ def test_confusion_matrix_of_ten_classes_has_room_for_every_cell_and_class_name(
 def test_confusion_matrix_refuses_more_class_names_than_classes():
     with pytest.raises(ValueError, match="class_names has 4 names for a 3-class matrix"):
         plot_confusion_matrix(np.eye(3, dtype=int), class_names=["cat", "dog", "frog", "ship"])
+
+
+@pytest.mark.parametrize("names", [["cat", "dog", "frog"], ["automobile", "airplane", "truck"]])
+def test_picture_figure_keeps_each_bars_label_inside_the_panel(names):
+    """A sure prediction's "100.0%" stands right of its bar inside the frame, even when long class names narrow
+    the panel; the axis marks probabilities up to 100% only. Each bar is labelled with its own percentage."""
+    predictions = list(zip(names, [1.0, 0.0007, 0.0003], strict=True))
+    fig = show_image_as_network_sees_it(Image.new("RGB", (40, 30)), torch.rand(3, 64, 64), predictions)
+    fig.savefig(io.BytesIO(), format="png")  # lays the figure out
+    bars_ax = fig.axes[3]
+    assert [text.get_text() for text in bars_ax.texts] == ["100.0%", "0.1%", "0.0%"]
+    panel = bars_ax.get_window_extent()
+    assert all(text.get_window_extent().x1 < panel.x1 - 2 for text in bars_ax.texts)
+    assert max(bars_ax.get_xticks()) == 100
+    assert bars_ax.get_title() == "Top 3 predictions"
