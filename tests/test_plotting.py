@@ -665,3 +665,33 @@ def test_picture_figure_keeps_each_bars_label_inside_the_panel(names):
     assert all(text.get_window_extent().x1 < panel.x1 - 2 for text in bars_ax.texts)
     assert max(bars_ax.get_xticks()) == 100
     assert bars_ax.get_title() == "Top 3 predictions"
+
+
+def test_a_failed_save_keeps_the_previous_png(monkeypatch, tmp_path):
+    """Figures are written to a temporary file and renamed: a save that fails half-way (a full disk, a kernel
+    stopped mid-write) leaves the previous run's figure whole, not half a PNG."""
+    plot_accuracy([50.0, 60.0], [45.0, 55.0], results_dir=tmp_path)
+    before = (tmp_path / "plot_accuracy.png").read_bytes()
+
+    def fail_half_way(self, path, **kwargs):
+        with open(path, "wb") as file:
+            file.write(before[:100])
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(Figure, "savefig", fail_half_way)
+    with pytest.raises(OSError, match="No space left"):
+        plot_accuracy([70.0], [65.0], results_dir=tmp_path)
+    assert (tmp_path / "plot_accuracy.png").read_bytes() == before
+    assert [path.name for path in tmp_path.iterdir()] == ["plot_accuracy.png"]  # no temporary file left
+
+
+def test_accuracy_legend_confusion_tick_sides_and_picture_panels_without_frames():
+    """The accuracy plot names its curves in a legend; the confusion matrix's class names stand at the bottom
+    and left, beside 'predicted label' and 'true label' (matshow would put them on top); the picture's three
+    image panels have no frame or ticks."""
+    legend = plot_accuracy([40.0, 50.0], [38.0, 45.0]).axes[0].get_legend()
+    assert [text.get_text() for text in legend.get_texts()] == ["Training", "Validation"]
+    ax = plot_confusion_matrix(np.eye(3, dtype=int), class_names=["cat", "dog", "frog"]).axes[0]
+    assert ax.xaxis.get_ticks_position() == "bottom" and ax.yaxis.get_ticks_position() == "left"
+    picture = FIGURES["picture"]()
+    assert [ax.axison for ax in picture.axes] == [False, False, False, True]
