@@ -695,3 +695,10 @@ def test_accuracy_legend_confusion_tick_sides_and_picture_panels_without_frames(
     assert ax.xaxis.get_ticks_position() == "bottom" and ax.yaxis.get_ticks_position() == "left"
     picture = FIGURES["picture"]()
     assert [ax.axison for ax in picture.axes] == [False, False, False, True]
+
+
+def test_every_figure_has_its_own_title_and_an_empty_subtitle_adds_no_line():
+    titles = {"loss": "Training loss", "accuracy": "Accuracy", "examples": "Predictions (P) and true labels (T)",
+              "mistakes": "Most confident mistakes", "confusion": "Confusion matrix", "live": "Training progress",
+              "runs": "Validation accuracy of each run", "picture": "Prediction: cat (60.0%)"}
+    assert {name: make(subtitle="").get_suptitle() for name, make in FIGURES.items()} == titles
