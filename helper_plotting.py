@@ -297,7 +297,8 @@ def show_image_as_network_sees_it(
     bars_ax.bar_label(bars, labels=[f"{percentage:.1f}%" for percentage in percentages], padding=3)
     bars_ax.set_yticks(np.arange(len(names)), names)
     bars_ax.invert_yaxis()  # the most probable class on top
-    bars_ax.set_xlim(0, 115)  # room for the labels of bars near 100%
+    bars_ax.set_xlim(0, 130)  # room right of a 100% bar for its "100.0%", even in a panel narrowed by long names
+    bars_ax.set_xticks(range(0, 101, 20))  # probabilities: no tick beyond 100%
     bars_ax.set_xlabel("Probability (%)")
     bars_ax.set_title(f"Top {len(names)} predictions", fontsize=10)
     set_title(fig, f"Prediction: {names[0]} ({percentages[0]:.1f}%)", subtitle)

@@ -541,3 +541,164 @@ def test_saved_figures_carry_their_title_in_the_png(tmp_path):
 def test_picture_figure_is_saved_in_the_run_folder(tmp_path):
     FIGURES["picture"](results_dir=tmp_path)
     assert Image.open(tmp_path / "my_picture.png").info["Title"] == "Prediction: cat (60.0%)"
+
+
+# --- pinned by the mutation review of helper_plotting ------------------------------------------
+
+
+def test_figures_are_saved_and_never_shown(monkeypatch, tmp_path):
+    """plt.show() in a helper would show each figure twice in Jupyter (once more as the cell's value)."""
+    import matplotlib.pyplot as plt
+
+    shown = []
+    monkeypatch.setattr(plt, "show", lambda *args, **kwargs: shown.append(args))
+    for name, make in FIGURES.items():
+        if name != "live":  # the live plot is redrawn in place, never saved
+            make(results_dir=tmp_path)
+    assert shown == []
+    assert sorted(path.name for path in tmp_path.iterdir()) == sorted(
+        ["plot_training_loss.png", "plot_accuracy.png", "show_examples.png", "confident_mistakes.png",
+         "plot_confusion_matrix.png", "run_comparison.png", "my_picture.png"])
+
+
+def test_saved_figures_are_150_dpi(tmp_path):
+    """A 7 x 4.5-inch figure is saved 1050 x 675 pixels: sharp enough to read its tick labels in the README."""
+    plot_accuracy([50.0, 60.0], [45.0, 55.0], results_dir=tmp_path)
+    with Image.open(tmp_path / "plot_accuracy.png") as saved:
+        assert saved.size == (1050, 675)
+
+
+def test_training_loss_plot_draws_minibatch_i_at_iteration_i_under_its_legend():
+    """The raw losses start at iteration 0, so the running average's point at 2 averages iterations 0 to 2."""
+    losses = [4.0, 2.0, 0.0, 2.0, 4.0, 2.0]
+    loss_axes = plot_training_loss(losses, 2, 3, averaging_iterations=3).axes[0]
+    raw, average = loss_axes.get_lines()
+    assert list(raw.get_xdata()) == [0, 1, 2, 3, 4, 5] and list(raw.get_ydata()) == losses
+    assert list(average.get_xdata()) == [2, 3, 4, 5]
+    assert [text.get_text() for text in loss_axes.get_legend().get_texts()] == ["Minibatch loss", "Running average"]
+
+
+def test_training_loss_epoch_axis_is_drawn_below_the_iteration_axis():
+    """The epoch axis sits under the iteration axis, its ticks and labels at the bottom, not on top of the plot
+    and not on top of the iteration axis's own tick labels."""
+    fig = plot_training_loss(list(np.linspace(2.3, 0.5, 30)), 3, 10)
+    fig.savefig(io.BytesIO(), format="png")  # lays the figure out
+    loss_axes, epoch_axes = fig.axes
+    assert epoch_axes.xaxis.get_ticks_position() == "bottom"
+    iteration_labels = loss_axes.xaxis.get_tightbbox()  # its tick labels and "Iterations"
+    epoch_labels = [label.get_window_extent() for label in epoch_axes.get_xticklabels() if label.get_text()]
+    assert epoch_labels and all(box.y1 <= iteration_labels.y0 + 1 for box in epoch_labels)
+
+
+def test_accuracy_plot_draws_each_curve_from_its_own_list_with_markers():
+    """A one-epoch run is a single point per curve: visible only as a marker."""
+    fig = plot_accuracy([40.0, 50.0], [38.0, 45.0])
+    training, validation = fig.axes[0].get_lines()
+    assert (training.get_label(), list(training.get_xdata()), list(training.get_ydata())) == ("Training", [1, 2],
+                                                                                                [40.0, 50.0])
+    assert (validation.get_label(), list(validation.get_xdata()), list(validation.get_ydata())) == (
+        "Validation", [1, 2], [38.0, 45.0])
+    assert training.get_marker() == "o" and validation.get_marker() == "o"
+
+
+def test_live_loss_panel_counts_epochs_and_run_comparison_names_validation_accuracy():
+    """The live loss is drawn against epochs (not iterations); the run comparison draws validation accuracy."""
+    live = plot_live_progress([2.3, 2.0, 1.8, 1.5], [30.0, 40.0], [28.0, 35.0], iter_per_epoch=2)
+    assert live.axes[0].get_xlabel() == "Epochs"
+    assert [text.get_text() for text in live.axes[0].get_legend().get_texts()] == ["Minibatch loss", "Running average"]
+    runs = plot_run_comparison({"baseline": make_history("baseline", [30.0, 40.0])})
+    assert runs.axes[0].get_ylabel() == "Validation accuracy (%)"
+    one_epoch = plot_run_comparison({"baseline": make_history("baseline", [30.0])})
+    assert one_epoch.axes[0].get_lines()[0].get_marker() == "o"  # one epoch is one point: visible only as a marker
+
+
+def test_confident_mistakes_draws_the_un_normalized_images():
+    mean, std = (0.1, 0.5, 0.9), (0.2, 0.25, 0.5)
+    seen = torch.rand(3, 3, 8, 8)
+    normalized = (seen - torch.tensor(mean)[:, None, None]) / torch.tensor(std)[:, None, None]
+    wrong_labels = torch.full((3,), 2)  # ConfidentlyWrong predicts 0 or 1: every image is a mistake
+    fig = show_confident_mistakes(ConfidentlyWrong(), [(normalized, wrong_labels)], UnNormalize(mean, std))
+    drawn = sorted((ax.get_images()[0].get_array() for ax in fig.axes if ax.get_images()), key=lambda a: a.sum())
+    expected = sorted((image.permute(1, 2, 0).numpy() for image in seen), key=lambda a: a.sum())
+    assert len(drawn) == 3
+    for image, want in zip(drawn, expected, strict=True):
+        np.testing.assert_allclose(image, want, atol=1e-6)
+
+
+def test_image_grids_show_images_without_frames_and_no_blank_row_for_five_mistakes():
+    """Each cell is a bare image under its title; five mistakes fill exactly one row of five."""
+    examples = show_examples(TinyNet(), random_batch())
+    assert not any(ax.axison for ax in examples.axes)
+    mistakes = show_confident_mistakes(ConfidentlyWrong(), graded_images(), num_images=5)
+    assert len(mistakes.axes) == 5 and not any(ax.axison for ax in mistakes.axes)
+
+
+def test_confusion_matrix_of_ten_classes_has_room_for_every_cell_and_class_name():
+    """The default size grows with the classes: each cell's count and fraction, and each class name on the
+    x-axis (turned upright), stay clear of their neighbours."""
+    conf_mat = np.full((10, 10), 100) + np.diag(np.full(10, 900))
+    fig = plot_confusion_matrix(conf_mat, class_names=CIFAR10_CLASSES, show_normed=True)
+    fig.savefig(io.BytesIO(), format="png")  # lays the figure out
+    ax = fig.axes[0]
+    for boxes in ([text.get_window_extent() for text in ax.texts],
+                  [label.get_window_extent() for label in ax.get_xticklabels()]):
+        assert len(boxes) in (100, 10)
+        assert not any(overlap(box, other) for i, box in enumerate(boxes) for other in boxes[i + 1 :])
+    assert all(label.get_rotation() == 90 for label in ax.get_xticklabels())
+
+
+def test_confusion_matrix_refuses_more_class_names_than_classes():
+    with pytest.raises(ValueError, match="class_names has 4 names for a 3-class matrix"):
+        plot_confusion_matrix(np.eye(3, dtype=int), class_names=["cat", "dog", "frog", "ship"])
+
+
+@pytest.mark.parametrize("names", [["cat", "dog", "frog"], ["automobile", "airplane", "truck"]])
+def test_picture_figure_keeps_each_bars_label_inside_the_panel(names):
+    """A sure prediction's "100.0%" stands right of its bar inside the frame, even when long class names narrow
+    the panel; the axis marks probabilities up to 100% only. Each bar is labelled with its own percentage."""
+    predictions = list(zip(names, [1.0, 0.0007, 0.0003], strict=True))
+    fig = show_image_as_network_sees_it(Image.new("RGB", (40, 30)), torch.rand(3, 64, 64), predictions)
+    fig.savefig(io.BytesIO(), format="png")  # lays the figure out
+    bars_ax = fig.axes[3]
+    assert [text.get_text() for text in bars_ax.texts] == ["100.0%", "0.1%", "0.0%"]
+    panel = bars_ax.get_window_extent()
+    assert all(text.get_window_extent().x1 < panel.x1 - 2 for text in bars_ax.texts)
+    assert max(bars_ax.get_xticks()) == 100
+    assert bars_ax.get_title() == "Top 3 predictions"
+
+
+def test_a_failed_save_keeps_the_previous_png(monkeypatch, tmp_path):
+    """Figures are written to a temporary file and renamed: a save that fails half-way (a full disk, a kernel
+    stopped mid-write) leaves the previous run's figure whole, not half a PNG."""
+    plot_accuracy([50.0, 60.0], [45.0, 55.0], results_dir=tmp_path)
+    before = (tmp_path / "plot_accuracy.png").read_bytes()
+
+    def fail_half_way(self, path, **kwargs):
+        with open(path, "wb") as file:
+            file.write(before[:100])
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(Figure, "savefig", fail_half_way)
+    with pytest.raises(OSError, match="No space left"):
+        plot_accuracy([70.0], [65.0], results_dir=tmp_path)
+    assert (tmp_path / "plot_accuracy.png").read_bytes() == before
+    assert [path.name for path in tmp_path.iterdir()] == ["plot_accuracy.png"]  # no temporary file left
+
+
+def test_accuracy_legend_confusion_tick_sides_and_picture_panels_without_frames():
+    """The accuracy plot names its curves in a legend; the confusion matrix's class names stand at the bottom
+    and left, beside 'predicted label' and 'true label' (matshow would put them on top); the picture's three
+    image panels have no frame or ticks."""
+    legend = plot_accuracy([40.0, 50.0], [38.0, 45.0]).axes[0].get_legend()
+    assert [text.get_text() for text in legend.get_texts()] == ["Training", "Validation"]
+    ax = plot_confusion_matrix(np.eye(3, dtype=int), class_names=["cat", "dog", "frog"]).axes[0]
+    assert ax.xaxis.get_ticks_position() == "bottom" and ax.yaxis.get_ticks_position() == "left"
+    picture = FIGURES["picture"]()
+    assert [ax.axison for ax in picture.axes] == [False, False, False, True]
+
+
+def test_every_figure_has_its_own_title_and_an_empty_subtitle_adds_no_line():
+    titles = {"loss": "Training loss", "accuracy": "Accuracy", "examples": "Predictions (P) and true labels (T)",
+              "mistakes": "Most confident mistakes", "confusion": "Confusion matrix", "live": "Training progress",
+              "runs": "Validation accuracy of each run", "picture": "Prediction: cat (60.0%)"}
+    assert {name: make(subtitle="").get_suptitle() for name, make in FIGURES.items()} == titles
