@@ -67,6 +67,21 @@ def running_average(values: Sequence[float], window: int) -> tuple[np.ndarray, n
     return np.arange(window - 1, len(values)), averaged
 
 
+def epoch_ticks(num_epochs: int) -> list[int]:
+    """About ten evenly spaced epochs from 0, ending at ``num_epochs`` itself (25 epochs: 0, 2, ..., 22, 25).
+
+    The run's last epoch is always marked: a plain ``range`` with step 2 would stop at 24.
+    """
+    step = max(1, num_epochs // 10)
+    epochs = list(range(0, num_epochs + 1, step))
+    if epochs[-1] != num_epochs:
+        if num_epochs - epochs[-1] <= step / 2 and len(epochs) > 1:  # too close to share the axis: the end replaces it
+            epochs[-1] = num_epochs
+        else:
+            epochs.append(num_epochs)
+    return epochs
+
+
 def plot_training_loss(
     minibatch_loss_list: Sequence[float],
     num_epochs: int,
@@ -90,8 +105,7 @@ def plot_training_loss(
     ax1.set_xlim(right=max(ax1.get_xlim()[1], last_epoch_end))
 
     ax2 = ax1.twiny()
-    epoch_step = max(1, num_epochs // 10)
-    epochs = list(range(0, num_epochs + 1, epoch_step))
+    epochs = epoch_ticks(num_epochs)
     ax2.set_xticks([epoch * iter_per_epoch for epoch in epochs])
     ax2.set_xticklabels(epochs)
     ax2.xaxis.set_ticks_position("bottom")

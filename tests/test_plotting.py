@@ -1,6 +1,7 @@
 """helper_plotting: every function returns a Figure with the expected axes and saves its PNG."""
 
 import io
+import itertools
 import logging
 import re
 
@@ -383,6 +384,22 @@ def test_every_epoch_axis_shows_whole_epochs_only(num_epochs):
 
 def overlap(box, other):
     return min(box.x1, other.x1) > max(box.x0, other.x0) and min(box.y1, other.y1) > max(box.y0, other.y0)
+
+
+@pytest.mark.parametrize("num_epochs", [1, 7, 21, 25, 37, 50, 99])
+def test_the_loss_plots_epoch_axis_ends_at_the_last_epoch_with_labels_apart(num_epochs):
+    """A step of 2 over 25 epochs stopped at 24, and the end's tick must not crowd the one before it."""
+    iter_per_epoch = 5
+    fig = plot_training_loss(list(np.linspace(2.3, 0.5, num_epochs * iter_per_epoch)), num_epochs, iter_per_epoch)
+    fig.draw_without_rendering()
+    epoch_axis = fig.axes[1].xaxis
+    labels = visible_tick_labels(epoch_axis)
+    assert labels[0] == "0" and labels[-1] == str(num_epochs), labels
+    assert len(labels) <= 13, labels
+    boxes = [label.get_window_extent() for label in epoch_axis.get_ticklabels() if label.get_text() in labels]
+    assert not any(overlap(box, other) for box, other in itertools.pairwise(boxes)), labels
+    if num_epochs == 50:  # the lecture's run: every fifth epoch
+        assert labels == [str(epoch) for epoch in range(0, 51, 5)]
 
 
 def test_mistake_titles_have_two_lines_and_run_into_nothing():
