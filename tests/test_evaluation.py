@@ -3,6 +3,7 @@
 import errno
 import os
 import random
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -330,3 +331,46 @@ def test_layer_shapes_name_the_failing_layer_and_remove_hooks(tiny_net, capsys):
         print_layer_shapes(tiny_net, (1, 3, 64, 64))
     assert hooks_left(tiny_net) == 0
     assert "features" in capsys.readouterr().out  # the table up to the failure
+
+
+# --- review: mutation testing of helper_evaluation (each test below failed on a planted bug that passed before) --
+
+
+def test_the_float32_prediction_loop_turns_autocast_off_without_a_warning():
+    """Autocast switched on with float32 warns "In CPU autocast, but the target dtype is not supported" at every batch
+    (planted: enabled=True passed every test, the float32 forward pass being the same)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert len(list(predict_batches(ModeRecorder(), batches([0, 1, 2], [0, 1, 2], batch_size=2), "cpu"))) == 2
+
+
+def test_mixed_precision_logits_come_back_as_float32(monkeypatch):
+    """A Linear layer under bf16 autocast outputs bf16: the loop hands float32 to the accuracy and the softmax
+    (planted: .float() dropped passed, the test model's own outputs being float32 already)."""
+    monkeypatch.setattr(helper_evaluation, "device_policy", lambda *_: DevicePolicy(False, torch.bfloat16))
+    [(_, logits, _)] = predict_batches(torch.nn.Linear(4, 3), [(torch.randn(2, 4), torch.tensor([0, 1]))], "cpu")
+    assert logits.dtype == torch.float32
+
+
+def test_the_targets_are_moved_to_the_device_as_the_features_are():
+    """A DataLoader yields CPU labels: compared with a GPU's predictions they must be on the GPU too
+    (planted: targets yielded as they came passed every test, the suite being CPU-only)."""
+    moved = []
+
+    class Labels:
+        def to(self, device):
+            moved.append(device)
+            return torch.tensor([0])
+
+    [(_, _, targets)] = predict_batches(FixedPredictions(), [(torch.zeros(1, 1), Labels())], "cpu")
+    assert moved == [torch.device("cpu")] and torch.equal(targets, torch.tensor([0]))
+
+
+@pytest.mark.parametrize(("use_amp", "expected"), [(None, torch.bfloat16), (False, None)])
+def test_use_amp_reaches_the_prediction_loops_precision(monkeypatch, use_amp, expected):
+    """USE_AMP = False must evaluate in float32 on a GPU too (planted: device_policy(device) without use_amp passed)."""
+    monkeypatch.setattr(helper_evaluation, "autocast_dtype",
+                        lambda device, use_amp=None: None if use_amp is False else torch.bfloat16)
+    model = ModeRecorder()
+    list(predict_batches(model, batches([0], [0]), "cpu", use_amp=use_amp))
+    assert model.seen_in_forward == [(False, True, expected)]
