@@ -18,6 +18,7 @@ from helper_evaluation import (
     autocast_dtype,
     compute_accuracy,
     compute_confusion_matrix,
+    make_pooling_deterministic,
     most_confused_pairs,
     per_class_accuracy,
     predict_batches,
@@ -374,3 +375,31 @@ def test_use_amp_reaches_the_prediction_loops_precision(monkeypatch, use_amp, ex
     model = ModeRecorder()
     list(predict_batches(model, batches([0], [0]), "cpu", use_amp=use_amp))
     assert model.seen_in_forward == [(False, True, expected)]
+
+
+def test_set_deterministic_keeps_a_cublas_workspace_the_student_chose(monkeypatch):
+    """":16:8" (less memory) is the other setting cuBLAS accepts: it is kept (planted: an assignment instead of
+    setdefault passed, the test deleting the variable first)."""
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", torch.backends.cudnn.benchmark)
+    monkeypatch.setattr(torch.backends.cudnn, "deterministic", torch.backends.cudnn.deterministic)
+    monkeypatch.setenv("CUBLAS_WORKSPACE_CONFIG", ":16:8")
+    was_deterministic = torch.are_deterministic_algorithms_enabled()
+    try:
+        set_deterministic()
+        assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":16:8"
+    finally:
+        torch.use_deterministic_algorithms(was_deterministic)
+
+
+def test_make_pooling_deterministic_replaces_nested_pooling_keeping_each_size_and_counts_them():
+    """Pooling inside a block (as in a student's own model) is replaced too, each with its own output size (planted:
+    only the top-level children searched, a fixed 3x3 output, and the count not incremented - each passed)."""
+    model = torch.nn.Sequential(torch.nn.Sequential(torch.nn.Conv2d(3, 4, 1), torch.nn.AdaptiveAvgPool2d((5, 3))),
+                                torch.nn.AdaptiveAvgPool2d(2), torch.nn.Flatten())
+    x = torch.randn(2, 3, 7, 6)
+    expected = model(x)
+    assert make_pooling_deterministic(model) == 2
+    assert not any(isinstance(module, torch.nn.AdaptiveAvgPool2d) for module in model.modules())
+    assert isinstance(model[0][1], DeterministicAdaptiveAvgPool2d) and model[0][1].output_size == (5, 3)
+    torch.testing.assert_close(model(x), expected)
+    assert make_pooling_deterministic(model) == 0
