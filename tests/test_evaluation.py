@@ -403,3 +403,16 @@ def test_make_pooling_deterministic_replaces_nested_pooling_keeping_each_size_an
     assert isinstance(model[0][1], DeterministicAdaptiveAvgPool2d) and model[0][1].output_size == (5, 3)
     torch.testing.assert_close(model(x), expected)
     assert make_pooling_deterministic(model) == 0
+
+
+def test_most_confused_pairs_break_a_tie_by_the_true_label_first():
+    """Equal counts are listed by true label, then predicted label (planted: ties by true label reversed passed:
+    the only tie tested shared its true label)."""
+    conf_mat = np.array([[5, 2, 0], [2, 5, 0], [0, 2, 5]])
+    assert most_confused_pairs(conf_mat, k=3) == [(0, 1, 2), (1, 0, 2), (2, 1, 2)]
+
+
+def test_confusion_summary_refuses_class_names_that_do_not_match_the_matrix():
+    """Two names for three classes would silently drop a class's row (planted: zip without strict passed)."""
+    with pytest.raises(ValueError):
+        print_confusion_summary(np.eye(3, dtype=int), ["cat", "dog"])
