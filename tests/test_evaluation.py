@@ -416,3 +416,30 @@ def test_confusion_summary_refuses_class_names_that_do_not_match_the_matrix():
     """Two names for three classes would silently drop a class's row (planted: zip without strict passed)."""
     with pytest.raises(ValueError):
         print_confusion_summary(np.eye(3, dtype=int), ["cat", "dog"])
+
+
+@pytest.mark.parametrize(("all_layers", "failing"), [(True, "features.0"), (False, "features")])
+def test_layer_shapes_name_the_innermost_failing_layer(tiny_net, all_layers, failing):
+    """A convolution expecting 4 channels fails inside its block: with every layer listed, the error names the
+    convolution itself (planted: the outermost entered layer named passed: only a top-level layer had failed)."""
+    tiny_net.features[0] = torch.nn.Conv2d(4, 8, kernel_size=3, padding=1)
+    with pytest.raises(RuntimeError, match=f"failed in layer '{failing}':"):
+        print_layer_shapes(tiny_net, (1, 3, 32, 32), all_layers=all_layers)
+
+
+def test_layer_shapes_leave_batch_norm_statistics_untouched():
+    """The dummy batch runs in eval mode: in training mode it would move BatchNorm's running mean and variance
+    towards a batch of zeros before training starts (planted: model.eval() dropped passed: TinyNet has no BatchNorm)."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, kernel_size=3, padding=1), torch.nn.BatchNorm2d(4)).train()
+    before = {name: tensor.clone() for name, tensor in model.state_dict().items()}
+    print_layer_shapes(model, (2, 3, 8, 8))
+    after = model.state_dict()
+    assert all(torch.equal(before[name], after[name]) for name in before) and model.training
+
+
+def test_layer_shapes_use_the_models_own_device(tiny_net):
+    """A model on a GPU gets its dummy batch on the GPU; a 'meta' model stands in for it here (planted: the batch
+    always made on the CPU passed, the suite being CPU-only)."""
+    assert print_layer_shapes(tiny_net.to("meta"), (2, 3, 64, 64)) == [("features", (2, 8, 4, 4), 224),
+                                                                     ("classifier", (2, 10), 1290)]
