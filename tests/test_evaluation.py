@@ -443,3 +443,14 @@ def test_layer_shapes_use_the_models_own_device(tiny_net):
     always made on the CPU passed, the suite being CPU-only)."""
     assert print_layer_shapes(tiny_net.to("meta"), (2, 3, 64, 64)) == [("features", (2, 8, 4, 4), 224),
                                                                      ("classifier", (2, 10), 1290)]
+
+
+def test_remove_stale_temporary_files_returns_them_sorted_whatever_the_folders_order(tmp_path, monkeypatch):
+    """The folder's listing order depends on the file system (planted: list() instead of sorted() passed: the two
+    files of the other test happened to be listed in order)."""
+    names = [f".checkpoint.pt.{pid}.0123abcd.tmp" for pid in (30, 10, 20)]
+    for name in names:
+        (tmp_path / name).write_text("half")
+    real_iterdir = Path.iterdir
+    monkeypatch.setattr(Path, "iterdir", lambda folder: reversed(sorted(real_iterdir(folder))))
+    assert remove_stale_temporary_files(tmp_path) == sorted(tmp_path / name for name in names)
