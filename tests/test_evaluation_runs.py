@@ -129,3 +129,35 @@ def test_run_table_of_a_history_with_only_validation_accuracies(capsys):
 def test_run_table_without_runs_says_so(capsys):
     print_run_table({})
     assert "No runs to compare yet" in capsys.readouterr().out
+
+
+# --- review: mutation testing (each test below failed on a planted bug that passed before) ------------------------
+
+
+def test_a_run_whose_run_name_is_null_is_named_after_its_folder(tmp_path):
+    """train_model writes "run_name": null for a history_file outside a run folder (planted: .get("run_name", folder)
+    passed, which names such a run "None")."""
+    write_run(tmp_path, "my-run", make_history(None, [30.0]))
+    assert list(load_run_histories(tmp_path)) == ["my-run"]
+
+
+def test_run_table_best_epoch_is_the_first_of_equal_bests(capsys):
+    """Two epochs at the best accuracy: the earlier one is where the best weights were saved (an epoch is the best
+    only when it beats every earlier one); planted: the last of the ties passed."""
+    print_run_table({"plateau": make_history("plateau", [40.0, 55.5, 55.5, 50.0])})
+    assert table_rows(capsys)[1][3] == "55.50% (2)"
+
+
+def test_run_table_minutes_are_the_sum_of_unequal_epochs(capsys):
+    """The first epoch is often slower (cuDNN benchmarking, compiling): minutes add up each epoch's own time
+    (planted: epochs x the last epoch's time passed: every tested run had equal epochs)."""
+    print_run_table({"compiled": make_history("compiled", [40.0, 50.0, 60.0], epoch_seconds=[120.0, 30.0, 30.0])})
+    assert table_rows(capsys)[1][5] == "3.0"
+
+
+def test_run_table_keeps_the_order_it_is_given(capsys):
+    """load_run_histories sorts the runs by name; the table shows them in that order (planted: rows sorted by epochs,
+    most first, passed: the run with more epochs always came first)."""
+    print_run_table({"a short run": make_history("a short run", [10.0]),
+                     "b long run": make_history("b long run", [10.0, 20.0, 30.0])})
+    assert [row[0] for row in table_rows(capsys)[1:]] == ["a short run", "b long run"]
