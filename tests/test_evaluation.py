@@ -454,3 +454,29 @@ def test_remove_stale_temporary_files_returns_them_sorted_whatever_the_folders_o
     real_iterdir = Path.iterdir
     monkeypatch.setattr(Path, "iterdir", lambda folder: reversed(sorted(real_iterdir(folder))))
     assert remove_stale_temporary_files(tmp_path) == sorted(tmp_path / name for name in names)
+
+
+def test_a_model_that_gets_everything_wrong_has_0_percent_accuracy_not_an_error():
+    """A diverged or untrained model can score 0%: only an empty loader is an error (planted: raising when nothing
+    was correct passed every test here)."""
+    assert compute_accuracy(FixedPredictions(), batches([1, 2, 3], [0, 0, 0]), "cpu") == 0.0
+
+
+def test_per_class_accuracy_of_an_absent_class_is_nan_without_a_warning():
+    """Dividing 0 by 0 would give NaN too, with NumPy's "invalid value encountered in divide" (planted:
+    where=row_sums >= 0 passed, the NaN being the same)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        np.testing.assert_array_equal(per_class_accuracy(np.array([[2, 0], [0, 0]])), [100.0, np.nan])
+
+
+def test_confusion_matrix_of_many_classes_with_uint8_labels():
+    """Labels stored as uint8 (a TensorDataset of bytes): true label x number of classes must not wrap around at 256
+    (planted: targets.long() dropped passed: every tested label was int64)."""
+    predictions, targets = [19, 0, 13], [19, 18, 13]
+    features = torch.tensor(predictions, dtype=torch.float32)[:, None]
+    loader = [(features, torch.tensor(targets, dtype=torch.uint8))]
+    expected = np.zeros((20, 20), dtype=np.int64)
+    for true, predicted in zip(targets, predictions, strict=True):
+        expected[true, predicted] += 1
+    np.testing.assert_array_equal(compute_confusion_matrix(FixedPredictions(num_classes=20), loader, "cpu"), expected)
