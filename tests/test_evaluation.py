@@ -480,3 +480,26 @@ def test_confusion_matrix_of_many_classes_with_uint8_labels():
     for true, predicted in zip(targets, predictions, strict=True):
         expected[true, predicted] += 1
     np.testing.assert_array_equal(compute_confusion_matrix(FixedPredictions(num_classes=20), loader, "cpu"), expected)
+
+
+def test_mixed_precision_follows_the_capability_of_the_gpu_named(monkeypatch):
+    """On a machine with an old and a new GPU, "cuda:1" gets its own GPU's type (planted: the capability of the
+    current GPU asked for passed: every tested machine had one kind of GPU)."""
+    monkeypatch.setattr(torch.cuda, "get_device_capability",
+                        lambda device=None: (8, 0) if torch.device(device or "cuda:0") == torch.device("cuda:1")
+                        else (7, 5))
+    assert autocast_dtype("cuda:1") == torch.bfloat16 and autocast_dtype("cuda:0") == torch.float16
+
+
+def test_set_deterministic_raises_rather_than_warns_on_a_nondeterministic_operation(monkeypatch):
+    """warn_only=True would let a nondeterministic kernel through with a warning (planted: it passed every test)."""
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", torch.backends.cudnn.benchmark)
+    monkeypatch.setattr(torch.backends.cudnn, "deterministic", torch.backends.cudnn.deterministic)
+    monkeypatch.setenv("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    was_deterministic = torch.are_deterministic_algorithms_enabled()
+    was_warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    try:
+        set_deterministic()
+        assert not torch.is_deterministic_algorithms_warn_only_enabled()
+    finally:
+        torch.use_deterministic_algorithms(was_deterministic, warn_only=was_warn_only)
