@@ -503,3 +503,19 @@ def test_set_deterministic_raises_rather_than_warns_on_a_nondeterministic_operat
         assert not torch.is_deterministic_algorithms_warn_only_enabled()
     finally:
         torch.use_deterministic_algorithms(was_deterministic, warn_only=was_warn_only)
+
+
+def test_two_saves_of_one_file_use_different_temporary_files(tmp_path):
+    """A checkpoint written in the background and one saved meanwhile must not write into one temporary file
+    (planted: a fixed suffix instead of a random one passed: no test saved one file twice at once)."""
+    target = tmp_path / "checkpoint.pt"
+    inner_paths = []
+
+    def outer_write(path):
+        Path(path).write_text("outer")
+        save_atomically(target, lambda inner: inner_paths.append(inner) or Path(inner).write_text("inner"))
+        assert Path(path).read_text() == "outer"
+
+    save_atomically(target, outer_write)
+    assert target.read_text() == "outer" and len(inner_paths) == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["checkpoint.pt"]
