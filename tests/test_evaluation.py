@@ -519,3 +519,25 @@ def test_two_saves_of_one_file_use_different_temporary_files(tmp_path):
     save_atomically(target, outer_write)
     assert target.read_text() == "outer" and len(inner_paths) == 1
     assert [p.name for p in tmp_path.iterdir()] == ["checkpoint.pt"]
+
+
+class FailsInItsOwnCode(torch.nn.Module):
+    """A block (a student's own) whose forward fails after its convolution has run, as a mismatched residual sum."""
+
+    def __init__(self, error):
+        super().__init__()
+        self.conv, self.error = torch.nn.Conv2d(3, 3, kernel_size=1), error
+
+    def forward(self, x):
+        self.conv(x)
+        raise self.error
+
+
+@pytest.mark.parametrize("error", [RuntimeError("size mismatch"), ValueError("bad shape"), TypeError("bad argument")])
+def test_layer_shapes_name_a_block_that_fails_in_its_own_code(capsys, error):
+    """The block is named, not its last finished layer, whatever the exception's type (planted: entered.pop(0) for
+    entered.remove(module), and only RuntimeError caught - both passed every test)."""
+    model = torch.nn.Sequential(torch.nn.Identity(), FailsInItsOwnCode(error))
+    with pytest.raises(RuntimeError, match=f"failed in layer '1': {error}"):
+        print_layer_shapes(model, (1, 3, 4, 4), all_layers=True)
+    assert "1.conv" in capsys.readouterr().out and hooks_left(model) == 0
