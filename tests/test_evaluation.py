@@ -132,7 +132,8 @@ def test_seeds_give_identical_weights_and_draws():
 
 @pytest.mark.parametrize(
     "in_size, out_size",
-    [((2, 2), 3), ((1, 1), 3), ((5, 7), 3), ((5, 7), (4, 2)), ((64, 64), 4)],  # the notebook's 2x2 and 1x1 maps, odd
+    [((2, 2), 3), ((1, 1), 3), ((5, 7), 3), ((5, 7), (4, 2)), ((64, 64), 4),  # the notebook's 2x2 and 1x1 maps, odd
+     ((5, 7), (None, 3)), ((5, 7), (2, None))],  # None keeps that side's input size, as AdaptiveAvgPool2d does
 )
 def test_deterministic_pooling_matches_adaptive_pooling_forward_and_backward(in_size, out_size):
     torch.manual_seed(0)
