@@ -542,3 +542,30 @@ def test_layer_shapes_name_a_block_that_fails_in_its_own_code(capsys, error):
     with pytest.raises(RuntimeError, match=f"failed in layer '1': {error}"):
         print_layer_shapes(model, (1, 3, 4, 4), all_layers=True)
     assert "1.conv" in capsys.readouterr().out and hooks_left(model) == 0
+
+
+def test_an_interrupted_evaluation_leaves_the_model_in_the_mode_it_was_in():
+    """Jupyter's stop button during an evaluation, or a forward pass that fails: the model must not be left in eval
+    mode, which would train on without dropout (planted: the mode restored only after a successful forward passed)."""
+
+    class Interrupted(FixedPredictions):
+        def forward(self, x):
+            raise KeyboardInterrupt
+
+    model = Interrupted().train()
+    with pytest.raises(KeyboardInterrupt):
+        compute_accuracy(model, batches([0], [0]), "cpu")
+    assert model.training
+
+
+def test_save_atomically_returns_the_path_of_the_finished_file(tmp_path):
+    """train_model prints the path it returns for the weights saved at an interrupt (planted: returning the
+    temporary file's path, deleted by then, passed every test)."""
+    target = tmp_path / "interrupted_model.pt"
+    assert save_atomically(str(target), lambda path: Path(path).write_text("weights")) == target
+
+
+def test_remove_stale_temporary_files_of_a_path_that_is_a_file_is_nothing(tmp_path):
+    """Not a folder, so nothing to clear (planted: exists() for is_dir() passed, and then iterdir raised)."""
+    (tmp_path / "history.json").write_text("{}")
+    assert remove_stale_temporary_files(tmp_path / "history.json") == []
