@@ -161,3 +161,20 @@ def test_run_table_keeps_the_order_it_is_given(capsys):
     print_run_table({"a short run": make_history("a short run", [10.0]),
                      "b long run": make_history("b long run", [10.0, 20.0, 30.0])})
     assert [row[0] for row in table_rows(capsys)[1:]] == ["a short run", "b long run"]
+
+
+def test_a_run_name_edited_into_a_number_is_compared_as_text(tmp_path):
+    """A hand-edited "run_name": 7 beside named runs: sorting a number with text would stop the comparison (planted:
+    str() dropped passed every test)."""
+    write_run(tmp_path, "a", make_history(7, [10.0]))
+    write_run(tmp_path, "b", make_history("baseline", [20.0]))
+    assert list(load_run_histories(tmp_path)) == ["7", "baseline"]
+
+
+def test_other_json_files_in_a_run_folder_are_not_histories(tmp_path, capsys):
+    """Only history.json is a run's history: another JSON file beside it is neither read nor reported (planted: every
+    */*.json read passed every test)."""
+    write_run(tmp_path, "baseline", make_history("baseline", [20.0]))
+    (tmp_path / "baseline" / "notes.json").write_text(json.dumps({"note": "tried a higher rate"}))
+    assert list(load_run_histories(tmp_path)) == ["baseline"]
+    assert capsys.readouterr().out == ""
