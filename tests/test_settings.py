@@ -551,3 +551,15 @@ def test_cuda_that_pytorch_cannot_use_is_refused_even_when_gpus_are_counted(mach
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
     with pytest.raises(ValueError, match="no CUDA GPU that PyTorch can use"):
         choose_device("cuda")
+
+
+@pytest.mark.parametrize("gpus, mps, refused", [(0, False, True), (1, True, False)])
+def test_mps_is_refused_exactly_where_apples_mps_is_missing(machine, gpus, mps, refused):
+    """Neither CUDA nor MPS: refused; MPS beside a CUDA GPU: used (planted: the MPS check asking whether CUDA is
+    available passed, the one tested machine having a GPU and no MPS)."""
+    machine(gpus=gpus, mps=mps)
+    if refused:
+        with pytest.raises(ValueError, match="MPS is not available here"):
+            choose_device("mps")
+    else:
+        assert choose_device("mps") == torch.device("mps")
