@@ -3,6 +3,7 @@
 import errno
 import os
 import random
+import re
 import warnings
 from pathlib import Path
 
@@ -569,3 +570,18 @@ def test_remove_stale_temporary_files_of_a_path_that_is_a_file_is_nothing(tmp_pa
     """Not a folder, so nothing to clear (planted: exists() for is_dir() passed, and then iterdir raised)."""
     (tmp_path / "history.json").write_text("{}")
     assert remove_stale_temporary_files(tmp_path / "history.json") == []
+
+
+def test_confusion_summary_and_shape_table_write_large_numbers_with_thousands_separators(tiny_net, capsys):
+    """CIFAR-10's test set is "10,000 images" and VGG's layers have millions of parameters (planted: the ',' dropped
+    from either format passed every test: 10 images and no printed parameter count were checked)."""
+    print_confusion_summary(np.array([[6000, 0], [1000, 3000]]), ["cat", "dog"], k=1)
+    assert "of 10,000 images:" in capsys.readouterr().out
+    print_layer_shapes(tiny_net, (1, 3, 32, 32))
+    assert re.search(r"^classifier +\(1, 10\) +1,290$", capsys.readouterr().out, flags=re.MULTILINE)
+
+
+def test_remove_stale_temporary_files_keeps_a_name_with_more_than_eight_hex_digits(tmp_path):
+    """Our temporary files end in exactly 8 hex digits; a longer one is someone else's (planted: [0-9a-f]+ passed)."""
+    (tmp_path / ".notes.12.0123abcdef.tmp").write_text("not ours")
+    assert remove_stale_temporary_files(tmp_path) == [] and (tmp_path / ".notes.12.0123abcdef.tmp").exists()
