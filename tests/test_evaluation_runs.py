@@ -178,3 +178,12 @@ def test_other_json_files_in_a_run_folder_are_not_histories(tmp_path, capsys):
     (tmp_path / "baseline" / "notes.json").write_text(json.dumps({"note": "tried a higher rate"}))
     assert list(load_run_histories(tmp_path)) == ["baseline"]
     assert capsys.readouterr().out == ""
+
+
+def test_a_history_edited_by_hand_in_utf8_keeps_its_run_name(tmp_path):
+    """An editor saves UTF-8: a run named "lr=0.1 – café" must not come back as mojibake (planted: read as latin-1
+    passed every test: train_model writes JSON in plain ASCII)."""
+    path = tmp_path / "cafe" / "history.json"
+    path.parent.mkdir()
+    path.write_text(json.dumps(make_history("lr=0.1 – café", [30.0]), ensure_ascii=False), encoding="utf-8")
+    assert list(load_run_histories(tmp_path)) == ["lr=0.1 – café"]
