@@ -585,3 +585,11 @@ def test_remove_stale_temporary_files_keeps_a_name_with_more_than_eight_hex_digi
     """Our temporary files end in exactly 8 hex digits; a longer one is someone else's (planted: [0-9a-f]+ passed)."""
     (tmp_path / ".notes.12.0123abcdef.tmp").write_text("not ours")
     assert remove_stale_temporary_files(tmp_path) == [] and (tmp_path / ".notes.12.0123abcdef.tmp").exists()
+
+
+def test_the_confusion_summary_lists_five_pairs_unless_told_otherwise(capsys):
+    """The documented default k=5 (planted: k=3 in either signature passed: every call tested gave k)."""
+    conf_mat = np.arange(16).reshape(4, 4)  # twelve confused pairs
+    assert len(most_confused_pairs(conf_mat)) == 5
+    print_confusion_summary(conf_mat, ["cat", "dog", "frog", "ship"])
+    assert sum(" -> " in line and "true" not in line for line in capsys.readouterr().out.splitlines()) == 5
