@@ -187,3 +187,12 @@ def test_a_history_edited_by_hand_in_utf8_keeps_its_run_name(tmp_path):
     path.parent.mkdir()
     path.write_text(json.dumps(make_history("lr=0.1 – café", [30.0]), ensure_ascii=False), encoding="utf-8")
     assert list(load_run_histories(tmp_path)) == ["lr=0.1 – café"]
+
+
+def test_a_history_that_cannot_be_opened_is_skipped_with_a_line_naming_it(tmp_path, capsys):
+    """An OSError (here a folder named history.json) is skipped like a damaged file (planted: only ValueError caught
+    passed every test: every unreadable history tested could be opened)."""
+    write_run(tmp_path, "good", make_history("good", [40.0]))
+    (tmp_path / "odd" / "history.json").mkdir(parents=True)
+    assert list(load_run_histories(tmp_path)) == ["good"]
+    assert f"Skipped {tmp_path / 'odd' / 'history.json'}" in capsys.readouterr().out
