@@ -94,8 +94,9 @@ class DeterministicAdaptiveAvgPool2d(torch.nn.Module):
         return matrix
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        rows = self.pooling_matrix(x.shape[-2], self.output_size[0], x)
-        cols = self.pooling_matrix(x.shape[-1], self.output_size[1], x)
+        height, width = (x.shape[-2 + i] if size is None else size for i, size in enumerate(self.output_size))
+        rows = self.pooling_matrix(x.shape[-2], height, x)  # a size of None keeps the input's, as in PyTorch's
+        cols = self.pooling_matrix(x.shape[-1], width, x)
         return rows @ x @ cols.T
 
     def extra_repr(self) -> str:

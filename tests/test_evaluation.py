@@ -3,6 +3,8 @@
 import errno
 import os
 import random
+import re
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +19,7 @@ from helper_evaluation import (
     autocast_dtype,
     compute_accuracy,
     compute_confusion_matrix,
+    make_pooling_deterministic,
     most_confused_pairs,
     per_class_accuracy,
     predict_batches,
@@ -130,7 +133,8 @@ def test_seeds_give_identical_weights_and_draws():
 
 @pytest.mark.parametrize(
     "in_size, out_size",
-    [((2, 2), 3), ((1, 1), 3), ((5, 7), 3), ((5, 7), (4, 2)), ((64, 64), 4)],  # the notebook's 2x2 and 1x1 maps, odd
+    [((2, 2), 3), ((1, 1), 3), ((5, 7), 3), ((5, 7), (4, 2)), ((64, 64), 4),  # the notebook's 2x2 and 1x1 maps, odd
+     ((5, 7), (None, 3)), ((5, 7), (2, None))],  # None keeps that side's input size, as AdaptiveAvgPool2d does
 )
 def test_deterministic_pooling_matches_adaptive_pooling_forward_and_backward(in_size, out_size):
     torch.manual_seed(0)
@@ -330,3 +334,262 @@ def test_layer_shapes_name_the_failing_layer_and_remove_hooks(tiny_net, capsys):
         print_layer_shapes(tiny_net, (1, 3, 64, 64))
     assert hooks_left(tiny_net) == 0
     assert "features" in capsys.readouterr().out  # the table up to the failure
+
+
+# --- review: mutation testing of helper_evaluation (each test below failed on a planted bug that passed before) --
+
+
+def test_the_float32_prediction_loop_turns_autocast_off_without_a_warning():
+    """Autocast switched on with float32 warns "In CPU autocast, but the target dtype is not supported" at every batch
+    (planted: enabled=True passed every test, the float32 forward pass being the same)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert len(list(predict_batches(ModeRecorder(), batches([0, 1, 2], [0, 1, 2], batch_size=2), "cpu"))) == 2
+
+
+def test_mixed_precision_logits_come_back_as_float32(monkeypatch):
+    """A Linear layer under bf16 autocast outputs bf16: the loop hands float32 to the accuracy and the softmax
+    (planted: .float() dropped passed, the test model's own outputs being float32 already)."""
+    monkeypatch.setattr(helper_evaluation, "device_policy", lambda *_: DevicePolicy(False, torch.bfloat16))
+    [(_, logits, _)] = predict_batches(torch.nn.Linear(4, 3), [(torch.randn(2, 4), torch.tensor([0, 1]))], "cpu")
+    assert logits.dtype == torch.float32
+
+
+def test_the_targets_are_moved_to_the_device_as_the_features_are():
+    """A DataLoader yields CPU labels: compared with a GPU's predictions they must be on the GPU too
+    (planted: targets yielded as they came passed every test, the suite being CPU-only)."""
+    moved = []
+
+    class Labels:
+        def to(self, device):
+            moved.append(device)
+            return torch.tensor([0])
+
+    [(_, _, targets)] = predict_batches(FixedPredictions(), [(torch.zeros(1, 1), Labels())], "cpu")
+    assert moved == [torch.device("cpu")] and torch.equal(targets, torch.tensor([0]))
+
+
+@pytest.mark.parametrize(("use_amp", "expected"), [(None, torch.bfloat16), (False, None)])
+def test_use_amp_reaches_the_prediction_loops_precision(monkeypatch, use_amp, expected):
+    """USE_AMP = False must evaluate in float32 on a GPU too (planted: device_policy(device) without use_amp passed)."""
+    monkeypatch.setattr(helper_evaluation, "autocast_dtype",
+                        lambda device, use_amp=None: None if use_amp is False else torch.bfloat16)
+    model = ModeRecorder()
+    list(predict_batches(model, batches([0], [0]), "cpu", use_amp=use_amp))
+    assert model.seen_in_forward == [(False, True, expected)]
+
+
+def test_set_deterministic_keeps_a_cublas_workspace_the_student_chose(monkeypatch):
+    """":16:8" (less memory) is the other setting cuBLAS accepts: it is kept (planted: an assignment instead of
+    setdefault passed, the test deleting the variable first)."""
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", torch.backends.cudnn.benchmark)
+    monkeypatch.setattr(torch.backends.cudnn, "deterministic", torch.backends.cudnn.deterministic)
+    monkeypatch.setenv("CUBLAS_WORKSPACE_CONFIG", ":16:8")
+    was_deterministic = torch.are_deterministic_algorithms_enabled()
+    try:
+        set_deterministic()
+        assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":16:8"
+    finally:
+        torch.use_deterministic_algorithms(was_deterministic)
+
+
+def test_make_pooling_deterministic_replaces_nested_pooling_keeping_each_size_and_counts_them():
+    """Pooling inside a block (as in a student's own model) is replaced too, each with its own output size (planted:
+    only the top-level children searched, a fixed 3x3 output, and the count not incremented - each passed)."""
+    model = torch.nn.Sequential(torch.nn.Sequential(torch.nn.Conv2d(3, 4, 1), torch.nn.AdaptiveAvgPool2d((5, 3))),
+                                torch.nn.AdaptiveAvgPool2d(2), torch.nn.Flatten())
+    x = torch.randn(2, 3, 7, 6)
+    expected = model(x)
+    assert make_pooling_deterministic(model) == 2
+    assert not any(isinstance(module, torch.nn.AdaptiveAvgPool2d) for module in model.modules())
+    assert isinstance(model[0][1], DeterministicAdaptiveAvgPool2d) and model[0][1].output_size == (5, 3)
+    torch.testing.assert_close(model(x), expected)
+    assert make_pooling_deterministic(model) == 0
+
+
+def test_most_confused_pairs_break_a_tie_by_the_true_label_first():
+    """Equal counts are listed by true label, then predicted label (planted: ties by true label reversed passed:
+    the only tie tested shared its true label)."""
+    conf_mat = np.array([[5, 2, 0], [2, 5, 0], [0, 2, 5]])
+    assert most_confused_pairs(conf_mat, k=3) == [(0, 1, 2), (1, 0, 2), (2, 1, 2)]
+
+
+def test_confusion_summary_refuses_class_names_that_do_not_match_the_matrix():
+    """Two names for three classes would silently drop a class's row (planted: zip without strict passed)."""
+    with pytest.raises(ValueError):
+        print_confusion_summary(np.eye(3, dtype=int), ["cat", "dog"])
+
+
+@pytest.mark.parametrize(("all_layers", "failing"), [(True, "features.0"), (False, "features")])
+def test_layer_shapes_name_the_innermost_failing_layer(tiny_net, all_layers, failing):
+    """A convolution expecting 4 channels fails inside its block: with every layer listed, the error names the
+    convolution itself (planted: the outermost entered layer named passed: only a top-level layer had failed)."""
+    tiny_net.features[0] = torch.nn.Conv2d(4, 8, kernel_size=3, padding=1)
+    with pytest.raises(RuntimeError, match=f"failed in layer '{failing}':"):
+        print_layer_shapes(tiny_net, (1, 3, 32, 32), all_layers=all_layers)
+
+
+def test_layer_shapes_leave_batch_norm_statistics_untouched():
+    """The dummy batch runs in eval mode: in training mode it would move BatchNorm's running mean and variance
+    towards a batch of zeros before training starts (planted: model.eval() dropped passed: TinyNet has no BatchNorm)."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, kernel_size=3, padding=1), torch.nn.BatchNorm2d(4)).train()
+    before = {name: tensor.clone() for name, tensor in model.state_dict().items()}
+    print_layer_shapes(model, (2, 3, 8, 8))
+    after = model.state_dict()
+    assert all(torch.equal(before[name], after[name]) for name in before) and model.training
+
+
+def test_layer_shapes_use_the_models_own_device(tiny_net):
+    """A model on a GPU gets its dummy batch on the GPU; a 'meta' model stands in for it here (planted: the batch
+    always made on the CPU passed, the suite being CPU-only)."""
+    assert print_layer_shapes(tiny_net.to("meta"), (2, 3, 64, 64)) == [("features", (2, 8, 4, 4), 224),
+                                                                     ("classifier", (2, 10), 1290)]
+
+
+def test_remove_stale_temporary_files_returns_them_sorted_whatever_the_folders_order(tmp_path, monkeypatch):
+    """The folder's listing order depends on the file system (planted: list() instead of sorted() passed: the two
+    files of the other test happened to be listed in order)."""
+    names = [f".checkpoint.pt.{pid}.0123abcd.tmp" for pid in (30, 10, 20)]
+    for name in names:
+        (tmp_path / name).write_text("half")
+    real_iterdir = Path.iterdir
+    monkeypatch.setattr(Path, "iterdir", lambda folder: reversed(sorted(real_iterdir(folder))))
+    assert remove_stale_temporary_files(tmp_path) == sorted(tmp_path / name for name in names)
+
+
+def test_a_model_that_gets_everything_wrong_has_0_percent_accuracy_not_an_error():
+    """A diverged or untrained model can score 0%: only an empty loader is an error (planted: raising when nothing
+    was correct passed every test here)."""
+    assert compute_accuracy(FixedPredictions(), batches([1, 2, 3], [0, 0, 0]), "cpu") == 0.0
+
+
+def test_per_class_accuracy_of_an_absent_class_is_nan_without_a_warning():
+    """Dividing 0 by 0 would give NaN too, with NumPy's "invalid value encountered in divide" (planted:
+    where=row_sums >= 0 passed, the NaN being the same)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        np.testing.assert_array_equal(per_class_accuracy(np.array([[2, 0], [0, 0]])), [100.0, np.nan])
+
+
+def test_confusion_matrix_of_many_classes_with_uint8_labels():
+    """Labels stored as uint8 (a TensorDataset of bytes): true label x number of classes must not wrap around at 256
+    (planted: targets.long() dropped passed: every tested label was int64)."""
+    predictions, targets = [19, 0, 13], [19, 18, 13]
+    features = torch.tensor(predictions, dtype=torch.float32)[:, None]
+    loader = [(features, torch.tensor(targets, dtype=torch.uint8))]
+    expected = np.zeros((20, 20), dtype=np.int64)
+    for true, predicted in zip(targets, predictions, strict=True):
+        expected[true, predicted] += 1
+    np.testing.assert_array_equal(compute_confusion_matrix(FixedPredictions(num_classes=20), loader, "cpu"), expected)
+
+
+def test_mixed_precision_follows_the_capability_of_the_gpu_named(monkeypatch):
+    """On a machine with an old and a new GPU, "cuda:1" gets its own GPU's type (planted: the capability of the
+    current GPU asked for passed: every tested machine had one kind of GPU)."""
+    monkeypatch.setattr(torch.cuda, "get_device_capability",
+                        lambda device=None: (8, 0) if torch.device(device or "cuda:0") == torch.device("cuda:1")
+                        else (7, 5))
+    assert autocast_dtype("cuda:1") == torch.bfloat16 and autocast_dtype("cuda:0") == torch.float16
+
+
+def test_set_deterministic_raises_rather_than_warns_on_a_nondeterministic_operation(monkeypatch):
+    """warn_only=True would let a nondeterministic kernel through with a warning (planted: it passed every test)."""
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", torch.backends.cudnn.benchmark)
+    monkeypatch.setattr(torch.backends.cudnn, "deterministic", torch.backends.cudnn.deterministic)
+    monkeypatch.setenv("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    was_deterministic = torch.are_deterministic_algorithms_enabled()
+    was_warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    try:
+        set_deterministic()
+        assert not torch.is_deterministic_algorithms_warn_only_enabled()
+    finally:
+        torch.use_deterministic_algorithms(was_deterministic, warn_only=was_warn_only)
+
+
+def test_two_saves_of_one_file_use_different_temporary_files(tmp_path):
+    """A checkpoint written in the background and one saved meanwhile must not write into one temporary file
+    (planted: a fixed suffix instead of a random one passed: no test saved one file twice at once)."""
+    target = tmp_path / "checkpoint.pt"
+    inner_paths = []
+
+    def outer_write(path):
+        Path(path).write_text("outer")
+        save_atomically(target, lambda inner: inner_paths.append(inner) or Path(inner).write_text("inner"))
+        assert Path(path).read_text() == "outer"
+
+    save_atomically(target, outer_write)
+    assert target.read_text() == "outer" and len(inner_paths) == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["checkpoint.pt"]
+
+
+class FailsInItsOwnCode(torch.nn.Module):
+    """A block (a student's own) whose forward fails after its convolution has run, as a mismatched residual sum."""
+
+    def __init__(self, error):
+        super().__init__()
+        self.conv, self.error = torch.nn.Conv2d(3, 3, kernel_size=1), error
+
+    def forward(self, x):
+        self.conv(x)
+        raise self.error
+
+
+@pytest.mark.parametrize("error", [RuntimeError("size mismatch"), ValueError("bad shape"), TypeError("bad argument")])
+def test_layer_shapes_name_a_block_that_fails_in_its_own_code(capsys, error):
+    """The block is named, not its last finished layer, whatever the exception's type (planted: entered.pop(0) for
+    entered.remove(module), and only RuntimeError caught - both passed every test)."""
+    model = torch.nn.Sequential(torch.nn.Identity(), FailsInItsOwnCode(error))
+    with pytest.raises(RuntimeError, match=f"failed in layer '1': {error}"):
+        print_layer_shapes(model, (1, 3, 4, 4), all_layers=True)
+    assert "1.conv" in capsys.readouterr().out and hooks_left(model) == 0
+
+
+def test_an_interrupted_evaluation_leaves_the_model_in_the_mode_it_was_in():
+    """Jupyter's stop button during an evaluation, or a forward pass that fails: the model must not be left in eval
+    mode, which would train on without dropout (planted: the mode restored only after a successful forward passed)."""
+
+    class Interrupted(FixedPredictions):
+        def forward(self, x):
+            raise KeyboardInterrupt
+
+    model = Interrupted().train()
+    with pytest.raises(KeyboardInterrupt):
+        compute_accuracy(model, batches([0], [0]), "cpu")
+    assert model.training
+
+
+def test_save_atomically_returns_the_path_of_the_finished_file(tmp_path):
+    """train_model prints the path it returns for the weights saved at an interrupt (planted: returning the
+    temporary file's path, deleted by then, passed every test)."""
+    target = tmp_path / "interrupted_model.pt"
+    assert save_atomically(str(target), lambda path: Path(path).write_text("weights")) == target
+
+
+def test_remove_stale_temporary_files_of_a_path_that_is_a_file_is_nothing(tmp_path):
+    """Not a folder, so nothing to clear (planted: exists() for is_dir() passed, and then iterdir raised)."""
+    (tmp_path / "history.json").write_text("{}")
+    assert remove_stale_temporary_files(tmp_path / "history.json") == []
+
+
+def test_confusion_summary_and_shape_table_write_large_numbers_with_thousands_separators(tiny_net, capsys):
+    """CIFAR-10's test set is "10,000 images" and VGG's layers have millions of parameters (planted: the ',' dropped
+    from either format passed every test: 10 images and no printed parameter count were checked)."""
+    print_confusion_summary(np.array([[6000, 0], [1000, 3000]]), ["cat", "dog"], k=1)
+    assert "of 10,000 images:" in capsys.readouterr().out
+    print_layer_shapes(tiny_net, (1, 3, 32, 32))
+    assert re.search(r"^classifier +\(1, 10\) +1,290$", capsys.readouterr().out, flags=re.MULTILINE)
+
+
+def test_remove_stale_temporary_files_keeps_a_name_with_more_than_eight_hex_digits(tmp_path):
+    """Our temporary files end in exactly 8 hex digits; a longer one is someone else's (planted: [0-9a-f]+ passed)."""
+    (tmp_path / ".notes.12.0123abcdef.tmp").write_text("not ours")
+    assert remove_stale_temporary_files(tmp_path) == [] and (tmp_path / ".notes.12.0123abcdef.tmp").exists()
+
+
+def test_the_confusion_summary_lists_five_pairs_unless_told_otherwise(capsys):
+    """The documented default k=5 (planted: k=3 in either signature passed: every call tested gave k)."""
+    conf_mat = np.arange(16).reshape(4, 4)  # twelve confused pairs
+    assert len(most_confused_pairs(conf_mat)) == 5
+    print_confusion_summary(conf_mat, ["cat", "dog", "frog", "ship"])
+    assert sum(" -> " in line and "true" not in line for line in capsys.readouterr().out.splitlines()) == 5

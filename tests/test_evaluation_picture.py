@@ -263,3 +263,11 @@ def test_a_transparent_grey_value_in_a_16_bit_png_is_shown_on_white_as_in_an_8_b
     Image.fromarray(np.array([[0, 255, 117]], np.uint8)).save(tmp_path / "k8.png", transparency=117)
     assert np.asarray(load_image(tmp_path / "k16.png"))[0].tolist() == [[0] * 3, [255] * 3, [255] * 3]
     assert np.asarray(load_image(tmp_path / "k8.png"))[0].tolist() == [[0] * 3, [255] * 3, [255] * 3]
+
+
+def test_a_dict_of_class_names_of_the_wrong_length_is_refused():
+    """A dict of CIFAR-100's names is as wrong as a tuple of them (planted: the length check skipped for a dict
+    passed every test)."""
+    with pytest.raises(ValueError, match="class_names has 11 names, but the model outputs 10"):
+        classify_image(TinyNet(), noise_picture(), lecture_test_transforms(), "cpu",
+                       dict(enumerate([*CIFAR10_CLASSES, "tiger"])))

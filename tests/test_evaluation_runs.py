@@ -129,3 +129,70 @@ def test_run_table_of_a_history_with_only_validation_accuracies(capsys):
 def test_run_table_without_runs_says_so(capsys):
     print_run_table({})
     assert "No runs to compare yet" in capsys.readouterr().out
+
+
+# --- review: mutation testing (each test below failed on a planted bug that passed before) ------------------------
+
+
+def test_a_run_whose_run_name_is_null_is_named_after_its_folder(tmp_path):
+    """train_model writes "run_name": null for a history_file outside a run folder (planted: .get("run_name", folder)
+    passed, which names such a run "None")."""
+    write_run(tmp_path, "my-run", make_history(None, [30.0]))
+    assert list(load_run_histories(tmp_path)) == ["my-run"]
+
+
+def test_run_table_best_epoch_is_the_first_of_equal_bests(capsys):
+    """Two epochs at the best accuracy: the earlier one is where the best weights were saved (an epoch is the best
+    only when it beats every earlier one); planted: the last of the ties passed."""
+    print_run_table({"plateau": make_history("plateau", [40.0, 55.5, 55.5, 50.0])})
+    assert table_rows(capsys)[1][3] == "55.50% (2)"
+
+
+def test_run_table_minutes_are_the_sum_of_unequal_epochs(capsys):
+    """The first epoch is often slower (cuDNN benchmarking, compiling): minutes add up each epoch's own time
+    (planted: epochs x the last epoch's time passed: every tested run had equal epochs)."""
+    print_run_table({"compiled": make_history("compiled", [40.0, 50.0, 60.0], epoch_seconds=[120.0, 30.0, 30.0])})
+    assert table_rows(capsys)[1][5] == "3.0"
+
+
+def test_run_table_keeps_the_order_it_is_given(capsys):
+    """load_run_histories sorts the runs by name; the table shows them in that order (planted: rows sorted by epochs,
+    most first, passed: the run with more epochs always came first)."""
+    print_run_table({"a short run": make_history("a short run", [10.0]),
+                     "b long run": make_history("b long run", [10.0, 20.0, 30.0])})
+    assert [row[0] for row in table_rows(capsys)[1:]] == ["a short run", "b long run"]
+
+
+def test_a_run_name_edited_into_a_number_is_compared_as_text(tmp_path):
+    """A hand-edited "run_name": 7 beside named runs: sorting a number with text would stop the comparison (planted:
+    str() dropped passed every test)."""
+    write_run(tmp_path, "a", make_history(7, [10.0]))
+    write_run(tmp_path, "b", make_history("baseline", [20.0]))
+    assert list(load_run_histories(tmp_path)) == ["7", "baseline"]
+
+
+def test_other_json_files_in_a_run_folder_are_not_histories(tmp_path, capsys):
+    """Only history.json is a run's history: another JSON file beside it is neither read nor reported (planted: every
+    */*.json read passed every test)."""
+    write_run(tmp_path, "baseline", make_history("baseline", [20.0]))
+    (tmp_path / "baseline" / "notes.json").write_text(json.dumps({"note": "tried a higher rate"}))
+    assert list(load_run_histories(tmp_path)) == ["baseline"]
+    assert capsys.readouterr().out == ""
+
+
+def test_a_history_edited_by_hand_in_utf8_keeps_its_run_name(tmp_path):
+    """An editor saves UTF-8: a run named "lr=0.1 – café" must not come back as mojibake (planted: read as latin-1
+    passed every test: train_model writes JSON in plain ASCII)."""
+    path = tmp_path / "cafe" / "history.json"
+    path.parent.mkdir()
+    path.write_text(json.dumps(make_history("lr=0.1 – café", [30.0]), ensure_ascii=False), encoding="utf-8")
+    assert list(load_run_histories(tmp_path)) == ["lr=0.1 – café"]
+
+
+def test_a_history_that_cannot_be_opened_is_skipped_with_a_line_naming_it(tmp_path, capsys):
+    """An OSError (here a folder named history.json) is skipped like a damaged file (planted: only ValueError caught
+    passed every test: every unreadable history tested could be opened)."""
+    write_run(tmp_path, "good", make_history("good", [40.0]))
+    (tmp_path / "odd" / "history.json").mkdir(parents=True)
+    assert list(load_run_histories(tmp_path)) == ["good"]
+    assert f"Skipped {tmp_path / 'odd' / 'history.json'}" in capsys.readouterr().out

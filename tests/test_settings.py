@@ -530,3 +530,36 @@ def test_a_switch_with_an_auto_choice_refuses_numbers_that_equal_true_or_false(n
     """COMPILE = 1 equals True to Python but is not True: should_compile would take it for "auto" and, on most GPUs,
     not compile (planted 'value in ("auto", True, False)' passed every test)."""
     assert setting_problem(name, value) == 'choose "auto", True or False.'
+
+
+# --- review 4: mutation testing of choose_device ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("setting", [None, 1.5])
+def test_a_device_of_the_wrong_type_is_refused_with_the_choices(machine, setting):
+    """torch.device(None) raises TypeError, not RuntimeError: it gets the same message (planted: only RuntimeError
+    caught passed, every tested wrong device being a string)."""
+    machine(gpus=1)
+    with pytest.raises(ValueError, match=f"DEVICE = {setting!r} is not a device: use \"auto\""):
+        choose_device(setting)
+
+
+def test_cuda_that_pytorch_cannot_use_is_refused_even_when_gpus_are_counted(machine, monkeypatch):
+    """A driver too old for this PyTorch: is_available() is False while device_count() still counts the GPU
+    (planted: the count taken without is_available() passed: every tested machine agreed on both)."""
+    machine(gpus=0)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    with pytest.raises(ValueError, match="no CUDA GPU that PyTorch can use"):
+        choose_device("cuda")
+
+
+@pytest.mark.parametrize("gpus, mps, refused", [(0, False, True), (1, True, False)])
+def test_mps_is_refused_exactly_where_apples_mps_is_missing(machine, gpus, mps, refused):
+    """Neither CUDA nor MPS: refused; MPS beside a CUDA GPU: used (planted: the MPS check asking whether CUDA is
+    available passed, the one tested machine having a GPU and no MPS)."""
+    machine(gpus=gpus, mps=mps)
+    if refused:
+        with pytest.raises(ValueError, match="MPS is not available here"):
+            choose_device("mps")
+    else:
+        assert choose_device("mps") == torch.device("mps")
