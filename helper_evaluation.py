@@ -94,8 +94,10 @@ class DeterministicAdaptiveAvgPool2d(torch.nn.Module):
         return matrix
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        height, width = (x.shape[-2 + i] if size is None else size for i, size in enumerate(self.output_size))
-        rows = self.pooling_matrix(x.shape[-2], height, x)  # a size of None keeps the input's, as in PyTorch's
+        height, width = self.output_size
+        height = x.shape[-2] if height is None else height  # a size of None keeps the input's, as in PyTorch's
+        width = x.shape[-1] if width is None else width
+        rows = self.pooling_matrix(x.shape[-2], height, x)
         cols = self.pooling_matrix(x.shape[-1], width, x)
         return rows @ x @ cols.T
 
