@@ -380,19 +380,14 @@ def test_batched_centre_crop_with_an_odd_margin_is_placed_like_torchvision(size)
     assert torch.equal(actual, per_image_batch(data, crop))
 
 
-@pytest.mark.parametrize("size", [20, (24, 16)])
-def test_batched_centre_crop_of_images_that_are_not_square_matches_torchvision(size):
-    """The top margin comes from the height, the left one from the width (36 rows, 28 columns here)."""
-    data = ImageArrays(np.random.default_rng(3).integers(0, 256, size=(4, 36, 28, 3), dtype=np.uint8), np.arange(4))
-    crop = transforms.Compose([transforms.CenterCrop(size), transforms.ToTensor()])
-    actual, _ = next(iter(DeviceBatchLoader(data, crop, 4, "cpu")))
-    assert torch.equal(actual, per_image_batch(data, crop))
-
-
-@pytest.mark.parametrize("size", [40, (40, 24), (33, 35)])
-def test_batched_centre_crop_larger_than_the_image_pads_with_black_like_torchvision(size):
-    """torchvision pads the missing rows and columns with zeros, half on each side (the odd one after)."""
-    data = random_images(4, seed=12)
+@pytest.mark.parametrize(("image_shape", "size"), [
+    ((36, 28), 20), ((36, 28), (24, 16)),  # not square: the top margin from the height, the left one from the width
+    ((32, 32), 40), ((32, 32), (40, 24)), ((32, 32), (33, 35)),  # larger than the image: zeros, the odd one after
+], ids=["tall-image", "tall-image-crop-not-square", "larger", "larger-in-height", "larger-by-odd-amounts"])
+def test_batched_centre_crop_matches_torchvision(image_shape, size):
+    """Positioned as torchvision positions it; a crop larger than the image is padded with black as torchvision pads."""
+    pixels = np.random.default_rng(3).integers(0, 256, size=(4, *image_shape, 3), dtype=np.uint8)
+    data = ImageArrays(pixels, np.arange(4))
     crop = transforms.Compose([transforms.CenterCrop(size), transforms.ToTensor()])
     actual, _ = next(iter(DeviceBatchLoader(data, crop, 4, "cpu")))
     assert torch.equal(actual, per_image_batch(data, crop))
