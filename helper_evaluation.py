@@ -80,7 +80,7 @@ class DeterministicAdaptiveAvgPool2d(torch.nn.Module):
     gradients, so the result is the same function with a reproducible backward.
     """
 
-    def __init__(self, output_size: int | tuple[int, int]):
+    def __init__(self, output_size: int | tuple[int | None, int | None]):
         super().__init__()
         self.output_size = (output_size, output_size) if isinstance(output_size, int) else tuple(output_size)
 

@@ -75,7 +75,7 @@ def epoch_ticks(num_epochs: int) -> list[int]:
     step = max(1, num_epochs // 10)
     epochs = list(range(0, num_epochs + 1, step))
     if epochs[-1] != num_epochs:
-        if num_epochs - epochs[-1] <= step / 2 and len(epochs) > 1:  # too close to share the axis: the end replaces it
+        if num_epochs - epochs[-1] <= step / 2:  # too close to share the axis: the end replaces it
             epochs[-1] = num_epochs
         else:
             epochs.append(num_epochs)
