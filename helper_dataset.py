@@ -570,9 +570,9 @@ def resize_step(transform: transforms.Resize, scaled: bool) -> BatchStep:
     if transform.interpolation != transforms.InterpolationMode.BILINEAR:
         raise ValueError("The batched path supports Resize with bilinear interpolation only.")
     if transform.max_size is not None:  # refused as torchvision refuses them, but when the loader is built
-        short = transform.size if isinstance(transform.size, int) else transform.size[0]
         if not isinstance(transform.size, int) and len(transform.size) != 1:
             raise ValueError("Resize's max_size needs a single size (the shorter side's), as in torchvision.")
+        short = transform.size if isinstance(transform.size, int) else transform.size[0]
         if transform.max_size <= short:
             raise ValueError(f"Resize's max_size ({transform.max_size}) must be larger than its size ({short}).")
     antialias = bool(transform.antialias) or not scaled
