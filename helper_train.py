@@ -17,6 +17,7 @@ run needs is one call to a small function defined above it, whose name says what
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import inspect
 import json
@@ -266,9 +267,37 @@ SCHEDULER_PROGRESS_KEYS = {"last_epoch", "_step_count", "_last_lr", "best", "num
 
 
 def describe_optimizer(optimizer: torch.optim.Optimizer) -> str:
-    """The optimizer's class and constructor hyperparameters (not its momentum or the current rate)."""
-    settings = ", ".join(f"{name}={value!r}" for name, value in sorted(optimizer.defaults.items()))
-    return f"{type(optimizer).__name__}({settings}; {len(optimizer.param_groups)} parameter group(s))"
+    """The optimizer's class and constructor hyperparameters (not its momentum or the current rate).
+
+    Numbers as the numbers they mean (``plain_number``): ``weight_decay=0.0`` is ``weight_decay=0``.
+
+    With several parameter groups, also how each group after the first is set apart from
+    the first (``describe_group``): a smaller rate for the classifier, say, is another run.
+    """
+    settings = ", ".join(f"{name}={plain_number(value)!r}" for name, value in sorted(optimizer.defaults.items()))
+    first, *others = optimizer.param_groups
+    groups = "".join(f"; group {number}: {difference}"
+                     for number, difference in enumerate((describe_group(group, first) for group in others), 2)
+                     if difference)
+    return f"{type(optimizer).__name__}({settings}; {len(optimizer.param_groups)} parameter group(s){groups})"
+
+
+def describe_group(group: Mapping[str, object], first: Mapping[str, object]) -> str:
+    """The hyperparameters in which a parameter group differs from the first group ("" if none).
+
+    The rate is given as a multiple of the first group's rate: schedulers lower every
+    group's rate by the same factor, so the multiple (unlike the rate) stays the same as
+    the run goes on, and a run continued after its rate was lowered keeps its identity.
+    """
+    if group["lr"] == first["lr"]:
+        differences = []
+    elif first["lr"] == 0:  # a frozen first group: no multiple to give
+        differences = [f"lr={group['lr']!r}"]
+    else:
+        differences = [f"lr x{group['lr'] / first['lr']:.6g}"]
+    differences += [f"{name}={plain_number(value)!r}" for name, value in sorted(group.items())
+                    if name not in ("params", "lr") and value != first.get(name)]
+    return ", ".join(differences)
 
 
 def describe_scheduler(scheduler) -> str:
@@ -434,16 +463,34 @@ def identity_differences(saved: Mapping[str, str], current: Mapping[str, str]) -
 
 
 def shorten_difference(old: str, new: str) -> str:
-    """``old -> new``, or for long multi-line values (the model's printout) the first lines that differ."""
+    """``old -> new``; for long values only the parts that differ.
+
+    Long values are compared line by line (the model's printout) or, on one line, item by
+    item (the optimizer's ``lr=0.05, momentum=0.9; ...``), so that the message names
+    ``momentum=0.9 -> momentum=0.8`` instead of cutting both values off before it.
+    """
     if len(old) <= 120 and len(new) <= 120:
         return f"{old} -> {new}"
-    old_lines, new_lines = old.splitlines(), new.splitlines()
-    for index in range(max(len(old_lines), len(new_lines))):
-        a = old_lines[index].strip() if index < len(old_lines) else "(nothing)"
-        b = new_lines[index].strip() if index < len(new_lines) else "(nothing)"
-        if a != b:
-            return f"{a[:100]} -> {b[:100]}"
-    return f"{old[:60]}... -> {new[:60]}..."
+    old_parts, new_parts = description_parts(old), description_parts(new)
+    changes = []
+    for tag, i1, i2, j1, j2 in difflib.SequenceMatcher(a=old_parts, b=new_parts, autojunk=False).get_opcodes():
+        if tag != "equal":
+            was, now = ", ".join(old_parts[i1:i2]) or "(nothing)", ", ".join(new_parts[j1:j2]) or "(nothing)"
+            changes.append(f"{was[:100]} -> {now[:100]}")
+    if not changes:  # they differ only in spacing
+        return f"{old[:60]}... -> {new[:60]}..."
+    more = f" (and {len(changes) - 3} more)" if len(changes) > 3 else ""
+    return " | ".join(changes[:3]) + more
+
+
+def description_parts(text: str) -> list[str]:
+    """A value's lines, or for a one-line ``Name(a=1, b=2; c)`` its name and items, stripped."""
+    if "\n" in text:
+        parts = text.splitlines()
+    else:
+        call = re.fullmatch(r"(\w+)\((.*)\)", text)
+        parts = [call[1], *re.split(r", |; ", call[2])] if call else re.split(r", |; ", text)
+    return [part.strip() for part in parts if part.strip()]
 
 
 def check_same_run(path: Path, saved: Mapping[str, str] | None, current: Mapping[str, str]) -> None:

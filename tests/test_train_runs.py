@@ -659,6 +659,78 @@ def test_splitting_the_parameters_into_groups_is_a_new_run():
     assert "2 parameter group(s)" in two["optimizer"] and run_name(one, {}) != run_name(two, {})
 
 
+def two_group_sgd(model, classifier_lr=0.005, classifier_weight_decay=0.0):
+    """The features at the optimizer's rate, the classifier at its own rate and weight decay."""
+    return torch.optim.SGD([{"params": model.features.parameters()},
+                            {"params": model.classifier.parameters(), "lr": classifier_lr,
+                             "weight_decay": classifier_weight_decay}], lr=0.05, momentum=0.9)
+
+
+@pytest.mark.parametrize("change, named", [({"classifier_lr": 0.0005}, "group 2: lr x0.1 -> group 2: lr x0.01"),
+                                           ({"classifier_weight_decay": 5e-4}, "weight_decay=0.0005")])
+def test_a_parameter_group_set_apart_otherwise_is_a_new_run(tmp_path, change, named):
+    """The classifier's own rate or weight decay changed: another run, refused in the old run's folder before
+    its checkpoint would overwrite the new rate with the old one."""
+    model, _, _, data, settings = setup()
+    optimizer = two_group_sgd(model)
+    train_model(model, 1, *data, optimizer, "cpu", checkpoint_dir=tmp_path)
+    model, _, _, data, settings = setup()
+    optimizer = two_group_sgd(model, **change)
+    with pytest.raises(RunMismatchError, match=r"  optimizer: .*" + re.escape(named)):
+        train_model(model, 2, *data, optimizer, "cpu", checkpoint_dir=tmp_path)
+    assert optimizer.param_groups[1]["lr"] == change.get("classifier_lr", 0.005) and not optimizer.state
+
+
+def test_parameter_groups_keep_their_identity_while_the_scheduler_lowers_every_rate():
+    """The multiple of the first group's rate stays when the plateau scheduler divides both rates by 10 (twice):
+    a finished run's training cell run again still continues the same run."""
+    model, _, _, data, settings = setup()
+    optimizer = two_group_sgd(model, classifier_lr=0.0035)
+    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.1, mode="max", patience=0)
+    before = describe_run(model, optimizer, scheduler, data[0], data[1], device="cpu", settings=settings)
+    for _ in range(3):
+        optimizer.step()
+        scheduler.step(0.5)
+    assert [group["lr"] for group in optimizer.param_groups] == pytest.approx([0.0005, 0.000035])
+    after = describe_run(model, optimizer, scheduler, data[0], data[1], device="cpu", settings=settings)
+    assert after == before and "group 2: lr x0.07" in after["optimizer"]
+
+
+def test_a_group_beside_a_frozen_first_group_is_described_by_its_rate():
+    model, _, _, _, _ = setup()
+    optimizer = torch.optim.SGD([{"params": model.features.parameters(), "lr": 0.0},
+                                 {"params": model.classifier.parameters()}], lr=0.05)
+    assert helper_train.describe_optimizer(optimizer).endswith("; 2 parameter group(s); group 2: lr=0.05)")
+
+
+def test_a_long_setting_that_changed_is_named_instead_of_cut_off():
+    """The optimizer's description is over 120 characters: the message names the items that changed (it used to
+    show the first 60 characters of both, the same on each side when momentum changed)."""
+    model = torch.nn.Linear(2, 2)
+    sgd = [helper_train.describe_optimizer(torch.optim.SGD(model.parameters(), lr=0.1, **extra))
+           for extra in ({"momentum": 0.9}, {"momentum": 0.8}, {"momentum": 0.9, "nesterov": True, "weight_decay": 1e-4,
+                                                                 "maximize": True})]
+    assert helper_train.identity_differences({"optimizer": sgd[0]}, {"optimizer": sgd[1]}) == [
+        "  optimizer: momentum=0.9 -> momentum=0.8"]
+    assert helper_train.shorten_difference(sgd[0], sgd[2]) == (
+        "maximize=False -> maximize=True | nesterov=False, weight_decay=0 -> nesterov=True, weight_decay=0.0001")
+    steps = ["Resize(70)", "RandomCrop(64)", "ToTensor()", "Normalize(0.5, 0.5)", "x" * 100]
+    with_flip = "\n".join([*steps[:2], "RandomHorizontalFlip(p=0.5)", *steps[2:]])
+    assert helper_train.shorten_difference("\n".join(steps), with_flip) == "(nothing) -> RandomHorizontalFlip(p=0.5)"
+    many = [f"item{n}={n}" for n in range(30)]
+    changed = [f"item{n}={n + 1 if n % 2 else n}" for n in range(30)]
+    shortened = helper_train.shorten_difference(", ".join(many), ", ".join(changed))
+    assert shortened == "item1=1 -> item1=2 | item3=3 -> item3=4 | item5=5 -> item5=6 (and 12 more)"
+
+
+def test_an_optimizer_setting_written_as_0_0_is_the_default_0():
+    """weight_decay=0.0 trains exactly what the default 0 trains: the same run, as for the notebook's settings."""
+    model = torch.nn.Linear(2, 2)
+    written_as_floats = torch.optim.SGD(model.parameters(), lr=0.1, weight_decay=0.0, dampening=0.0)
+    assert (helper_train.describe_optimizer(written_as_floats)
+            == helper_train.describe_optimizer(torch.optim.SGD(model.parameters(), lr=0.1)))
+
+
 def test_the_identity_records_whether_the_forward_pass_runs_in_mixed_precision(monkeypatch):
     """Mixed precision on a CUDA GPU unless use_amp=False; float32 on the CPU."""
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (7, 5))  # a T4: float16
