@@ -38,7 +38,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 from torch.utils.data import DataLoader, Dataset, RandomSampler
 from torchvision import datasets, transforms
 from torchvision.datasets.utils import check_integrity, download_and_extract_archive
@@ -131,6 +131,9 @@ def load_image(path: str | os.PathLike) -> Image.Image:
     truncated". We force the full decode here, inside the ``try``, so the error names the
     file. An image so large that PIL suspects a decompression bomb is refused the same
     way, whether PIL raises its error or only warns (the warning is turned into the error).
+    A photo's EXIF orientation is applied, as every image viewer does: phones store a
+    portrait photo sideways with a tag saying so, and without it the picture would be
+    classified (and shown) lying on its side.
     Used for the data set's files and for "classify your own picture".
     """
     path = Path(path)
@@ -140,7 +143,7 @@ def load_image(path: str | os.PathLike) -> Image.Image:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as image:
-                return to_rgb(image)  # decodes every pixel
+                return to_rgb(ImageOps.exif_transpose(image))  # upright, as a viewer shows it; decodes every pixel
     except UnidentifiedImageError:
         raise ValueError(f"'{path}' is not an image file PIL can read (PNG or JPEG expected): replace it.") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:

@@ -271,3 +271,19 @@ def test_a_dict_of_class_names_of_the_wrong_length_is_refused():
     with pytest.raises(ValueError, match="class_names has 11 names, but the model outputs 10"):
         classify_image(TinyNet(), noise_picture(), lecture_test_transforms(), "cpu",
                        dict(enumerate([*CIFAR10_CLASSES, "tiger"])))
+
+
+def test_a_phone_photo_is_loaded_upright_as_a_viewer_shows_it(tmp_path):
+    """A phone stores a portrait photo sideways and says so in its EXIF Orientation tag (6: turn 90 degrees clockwise).
+
+    Without honouring the tag the picture is classified lying on its side, and the figure shows it sideways.
+    """
+    stored = np.zeros((20, 40, 3), dtype=np.uint8)  # 40 wide, 20 high as stored: left half red, right half black
+    stored[:, :20] = (255, 0, 0)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # Orientation: rotate 90 degrees clockwise to display
+    Image.fromarray(stored).save(tmp_path / "portrait.jpg", exif=exif.tobytes(), quality=95)
+    upright = load_image(tmp_path / "portrait.jpg")
+    assert upright.size == (20, 40)  # 20 wide, 40 high: portrait, as every photo viewer shows it
+    pixels = np.asarray(upright).astype(int)
+    assert pixels[2, 10, 0] > 200 and pixels[-3, 10, 0] < 50  # the red half is on top once turned clockwise
