@@ -119,6 +119,18 @@ def plot_training_loss(
     return fig
 
 
+def mark_no_epochs(ax) -> None:
+    """Say on an accuracy-per-epoch ``ax`` that no epoch has finished, on a 0-100% scale without epoch ticks.
+
+    A run interrupted in its first epoch (as the CPU's LongRunWarning advises) has no
+    accuracy yet; matplotlib would draw empty axes from -0.04% to 0.04% over an "epoch 0".
+    """
+    ax.set_ylim(0.0, 100.0)
+    ax.set_xticks([])
+    ax.text(0.5, 0.5, "No epoch has finished yet:\naccuracy is measured at the end of each epoch.",
+            ha="center", va="center", transform=ax.transAxes)
+
+
 def draw_accuracy_curves(ax, train_acc_list: Sequence[float], valid_acc_list: Sequence[float]) -> None:
     """Training and validation accuracy per epoch on ``ax`` (markers, so a one-epoch run is visible too)."""
     epochs = np.arange(1, len(train_acc_list) + 1)
@@ -128,6 +140,8 @@ def draw_accuracy_curves(ax, train_acc_list: Sequence[float], valid_acc_list: Se
     use_whole_epoch_ticks(ax.xaxis)
     ax.set_ylabel("Accuracy (%)")
     ax.legend()
+    if len(train_acc_list) == 0 and len(valid_acc_list) == 0:
+        mark_no_epochs(ax)
 
 
 def plot_accuracy(
@@ -373,6 +387,8 @@ def plot_run_comparison(
     use_whole_epoch_ticks(ax.xaxis)
     ax.set_ylabel("Validation accuracy (%)")
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0)
+    if not any(len(history["valid_acc"]) for history in histories.values()):
+        mark_no_epochs(ax)
     set_title(fig, "Validation accuracy of each run", subtitle)
     fig.tight_layout()
     save_figure(fig, results_dir, "run_comparison.png")

@@ -719,3 +719,27 @@ def test_every_figure_has_its_own_title_and_an_empty_subtitle_adds_no_line():
               "mistakes": "Most confident mistakes", "confusion": "Confusion matrix", "live": "Training progress",
               "runs": "Validation accuracy of each run", "picture": "Prediction: cat (60.0%)"}
     assert {name: make(subtitle="").get_suptitle() for name, make in FIGURES.items()} == titles
+
+
+def test_accuracy_plot_before_the_first_epoch_says_so_on_a_percent_scale(tmp_path):
+    """Interrupted in epoch 1 (as the LongRunWarning on a CPU advises): no accuracy yet.
+
+    The plot used to show empty axes from -0.04% to 0.04% over an "epoch 0" that does not exist.
+    """
+    for fig in (plot_accuracy([], [], results_dir=tmp_path), plot_live_progress([2.3, 2.2], [], [], 10)):
+        ax = fig.axes[-1]
+        fig.draw_without_rendering()
+        assert ax.get_ylim() == (0.0, 100.0)
+        assert any("No epoch has finished yet" in text.get_text() for text in ax.texts)
+        assert visible_tick_labels(ax.xaxis) == []  # no "epoch 0"
+
+
+def test_run_comparison_of_runs_without_a_finished_epoch_says_so_on_a_percent_scale():
+    stopped = "interrupted after 0 of 50 epochs"
+    histories = {"lecture-abc123": {**make_history("lecture-abc123", []), "stopped": stopped}}
+    fig = plot_run_comparison(histories)
+    fig.draw_without_rendering()
+    ax = fig.axes[0]
+    assert ax.get_ylim() == (0.0, 100.0)
+    assert any("No epoch has finished yet" in text.get_text() for text in ax.texts)
+    assert ax.get_legend().get_texts()[0].get_text() == "lecture-abc123 (interrupted after 0 of 50 epochs)"
