@@ -424,6 +424,19 @@ def run_name(identity: Mapping[str, str], settings: Mapping[str, object], *, smo
     return f"{'smoke-' if smoke_test else ''}{safe}-{run_hash(identity)}"
 
 
+def stopped_before_first_epoch(history_path: Path) -> str | None:
+    """How the run recorded in ``history_path`` stopped ("interrupted after 0 of 50 epochs") if it finished no
+    epoch; None if it finished one, or if the file cannot be read.
+
+    Such a run left a history but nothing to continue, even with checkpoints on.
+    """
+    try:
+        history = json.loads(history_path.read_text())
+        return history["stopped"] if history.get("stopped") and not history.get("valid_acc") else None
+    except (OSError, ValueError, AttributeError, KeyError):
+        return None
+
+
 def choose_run_folder(results_dir: str | Path, identity: Mapping[str, str], settings: Mapping[str, object], *,
                       smoke_test: bool = False, checkpoints: bool = True,
                       defaults: Mapping[str, object] = LECTURE_SETTINGS) -> Path:
@@ -444,6 +457,9 @@ def choose_run_folder(results_dir: str | Path, identity: Mapping[str, str], sett
               "scratch and replaces its history and figures (its checkpoint and best weights stay)")
     elif checkpoint.exists():
         print("  a checkpoint of exactly these settings is there: the run continues where it stopped")
+    elif stopped := stopped_before_first_epoch(folder / HISTORY_FILE):
+        print(f"  an earlier run of these settings stopped before its first epoch ended ({stopped}): this run "
+              "starts from scratch and replaces its history and figures")
     elif (folder / HISTORY_FILE).exists():
         print("  these settings ran here before without checkpoints: this run starts from scratch and replaces "
               "that run's history and figures")

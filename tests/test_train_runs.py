@@ -802,3 +802,18 @@ def test_a_setting_recorded_only_now_is_a_difference():
     with its seed and named settings, is refused too, not silently continued."""
     current = {"model": "TinyNet", "setting: seed": "0"}
     assert helper_train.identity_differences({"model": "TinyNet"}, current) == ["  setting: seed: (not recorded) -> 0"]
+
+
+def test_a_run_stopped_in_its_first_epoch_is_not_said_to_have_run_without_checkpoints(tmp_path, capsys):
+    """CHECKPOINTS = True, Interrupt in epoch 1 (the CPU's LongRunWarning advises it): history.json says so, and
+    no checkpoint exists yet. Running again used to print "ran here before without checkpoints", which was not so."""
+    identity = identity_of()
+    folder = helper_train.choose_run_folder(tmp_path, identity, {})
+    folder.mkdir()
+    (folder / HISTORY_FILE).write_text(json.dumps({"valid_acc": [], "stopped": "interrupted after 0 of 50 epochs"}))
+    capsys.readouterr()
+    helper_train.choose_run_folder(tmp_path, identity, {}, checkpoints=True)
+    out = capsys.readouterr().out
+    assert "without checkpoints" not in out
+    assert "an earlier run of these settings stopped before its first epoch ended (interrupted after 0 of 50 " \
+           "epochs): this run starts from scratch" in out
