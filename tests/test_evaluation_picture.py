@@ -287,3 +287,35 @@ def test_a_phone_photo_is_loaded_upright_as_a_viewer_shows_it(tmp_path):
     assert upright.size == (20, 40)  # 20 wide, 40 high: portrait, as every photo viewer shows it
     pixels = np.asarray(upright).astype(int)
     assert pixels[2, 10, 0] > 200 and pixels[-3, 10, 0] < 50  # the red half is on top once turned clockwise
+
+
+def run_picture_cell(tmp_path, *, save_checkpoints):
+    """Execute the main notebook's "your own picture" cell with a tiny trained-as-is model; return what it printed."""
+    import contextlib
+    import io
+
+    from benchmarks.notebook_code import code_cells
+    from helper_dataset import UnNormalize
+    from tests.test_notebooks import NOTEBOOKS, ROOT
+
+    [cell] = [source for source, _ in code_cells(ROOT / NOTEBOOKS[0]) if "show_image_as_network_sees_it(" in source]
+    Image.fromarray(np.zeros((40, 40, 3), dtype=np.uint8)).save(tmp_path / "cat.png")
+    namespace = {"MY_IMAGE": str(tmp_path / "cat.png"), "SMOKE_TEST": False, "DATA_ROOT": str(tmp_path),
+                 "RUN_DIR": tmp_path, "SAVE_CHECKPOINTS": save_checkpoints, "model": TinyNet(), "DEVICE": "cpu",
+                 "USE_AMP": False, "test_transforms": lecture_test_transforms(), "CIFAR10_CLASSES": CIFAR10_CLASSES,
+                 "unnormalizer": UnNormalize((0.5,) * 3, (0.5,) * 3), "FIGURE_SUBTITLE": None}
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        exec(cell, namespace)
+    return printed.getvalue()
+
+
+def test_the_picture_cell_says_why_there_are_no_best_weights(tmp_path):
+    """CHECKPOINTS = True and Interrupt in epoch 1 (as the CPU's LongRunWarning advises): no best_model.pt yet.
+
+    The cell said "checkpoints were off", which was not so."""
+    assert "checkpoints were off" in run_picture_cell(tmp_path, save_checkpoints=False)
+    printed = run_picture_cell(tmp_path, save_checkpoints=True)
+    assert "checkpoints were off" not in printed
+    assert "Weights: the model as trained above (no epoch of this run has finished, so there is no best_model.pt " \
+           "yet)" in printed
