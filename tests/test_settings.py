@@ -563,3 +563,16 @@ def test_mps_is_refused_exactly_where_apples_mps_is_missing(machine, gpus, mps, 
             choose_device("mps")
     else:
         assert choose_device("mps") == torch.device("mps")
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS)
+def test_the_data_path_line_names_the_device_the_images_are_stored_on(notebook, machine, capsys):
+    """FAST_DATA_PATH = True on a CPU: the images are on the CPU, and the line said "stored on the GPU"."""
+    machine(gpus=0)
+    namespace = run_settings_cells(notebook, FAST_DATA_PATH=True, SMOKE_TEST=True, NUM_WORKERS=0)
+    [data_cell] = [source for source, _ in code_cells(ROOT / notebook) if "get_dataloaders_cifar10(\n" in source]
+    namespace.update(train_transforms=None, test_transforms=None)
+    capsys.readouterr()
+    exec(data_cell, namespace)
+    [line] = [line for line in capsys.readouterr().out.splitlines() if line.startswith("Data path:")]
+    assert "GPU" not in line and line.startswith("Data path: fast (images stored on the CPU"), line
