@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
@@ -39,9 +40,33 @@ def save_figure(fig: Figure, results_dir: str | os.PathLike | None, file_name: s
                         lambda path: fig.savefig(path, format="png", dpi=150, metadata=metadata))
 
 
+def fit_lines(text: str, max_chars: int) -> str:
+    """Break each line of ``text`` longer than ``max_chars`` after a space, "_" or "-" (a run name has no spaces)."""
+    lines = []
+    for line in text.split("\n"):
+        current = ""
+        for piece in re.findall(r"[^ _-]+[ _-]*|[ _-]+", line):
+            if current and len(current) + len(piece) > max_chars:
+                lines.append(current.rstrip())
+                current = ""
+            current += piece
+        lines.append(current.rstrip())
+    return "\n".join(lines)
+
+
 def set_title(fig: Figure, title: str, subtitle: str | None = None) -> None:
-    """Title ``fig``; a ``subtitle`` (say "smoke test (synthetic data)") becomes the title's second line."""
-    fig.suptitle(title if not subtitle else f"{title}\n{subtitle}")
+    """Title ``fig``; a ``subtitle`` (say "smoke test (synthetic data)") becomes the title's second line.
+
+    A subtitle wider than the figure (a run name with several changed settings) is broken
+    into lines at " | ", then after "_" or "-": the saved PNG would cut it at both ends,
+    losing "smoke test" and the run's six identifying characters.
+    """
+    text = title if not subtitle else f"{title}\n{subtitle}"
+    suptitle = fig.suptitle(text)
+    width = suptitle.get_window_extent().width
+    if subtitle and width > 0.95 * fig.bbox.width:
+        longest = max(len(line) for line in text.split("\n"))
+        suptitle.set_text(fit_lines(text.replace(" | ", "\n"), int(longest * 0.95 * fig.bbox.width / width)))
 
 
 def use_whole_epoch_ticks(axis) -> None:

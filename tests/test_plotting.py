@@ -743,3 +743,25 @@ def test_run_comparison_of_runs_without_a_finished_epoch_says_so_on_a_percent_sc
     assert ax.get_ylim() == (0.0, 100.0)
     assert any("No epoch has finished yet" in text.get_text() for text in ax.texts)
     assert ax.get_legend().get_texts()[0].get_text() == "lecture-abc123 (interrupted after 0 of 50 epochs)"
+
+
+LONG_RUN = ("smoke test (synthetic data) | run smoke-image_size=32_dropout2d=0.1_normalization=per-channel_"
+            "precision=float32_determin-105128")  # the standardized notebook's folder with five settings changed
+
+
+@pytest.mark.parametrize("name", FIGURES)
+def test_a_long_run_name_in_the_title_stays_inside_the_figure(name):
+    """Five changed settings make a run name of 93 characters: the saved PNGs cut the title's second line at both
+    ends, losing "smoke test" and the run's six identifying characters."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    fig = FIGURES[name](subtitle=LONG_RUN)
+    canvas = FigureCanvasAgg(fig)  # draws at the figure's own dpi, so the title and the figure are measured alike
+    canvas.draw()
+    title = fig.get_suptitle()
+    [text] = [t for t in fig.texts if t.get_text() == title]
+    extent = text.get_window_extent(canvas.get_renderer())
+    assert fig.bbox.x0 <= extent.x0 and extent.x1 <= fig.bbox.x1, (extent, fig.bbox)
+    lines = title.split("\n")
+    assert any("smoke test (synthetic data)" in line for line in lines)  # whole: the notebook tests read it
+    assert LONG_RUN.split(" | ")[1] in "".join(lines)  # the whole run name, perhaps over several lines
