@@ -132,10 +132,15 @@ def is_real_number(value) -> bool:
     return isinstance(value, (int, np.integer)) or (isinstance(value, (float, np.floating)) and math.isfinite(value))
 
 
+EXAMPLE_FOLDER = '"results"'
+PATH_EXAMPLES = {"MY_IMAGE": '"my_cat.jpg"', "DATA_ROOT": '"data"', "RESULTS_DIR": EXAMPLE_FOLDER}
+"""How each path setting is written, for the message that asks for quotes."""
+
+
 def path_problem(name: str, value) -> str | None:
     """What is wrong with a path setting's form (before looking at the file system), or None."""
     if not isinstance(value, (str, os.PathLike)):
-        return f"{name} is a path: write it in quotes, e.g. \"results\"."
+        return f"{name} is a path: write it in quotes, e.g. {PATH_EXAMPLES.get(name, EXAMPLE_FOLDER)}."
     if str(value).startswith("~"):
         return "Python does not expand '~' in a path: write the full path (os.path.expanduser gives it)."
     if name == "MY_IMAGE" and str(value).startswith(("http://", "https://")):

@@ -576,3 +576,10 @@ def test_the_data_path_line_names_the_device_the_images_are_stored_on(notebook, 
     exec(data_cell, namespace)
     [line] = [line for line in capsys.readouterr().out.splitlines() if line.startswith("Data path:")]
     assert "GPU" not in line and line.startswith("Data path: fast (images stored on the CPU"), line
+
+
+@pytest.mark.parametrize("name, example", [("MY_IMAGE", '"my_cat.jpg"'), ("DATA_ROOT", '"data"'),
+                                           ("RESULTS_DIR", '"results"')])
+def test_a_path_written_without_quotes_is_shown_with_an_example_of_its_own_kind(name, example):
+    """MY_IMAGE = 5 was told 'write it in quotes, e.g. "results"': the results folder is no picture to classify."""
+    assert setting_problem(name, 5) == f"{name} is a path: write it in quotes, e.g. {example}."
