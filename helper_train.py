@@ -1352,7 +1352,6 @@ def train_model(
     prepare_model(model, device)
     num_classes, image_size = check_model_output(model, valid_loader, device, num_classes, use_amp=use_amp)
     check_objects_match_settings(run_settings, model, optimizer, train_loader, image_size)
-    forward = compile_for_training(model, train_loader, device, policy) if compile_model else model
     history = new_history()
     minibatch_loss_list, train_acc_list = history["minibatch_loss"], history["train_acc"]  # the lecture's lists,
     valid_acc_list = history["valid_acc"]  # filled in place (also by a resumed checkpoint)
@@ -1363,6 +1362,9 @@ def train_model(
         mark_as_trained(model)  # it holds the checkpoint's trained weights now
     elif history_path is not None:
         check_fresh_start(optimizer, model)
+    # compiled after the resume, and only with an epoch left to train (the trial draws its random numbers aside)
+    forward = (compile_for_training(model, train_loader, device, policy) if compile_model and first_epoch < num_epochs
+               else model)
 
     def step(features, targets):
         loss = training_step(forward, features, targets, optimizer, device, policy, scaler)

@@ -817,3 +817,18 @@ def test_a_run_stopped_in_its_first_epoch_is_not_said_to_have_run_without_checkp
     assert "without checkpoints" not in out
     assert "an earlier run of these settings stopped before its first epoch ended (interrupted after 0 of 50 " \
            "epochs): this run starts from scratch" in out
+
+
+def test_a_run_with_nothing_left_to_train_is_not_compiled(tmp_path, monkeypatch):
+    """COMPILE = True (or "auto" on an H200 at 50 epochs), a finished run run again to redraw its figures: it
+    compiled first (20 s on an H200, minutes on a CPU) and then found nothing to train."""
+    compiled = []
+    monkeypatch.setattr(helper_train, "compile_for_training", lambda model, *args: compiled.append(1) or model)
+    model, optimizer, scheduler, data, _ = setup()
+    train_model(model, 1, *data, optimizer, "cpu", scheduler=scheduler, checkpoint_dir=tmp_path)
+    model, optimizer, scheduler, data, _ = setup()
+    train_model(model, 1, *data, optimizer, "cpu", scheduler=scheduler, checkpoint_dir=tmp_path, compile_model=True)
+    assert compiled == []
+    model, optimizer, scheduler, data, _ = setup()  # with an epoch left to train, it compiles as asked
+    train_model(model, 2, *data, optimizer, "cpu", scheduler=scheduler, checkpoint_dir=tmp_path, compile_model=True)
+    assert compiled == [1]
