@@ -15,7 +15,8 @@ Read top to bottom:
    what a killed process could not.
 7. ``load_run_histories`` and ``print_run_table``: your runs side by side, one folder
    per run under ``RESULTS_DIR``.
-8. ``classify_image``: the model's top guesses for a picture of your own.
+8. ``classify_image``: the model's top guesses for a picture of your own
+   (``save_uploaded_picture``: one chosen in Colab's upload dialog).
 
 This module never loads the data set: it receives loaders (and, for section 8, one
 picture). It reads only the runs' own history files.
@@ -504,6 +505,24 @@ CIFAR10_IMAGE_SIZE = 32  # every CIFAR-10 image is 32x32 pixels
 def resize_like_cifar10(image: Image.Image) -> Image.Image:
     """``image`` as a 32x32 RGB picture, as CIFAR-10 stores every image (PIL bilinear; a non-square one is squeezed)."""
     return image.convert("RGB").resize((CIFAR10_IMAGE_SIZE, CIFAR10_IMAGE_SIZE), Image.Resampling.BILINEAR)
+
+
+def save_uploaded_picture(uploaded: Mapping[str, bytes], folder: str | os.PathLike) -> Path:
+    """Save the photo chosen in Colab's upload dialog (what ``files.upload()`` returns) in ``folder``; its path.
+
+    ``files.upload()`` also writes the file next to the notebook, but under another name
+    when that name is taken ("photo (1).jpg") while it returns the name chosen
+    ("photo.jpg"): opening the returned name would classify an earlier upload. So the
+    bytes it returns are written here, under the name chosen. A cancelled dialog returns
+    nothing: that is refused with the ways on.
+    """
+    if not uploaded:
+        raise ValueError("No photo was chosen in the upload dialog. Run this cell again and choose one, or set "
+                         "MY_IMAGE in the parameters cell to a photo's path.")
+    name, data = next(iter(uploaded.items()))
+    if len(uploaded) > 1:
+        print(f"{len(uploaded)} files were chosen: classifying the first, {name}.")
+    return save_atomically(Path(folder) / Path(name).name, lambda path: Path(path).write_bytes(data))
 
 
 def classify_image(

@@ -1,6 +1,11 @@
 """helper_evaluation.classify_image: the model's top guesses for a picture of your own, and loading that picture."""
 
+import io
+import os
 import random
+import sys
+import types
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -289,8 +294,11 @@ def test_a_phone_photo_is_loaded_upright_as_a_viewer_shows_it(tmp_path):
     assert pixels[2, 10, 0] > 200 and pixels[-3, 10, 0] < 50  # the red half is on top once turned clockwise
 
 
-def run_picture_cell(tmp_path, *, save_checkpoints):
-    """Execute the main notebook's "your own picture" cell with a tiny trained-as-is model; return what it printed."""
+def run_picture_cell(tmp_path, *, save_checkpoints=False, **settings):
+    """Execute the main notebook's "your own picture" cell with a tiny trained-as-is model.
+
+    ``settings`` replace the namespace's values (say ``MY_IMAGE=None``). Returns what it printed and its namespace.
+    """
     import contextlib
     import io
 
@@ -303,19 +311,76 @@ def run_picture_cell(tmp_path, *, save_checkpoints):
     namespace = {"MY_IMAGE": str(tmp_path / "cat.png"), "SMOKE_TEST": False, "DATA_ROOT": str(tmp_path),
                  "RUN_DIR": tmp_path, "SAVE_CHECKPOINTS": save_checkpoints, "model": TinyNet(), "DEVICE": "cpu",
                  "USE_AMP": False, "test_transforms": lecture_test_transforms(), "CIFAR10_CLASSES": CIFAR10_CLASSES,
-                 "unnormalizer": UnNormalize((0.5,) * 3, (0.5,) * 3), "FIGURE_SUBTITLE": None}
+                 "unnormalizer": UnNormalize((0.5,) * 3, (0.5,) * 3), "FIGURE_SUBTITLE": None, **settings}
     printed = io.StringIO()
     with contextlib.redirect_stdout(printed):
         exec(cell, namespace)
-    return printed.getvalue()
+    return printed.getvalue(), namespace
 
 
 def test_the_picture_cell_says_why_there_are_no_best_weights(tmp_path):
     """CHECKPOINTS = True and Interrupt in epoch 1 (as the CPU's LongRunWarning advises): no best_model.pt yet.
 
     The cell said "checkpoints were off", which was not so."""
-    assert "checkpoints were off" in run_picture_cell(tmp_path, save_checkpoints=False)
-    printed = run_picture_cell(tmp_path, save_checkpoints=True)
+    assert "checkpoints were off" in run_picture_cell(tmp_path, save_checkpoints=False)[0]
+    printed, _ = run_picture_cell(tmp_path, save_checkpoints=True)
     assert "checkpoints were off" not in printed
     assert "Weights: the model as trained above (no epoch of this run has finished, so there is no best_model.pt " \
            "yet)" in printed
+
+
+def png_bytes(colour) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (40, 40), colour).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+@pytest.fixture
+def colab_upload(monkeypatch, tmp_path):
+    """A stand-in for Colab: ``google.colab.files.upload()`` returns what the test sets, saving as Colab does.
+
+    Colab writes each chosen file next to the notebook, under "photo (1).png" when "photo.png" is taken, but
+    returns the chosen name.
+    """
+    chosen = {}
+
+    def upload():
+        for name, data in chosen.items():
+            stem, suffix = os.path.splitext(name)
+            local = name if not os.path.lexists(name) else f"{stem} (1){suffix}"
+            Path(local).write_bytes(data)
+        return dict(chosen)
+
+    colab = types.ModuleType("google.colab")
+    colab.files = types.SimpleNamespace(upload=upload)
+    monkeypatch.setitem(sys.modules, "google", types.ModuleType("google"))
+    monkeypatch.setitem(sys.modules, "google.colab", colab)
+    notebook_folder = tmp_path / "notebook"
+    notebook_folder.mkdir()
+    monkeypatch.chdir(notebook_folder)
+    return chosen
+
+
+def test_a_photo_uploaded_on_colab_is_the_one_classified_even_when_its_name_was_taken(tmp_path, colab_upload):
+    """A second photo of the same name: Colab saves it as "photo (1).png" but returns "photo.png", and the cell
+    opened that name, so it classified the first upload again."""
+    run_dir = tmp_path / "run"
+    Path("photo.png").write_bytes(png_bytes("blue"))  # an earlier upload
+    colab_upload["photo.png"] = png_bytes("red")
+    _, namespace = run_picture_cell(tmp_path, MY_IMAGE=None, RUN_DIR=run_dir)
+    assert Path(namespace["MY_IMAGE"]) == run_dir / "photo.png"
+    assert namespace["picture"].getpixel((20, 20)) == (255, 0, 0)
+
+
+def test_a_cancelled_upload_dialog_is_refused_with_the_ways_on(tmp_path, colab_upload):
+    with pytest.raises(ValueError, match="No photo was chosen in the upload dialog. Run this cell again and choose "
+                                         "one, or set MY_IMAGE in the parameters cell"):
+        run_picture_cell(tmp_path, MY_IMAGE=None, RUN_DIR=tmp_path / "run")
+
+
+def test_of_several_uploaded_files_the_first_is_saved_and_named(tmp_path, capsys):
+    saved = helper_evaluation.save_uploaded_picture({"first.png": png_bytes("red"), "second.png": png_bytes("blue")},
+                                                    tmp_path)
+    assert saved == tmp_path / "first.png" and saved.read_bytes() == png_bytes("red")
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["first.png"]
+    assert "2 files were chosen: classifying the first, first.png." in capsys.readouterr().out
