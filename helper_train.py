@@ -457,9 +457,10 @@ def choose_run_folder(results_dir: str | Path, identity: Mapping[str, str], sett
     print(f"  settings that differ from the {'smoke test' if smoke_test else 'lecture'}'s: "
           f"{', '.join(changed) or 'none'} (the six characters at the end identify all settings)")
     checkpoint = folder / CHECKPOINT_FILE
+    replaced = "history and figures" if smoke_test else "history, figures and final weights"  # smoke: no weights
     if checkpoint.exists() and not checkpoints:
         print("  a checkpointed run of these settings is there, but checkpoints are off: this run starts from "
-              "scratch and replaces its history and figures (its checkpoint and best weights stay)")
+              f"scratch and replaces its {replaced} (its checkpoint and best weights stay)")
     elif checkpoint.exists():
         print("  a checkpoint of exactly these settings is there: the run continues where it stopped")
     elif stopped := stopped_before_first_epoch(folder / HISTORY_FILE):
@@ -467,7 +468,7 @@ def choose_run_folder(results_dir: str | Path, identity: Mapping[str, str], sett
               "starts from scratch and replaces its history and figures")
     elif (folder / HISTORY_FILE).exists():
         print("  these settings ran here before without checkpoints: this run starts from scratch and replaces "
-              "that run's history and figures")
+              f"that run's {replaced}")
     else:
         print("  a configuration not trained before: training starts from scratch, earlier runs keep their folders")
     return folder
@@ -1284,7 +1285,8 @@ def resume_if_possible(checkpoint: Path | None, resume: bool, model, optimizer, 
     else:
         print(f"The checkpoint '{checkpoint}' holds {epochs_done} epochs, more than num_epochs={num_epochs}: "
               f"nothing to train. The model and the history are those after epoch {epochs_done}, not "
-              f"{num_epochs}; to stop at {num_epochs} epochs, train this configuration in a new folder.")
+              f"{num_epochs}; to stop at {num_epochs} epoch{'' if num_epochs == 1 else 's'}, train this "
+              "configuration in a new folder.")
     return epochs_done
 
 
@@ -1404,6 +1406,7 @@ def train_model(
         print(f"Total Training Time: {(time.perf_counter() - start_time) / 60:.2f} min")
         run_info["test_acc"] = compute_accuracy(forward, test_loader, device, use_amp=use_amp)
         print(f"Test accuracy {run_info['test_acc']:.2f}%")
+        remove_interrupt_weights(folder)
     except KeyboardInterrupt:
         if live is not None:
             live.catch_up(history)
@@ -1420,6 +1423,18 @@ def train_model(
     if history_path is not None:
         write_history(history_path, history, run_info)
     return minibatch_loss_list, train_acc_list, valid_acc_list
+
+
+def remove_interrupt_weights(folder: Path | None) -> None:
+    """Once the run has finished, delete the weights an earlier interrupt saved, saying so.
+
+    They are the weights in the middle of an unfinished epoch (200 MB for VGG-16); the run
+    that went on from the checkpoint has replaced them with its own, finished ones.
+    """
+    path = folder / INTERRUPTED_MODEL_FILE if folder is not None else None
+    if path is not None and path.exists():
+        path.unlink()
+        print(f"Removed '{path}', the weights saved when an earlier session was interrupted: the run has finished.")
 
 
 def finish_writing(writer: CheckpointWriter) -> None:

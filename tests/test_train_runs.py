@@ -187,7 +187,8 @@ def test_fewer_epochs_than_done_is_reported(tmp_path, capsys):
     model, optimizer, scheduler, data, _ = setup()
     _, _, valid_acc = train_model(model, 1, *data, optimizer, "cpu", scheduler=scheduler, checkpoint_dir=tmp_path)
     assert len(valid_acc) == 2
-    assert "holds 2 epochs, more than num_epochs=1" in capsys.readouterr().out
+    assert "holds 2 epochs, more than num_epochs=1: nothing to train. The model and the history are those after " \
+           "epoch 2, not 1; to stop at 1 epoch, train this configuration in a new folder." in capsys.readouterr().out
 
 
 # --- divergence ------------------------------------------------------------------------------------
@@ -357,20 +358,25 @@ def test_checkpoints_off_in_a_folder_with_a_checkpoint_says_it_starts_over(tmp_p
     (folder).mkdir(exist_ok=True)
     (folder / CHECKPOINT_FILE).write_bytes(b"")
     helper_train.choose_run_folder(tmp_path, identity, {}, checkpoints=False)
-    assert "checkpoints are off: this run starts from scratch" in capsys.readouterr().out
+    assert "checkpoints are off: this run starts from scratch and replaces its history, figures and final weights " \
+           "(its checkpoint and best weights stay)" in capsys.readouterr().out
 
 
-def test_same_settings_run_again_without_checkpoints_say_they_replace_the_earlier_run(tmp_path, capsys):
-    """A smoke test run twice, or CHECKPOINTS = False: the folder holds the first run's history, which is replaced."""
+@pytest.mark.parametrize("smoke_test, replaced", [(True, "history and figures\n"),
+                                                  (False, "history, figures and final weights\n")])
+def test_same_settings_run_again_without_checkpoints_say_they_replace_the_earlier_run(tmp_path, capsys, smoke_test,
+                                                                                      replaced):
+    """A smoke test run twice, or CHECKPOINTS = False: the folder holds the first run's history, which is replaced,
+    and (not in a smoke test, which saves none) the final weights the notebook saved at its end."""
     identity = identity_of()
-    folder = helper_train.choose_run_folder(tmp_path, identity, {}, checkpoints=False)
+    folder = helper_train.choose_run_folder(tmp_path, identity, {}, checkpoints=False, smoke_test=smoke_test)
     assert "a configuration not trained before" in capsys.readouterr().out
     folder.mkdir()
     (folder / HISTORY_FILE).write_text("{}")
-    helper_train.choose_run_folder(tmp_path, identity, {}, checkpoints=False)
+    helper_train.choose_run_folder(tmp_path, identity, {}, checkpoints=False, smoke_test=smoke_test)
     out = capsys.readouterr().out
-    assert "ran here before without checkpoints: this run starts from scratch and replaces that run's history " \
-           "and figures" in out  # says what is lost (not only that it "replaces")
+    assert "ran here before without checkpoints: this run starts from scratch and replaces that run's " \
+           + replaced in out  # says what is lost (not only that it "replaces")
     assert "not trained before" not in out
 
 

@@ -194,16 +194,22 @@ def test_an_interrupted_run_without_checkpoints_says_it_cannot_be_continued(tmp_
     assert json.loads((tmp_path / "history.json").read_text())["stopped"] == "interrupted after 1 of 3 epochs"
 
 
-def test_a_resumed_run_that_finishes_no_longer_says_it_was_interrupted(tmp_path):
+def test_a_resumed_run_that_finishes_no_longer_says_it_was_interrupted(tmp_path, capsys):
+    """Nor keeps the weights the interrupt saved (200 MB for VGG-16, of an unfinished epoch): they go, saying so."""
     model, optimizer, scheduler = fresh()
     train_loader, valid_loader, test_loader = loaders()
     train_model(model, 2, InterruptAt(train_loader, epoch=2, batch=4), valid_loader, test_loader, optimizer, "cpu",
                 scheduler=scheduler, checkpoint_dir=tmp_path)
+    assert (tmp_path / INTERRUPTED_MODEL_FILE).exists()
+    capsys.readouterr()
     model, optimizer, scheduler = fresh()  # the same loader type again (the run's identity), without an interrupt
     train_model(model, 2, InterruptAt(train_loader, epoch=99, batch=0), valid_loader, test_loader, optimizer, "cpu",
                 scheduler=scheduler, checkpoint_dir=tmp_path)
     history = json.loads((tmp_path / "history.json").read_text())
     assert "stopped" not in history and history["test_acc"] is not None
+    assert not (tmp_path / INTERRUPTED_MODEL_FILE).exists()
+    assert f"Removed '{tmp_path / INTERRUPTED_MODEL_FILE}', the weights saved when an earlier session was " \
+           "interrupted: the run has finished." in capsys.readouterr().out
 
 
 # --- faults around saves ------------------------------------------------------------------------------
