@@ -462,6 +462,19 @@ def percent_or_dash(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}%"
 
 
+def rate_changes(history: Mapping) -> str:
+    """The epochs after which the run's learning rate changed ("39", "28, 39"), "-" if never, "?" if not recorded.
+
+    Histories written before train_model recorded each epoch's rate, or continued from such
+    a run's checkpoint, do not hold one rate per epoch: "?".
+    """
+    rates, valid = history.get("learning_rate"), history["valid_acc"]
+    if not isinstance(rates, list) or len(rates) != len(valid):
+        return "?"
+    changes = [str(epoch) for epoch in range(1, len(rates)) if rates[epoch] != rates[epoch - 1]]
+    return ", ".join(changes) or "-"
+
+
 def run_table_row(name: str, history: dict) -> list[str]:
     """The cells of one run's row in ``print_run_table``."""
     valid = history["valid_acc"]
@@ -474,20 +487,24 @@ def run_table_row(name: str, history: dict) -> list[str]:
         f"{percent_or_dash(valid[best_epoch - 1])} ({best_epoch})" if valid else "-",
         history.get("stopped") or percent_or_dash(history.get("test_acc")),  # "diverged in epoch 2": no test
         f"{sum(seconds) / 60:.1f}" if seconds else "-",
+        rate_changes(history),
     ]
 
 
 def print_run_table(histories: dict[str, dict]) -> None:
-    """Print one row per run: name, epochs, final and best validation accuracy (epoch), test accuracy, minutes.
+    """Print one row per run: name, epochs, final and best validation accuracy (epoch), test accuracy, minutes,
+    and the epochs after which the learning rate changed.
 
     The test accuracy is ``-`` until the run has finished training (for a run that
     diverged, why it stopped); the minutes are the training time summed over the epochs
-    (``epoch_seconds``).
+    (``epoch_seconds``). The last column matters when comparing runs: a run whose scheduler
+    lowered its rate (``ReduceLROnPlateau`` after a plateau) usually gains a point or more
+    right after, which another run may simply not have had yet (``rate_changes``).
     """
     if not histories:
         print("No runs to compare yet: each training run writes RESULTS_DIR/<run name>/history.json.")
         return
-    header = ["run", "epochs", "final valid", "best valid (epoch)", "test", "training min"]
+    header = ["run", "epochs", "final valid", "best valid (epoch)", "test", "training min", "lr changed after"]
     rows = [header] + [run_table_row(name, history) for name, history in histories.items()]
     widths = [max(len(row[column]) for row in rows) for column in range(len(header))]
     for row in rows:

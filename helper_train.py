@@ -651,7 +651,7 @@ def training_step(
 
 
 def step_scheduler(scheduler, scheduler_on: str, valid_acc: float, minibatch_loss: float) -> None:
-    """Step the scheduler once per epoch, and say when the learning rate drops.
+    """Step the scheduler once per epoch, and say when the learning rate changes.
 
     ``ReduceLROnPlateau`` gets the value it watches; every other scheduler (StepLR, ...)
     is stepped without an argument, since its ``step`` takes an epoch number, not a metric.
@@ -663,7 +663,7 @@ def step_scheduler(scheduler, scheduler_on: str, valid_acc: float, minibatch_los
         scheduler.step()
     after = [group["lr"] for group in scheduler.optimizer.param_groups]
     if after != before:
-        print(f"Learning rate lowered from {before[0]:g} to {after[0]:g}")
+        print(f"Learning rate {'lowered' if after[0] < before[0] else 'raised'} from {before[0]:g} to {after[0]:g}")
 
 
 def prepare_model(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
@@ -1002,8 +1002,11 @@ def prepare_run_files(checkpoint_dir: str | Path | None, history_file: str | Pat
 
 
 def new_history() -> dict[str, list]:
-    """An empty history: the lecture's three lists, then each epoch's seconds and its checkpoint's seconds."""
-    return {"minibatch_loss": [], "train_acc": [], "valid_acc": [], "epoch_seconds": [], "checkpoint_seconds": []}
+    """An empty history: the lecture's three lists, then each epoch's seconds, its checkpoint's seconds and the
+    learning rate it trained with (the first parameter group's), so that a run's history shows when the
+    scheduler lowered it."""
+    return {"minibatch_loss": [], "train_acc": [], "valid_acc": [], "epoch_seconds": [], "checkpoint_seconds": [],
+            "learning_rate": []}
 
 
 def make_run_info(history_path: Path | None, run_settings: Mapping[str, object] | None, identity: dict,
@@ -1387,6 +1390,7 @@ def train_model(
             train_acc, valid_acc = evaluate_epoch(forward, train_loader, valid_loader, device, use_amp, epoch,
                                                   num_epochs, history)
             history["epoch_seconds"].append(time.perf_counter() - epoch_start)
+            history["learning_rate"].append(optimizer.param_groups[0]["lr"])  # before the scheduler's step
             print(f"Time elapsed: {(time.perf_counter() - start_time) / 60:.2f} min")
             if live is not None:
                 live.redraw(history, last_epoch=epoch + 1 == num_epochs)

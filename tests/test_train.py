@@ -90,15 +90,28 @@ def test_scheduler_mode_that_contradicts_its_signal_is_refused(mode, signal):
         train_model(TinyNet(), 1, [], [], [], optimizer, "cpu", scheduler=scheduler, scheduler_on=signal)
 
 
-def test_other_schedulers_are_stepped_once_per_epoch_without_the_metric(capsys):
+def test_other_schedulers_are_stepped_once_per_epoch_without_the_metric(capsys, tmp_path):
+    """Also: history.json records the rate each epoch trained with, before the scheduler's step at its end."""
     set_all_seeds(0)
     model = TinyNet()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=1, gamma=0.5)
-    train_model(model, 2, *smoke_loaders(), optimizer, "cpu", scheduler=scheduler)
+    train_model(model, 2, *smoke_loaders(), optimizer, "cpu", scheduler=scheduler, history_file=tmp_path / "h.json")
     assert scheduler.last_epoch == 2 and type(scheduler.last_epoch) is int
     assert optimizer.param_groups[0]["lr"] == pytest.approx(0.025)
     assert "Learning rate lowered from 0.05 to 0.025" in capsys.readouterr().out
+    assert json.loads((tmp_path / "h.json").read_text())["learning_rate"] == pytest.approx([0.1, 0.05])
+
+
+def test_a_rate_the_scheduler_raises_is_said_to_be_raised(capsys):
+    """A warm-up (LambdaLR doubling the rate) printed "Learning rate lowered from 0.001 to 0.002"."""
+    set_all_seeds(0)
+    model = TinyNet()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.001)
+    warm_up = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda epoch: 1.0 + epoch)
+    train_model(model, 1, *smoke_loaders(), optimizer, "cpu", scheduler=warm_up)
+    out = capsys.readouterr().out
+    assert "Learning rate raised from 0.001 to 0.002" in out and "lowered" not in out
 
 
 def test_unknown_scheduler_signal_is_rejected_before_training():
