@@ -557,7 +557,8 @@ def classify_image(
     The picture is first shrunk to 32x32 pixels, as every CIFAR-10 image is (crop it
     square first if it is not, or it is squeezed), then passed through ``transforms``:
     the notebook's evaluation transforms (say Resize 70, CenterCrop 64, ToTensor,
-    Normalize), so the network sees it exactly as it saw the test images. The model runs
+    Normalize), so the network sees it as it saw the test images (on the GPU's fast path
+    those steps ran on the GPU, within 1/255 per pixel of these PIL ones). The model runs
     through ``predict_batches`` (eval mode, no gradients, its mode restored afterwards).
     Returns the network's input (C, H, W) and [(class name, probability), ...], most
     probable first.
