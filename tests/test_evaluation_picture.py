@@ -384,3 +384,12 @@ def test_of_several_uploaded_files_the_first_is_saved_and_named(tmp_path, capsys
     assert saved == tmp_path / "first.png" and saved.read_bytes() == png_bytes("red")
     assert sorted(path.name for path in tmp_path.iterdir()) == ["first.png"]
     assert "2 files were chosen: classifying the first, first.png." in capsys.readouterr().out
+
+
+def test_an_uploaded_name_with_folders_is_saved_in_the_folder_under_its_last_part(tmp_path):
+    """Only the file's own name counts: "../photo.png" or "a/photo.png" must not write outside the run folder."""
+    folder = tmp_path / "run"
+    folder.mkdir()
+    for name in ("../photo.png", "a/photo.png"):
+        assert helper_evaluation.save_uploaded_picture({name: png_bytes("red")}, folder) == folder / "photo.png"
+    assert sorted(path.name for path in tmp_path.rglob("*")) == ["photo.png", "run"]

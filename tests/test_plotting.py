@@ -765,3 +765,24 @@ def test_a_long_run_name_in_the_title_stays_inside_the_figure(name):
     lines = title.split("\n")
     assert any("smoke test (synthetic data)" in line for line in lines)  # whole: the notebook tests read it
     assert LONG_RUN.split(" | ")[1] in "".join(lines)  # the whole run name, perhaps over several lines
+
+
+def test_fit_lines_breaks_after_a_space_underscore_or_hyphen_only_where_a_line_is_too_long():
+    """The exact lines: no empty first line before a word longer than the width, no trailing space, a line of
+    exactly the width kept whole, each line of a multi-line title broken on its own."""
+    from helper_plotting import fit_lines
+
+    assert fit_lines("run smoke-image_size=32_dropout2d=0.1_normalization=per-channel-105128", 20) == (
+        "run smoke-image_\nsize=32_\ndropout2d=0.1_\nnormalization=per-\nchannel-105128")
+    assert fit_lines("normalization=per-channel_x", 5) == "normalization=per-\nchannel_\nx"
+    assert fit_lines("ab cd", 5) == "ab cd"
+    assert fit_lines("ab cd\nefgh-ij", 4) == "ab\ncd\nefgh-\nij"
+
+
+def test_run_comparison_beside_a_run_without_a_finished_epoch_draws_no_such_note():
+    """One run interrupted in its first epoch next to one with epochs: the curve is there, so no "No epoch has
+    finished yet" over it."""
+    stopped = {**make_history("dropout-def456", []), "stopped": "interrupted after 0 of 50 epochs"}
+    histories = {"lecture-abc123": make_history("lecture-abc123", [50.0, 60.0]), "dropout-def456": stopped}
+    fig = plot_run_comparison(histories)
+    assert not any("No epoch has finished yet" in text.get_text() for text in fig.axes[0].texts)

@@ -825,6 +825,38 @@ def test_a_run_stopped_in_its_first_epoch_is_not_said_to_have_run_without_checkp
            "epochs): this run starts from scratch" in out
 
 
+@pytest.mark.parametrize("content", ["{not json", "[]", '"text"'])
+def test_a_history_that_cannot_be_read_does_not_stop_choosing_the_run_folder(tmp_path, capsys, content):
+    """A history.json cut short or edited by hand (not JSON, or JSON but not a dict): choosing the folder says
+    that run is replaced, instead of a traceback from the check for a run stopped in its first epoch."""
+    identity = identity_of()
+    folder = helper_train.choose_run_folder(tmp_path, identity, {})
+    folder.mkdir()
+    (folder / HISTORY_FILE).write_text(content)
+    capsys.readouterr()
+    helper_train.choose_run_folder(tmp_path, identity, {}, checkpoints=False)
+    assert "these settings ran here before without checkpoints" in capsys.readouterr().out
+
+
+def test_a_fourth_change_is_counted_not_dropped():
+    """Three changes are named; a fourth is said to be there, or the message hides that one more thing changed."""
+    many = [f"item{n}={n}" for n in range(30)]
+    changed = [f"item{n}={n + 1 if n in (1, 3, 5, 7) else n}" for n in range(30)]
+    assert helper_train.shorten_difference(", ".join(many), ", ".join(changed)) == (
+        "item1=1 -> item1=2 | item3=3 -> item3=4 | item5=5 -> item5=6 (and 1 more)")
+
+
+def test_a_group_setting_written_as_0_0_is_the_same_run_and_identical_groups_add_nothing():
+    """momentum=0.0 and momentum=0 train alike in a second group too (as for the optimizer's own settings), and a
+    second group set like the first is not described at all (no empty "group 2: ")."""
+    model = torch.nn.Linear(2, 2)
+    described = [helper_train.describe_optimizer(torch.optim.SGD(
+        [{"params": [model.weight]}, {"params": [model.bias], **extra}], lr=0.1, momentum=0.9))
+        for extra in ({"momentum": 0.0}, {"momentum": 0}, {})]
+    assert described[0] == described[1] and described[0].endswith("; group 2: momentum=0)")
+    assert described[2].endswith("; 2 parameter group(s))")
+
+
 def test_a_run_with_nothing_left_to_train_is_not_compiled(tmp_path, monkeypatch):
     """COMPILE = True (or "auto" on an H200 at 50 epochs), a finished run run again to redraw its figures: it
     compiled first (20 s on an H200, minutes on a CPU) and then found nothing to train."""
