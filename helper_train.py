@@ -511,8 +511,19 @@ def description_parts(text: str) -> list[str]:
         parts = text.splitlines()
     else:
         call = re.fullmatch(r"(\w+)\((.*)\)", text)
-        parts = [call[1], *re.split(r", |; ", call[2])] if call else re.split(r", |; ", text)
+        parts = [call[1], *split_items(call[2])] if call else split_items(text)
     return [part.strip() for part in parts if part.strip()]
+
+
+def split_items(text: str) -> list[str]:
+    """``text`` split at ", " and "; " outside brackets: Adam's ``betas=(0.9, 0.999)`` is one item, not two."""
+    items, depth, start = [], 0, 0
+    for index, char in enumerate(text):
+        depth = max(depth + (char in "([{") - (char in ")]}"), 0)
+        if depth == 0 and text.startswith((", ", "; "), index):
+            items.append(text[start:index])
+            start = index + 2
+    return [*items, text[start:]]
 
 
 def check_same_run(path: Path, saved: Mapping[str, str] | None, current: Mapping[str, str]) -> None:

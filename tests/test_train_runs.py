@@ -857,6 +857,17 @@ def test_a_group_setting_written_as_0_0_is_the_same_run_and_identical_groups_add
     assert described[2].endswith("; 2 parameter group(s))")
 
 
+def test_a_changed_setting_in_brackets_is_named_whole():
+    """Adam's betas=(0.9, 0.999) is one setting: changing its second number was reported as "0.999) -> 0.99)",
+    without the setting's name."""
+    model = torch.nn.Linear(2, 2)
+    adam = [helper_train.describe_optimizer(torch.optim.Adam(model.parameters(), lr=0.001, **extra))
+            for extra in ({}, {"betas": (0.9, 0.99)})]
+    assert helper_train.shorten_difference(*adam) == "betas=(0.9, 0.999) -> betas=(0.9, 0.99)"
+    assert helper_train.description_parts("Name(a=[1, (2, 3)], b={'k': 1, 'l': 2}; c)") == [
+        "Name", "a=[1, (2, 3)]", "b={'k': 1, 'l': 2}", "c"]
+
+
 def test_a_run_with_nothing_left_to_train_is_not_compiled(tmp_path, monkeypatch):
     """COMPILE = True (or "auto" on an H200 at 50 epochs), a finished run run again to redraw its figures: it
     compiled first (20 s on an H200, minutes on a CPU) and then found nothing to train."""
