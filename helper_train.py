@@ -666,6 +666,8 @@ def step_scheduler(scheduler, scheduler_on: str, valid_acc: float, minibatch_los
 
     ``ReduceLROnPlateau`` gets the value it watches; every other scheduler (StepLR, ...)
     is stepped without an argument, since its ``step`` takes an epoch number, not a metric.
+    The rate printed is the first one that changed: beside a frozen first group (rate 0),
+    the classifier's, not "raised from 0 to 0".
     """
     before = [group["lr"] for group in scheduler.optimizer.param_groups]
     if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
@@ -673,8 +675,10 @@ def step_scheduler(scheduler, scheduler_on: str, valid_acc: float, minibatch_los
     else:
         scheduler.step()
     after = [group["lr"] for group in scheduler.optimizer.param_groups]
-    if after != before:
-        print(f"Learning rate {'lowered' if after[0] < before[0] else 'raised'} from {before[0]:g} to {after[0]:g}")
+    changed = [(was, now) for was, now in zip(before, after, strict=True) if was != now]  # not a frozen first group's 0
+    if changed:
+        was, now = changed[0]
+        print(f"Learning rate {'lowered' if now < was else 'raised'} from {was:g} to {now:g}")
 
 
 def prepare_model(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
