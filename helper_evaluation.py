@@ -463,7 +463,7 @@ def percent_or_dash(value: float | None) -> str:
 
 
 def rate_changes(history: Mapping) -> str:
-    """The epochs after which the run's learning rate changed ("39", "28, 39"), "-" if never, "?" if not recorded.
+    """The epochs after which the run's learning rate changed ("39", "28, 39", "1-49"), "-" if never, "?" unknown.
 
     Histories written before train_model recorded each epoch's rate, or continued from such
     a run's checkpoint, do not hold one rate per epoch: "?".
@@ -471,8 +471,23 @@ def rate_changes(history: Mapping) -> str:
     rates, valid = history.get("learning_rate"), history["valid_acc"]
     if not isinstance(rates, list) or len(rates) != len(valid):
         return "?"
-    changes = [str(epoch) for epoch in range(1, len(rates)) if rates[epoch] != rates[epoch - 1]]
-    return ", ".join(changes) or "-"
+    changes = [epoch for epoch in range(1, len(rates)) if rates[epoch] != rates[epoch - 1]]
+    return ", ".join(epoch_ranges(changes)) or "-"
+
+
+def epoch_ranges(epochs: Sequence[int]) -> list[str]:
+    """Increasing epoch numbers with each run of consecutive ones as a range: [1, 2, 3, 7] gives ["1-3", "7"].
+
+    A cosine or warm-up schedule changes the rate after every epoch: 49 numbers would make
+    the run table's rows some 200 characters wide.
+    """
+    ranges: list[list[int]] = []
+    for epoch in epochs:
+        if ranges and ranges[-1][1] == epoch - 1:
+            ranges[-1][1] = epoch
+        else:
+            ranges.append([epoch, epoch])
+    return [f"{first}-{last}" if last > first else str(first) for first, last in ranges]
 
 
 def run_table_row(name: str, history: dict) -> list[str]:

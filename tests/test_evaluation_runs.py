@@ -1,6 +1,7 @@
 """helper_evaluation: reading every run's history.json and printing the runs side by side."""
 
 import json
+import math
 import re
 
 import pytest
@@ -205,6 +206,8 @@ def test_a_history_that_cannot_be_opened_is_skipped_with_a_line_naming_it(tmp_pa
     ([0.01] * 50, "-"),
     ([0.001, 0.002, 0.002] + [0.002] * 47, "1"),  # raised (a warm-up) counts as a change too
     ([0.01] * 20, "?"),  # continued from a checkpoint written before rates were recorded: one per epoch or none
+    ([0.01 * (1 + math.cos(math.pi * epoch / 50)) / 2 for epoch in range(50)], "1-49"),  # cosine: not 49 numbers
+    ([0.001, 0.002, 0.003, 0.004] + [0.004] * 26 + [0.0004] * 20, "1-3, 30"),  # warm-up, then a plateau
     (None, "?"),
 ])
 def test_run_table_says_after_which_epochs_the_learning_rate_changed(capsys, rates, shown):
