@@ -545,8 +545,10 @@ def save_uploaded_picture(uploaded: Mapping[str, bytes], folder: str | os.PathLi
     ``files.upload()`` also writes the file next to the notebook, but under another name
     when that name is taken ("photo (1).jpg") while it returns the name chosen
     ("photo.jpg"): opening the returned name would classify an earlier upload. So the
-    bytes it returns are written here, under the name chosen. A cancelled dialog returns
-    nothing: that is refused with the ways on.
+    bytes it returns are written here, under the name chosen after "uploaded-": a photo
+    named like a file the run writes (its figure ``my_picture.png``, ``history.json``) would
+    replace it, or be replaced by it. A cancelled dialog returns nothing: that is refused
+    with the ways on.
     """
     if not uploaded:
         raise ValueError("No photo was chosen in the upload dialog. Run this cell again and choose one, or set "
@@ -554,7 +556,7 @@ def save_uploaded_picture(uploaded: Mapping[str, bytes], folder: str | os.PathLi
     name, data = next(iter(uploaded.items()))
     if len(uploaded) > 1:
         print(f"{len(uploaded)} files were chosen: classifying the first, {name}.")
-    return save_atomically(Path(folder) / Path(name).name, lambda path: Path(path).write_bytes(data))
+    return save_atomically(Path(folder) / f"uploaded-{Path(name).name}", lambda path: Path(path).write_bytes(data))
 
 
 def classify_image(

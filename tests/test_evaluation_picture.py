@@ -368,7 +368,7 @@ def test_a_photo_uploaded_on_colab_is_the_one_classified_even_when_its_name_was_
     Path("photo.png").write_bytes(png_bytes("blue"))  # an earlier upload
     colab_upload["photo.png"] = png_bytes("red")
     _, namespace = run_picture_cell(tmp_path, MY_IMAGE=None, RUN_DIR=run_dir)
-    assert Path(namespace["MY_IMAGE"]) == run_dir / "photo.png"
+    assert Path(namespace["MY_IMAGE"]) == run_dir / "uploaded-photo.png"
     assert namespace["picture"].getpixel((20, 20)) == (255, 0, 0)
 
 
@@ -381,8 +381,8 @@ def test_a_cancelled_upload_dialog_is_refused_with_the_ways_on(tmp_path, colab_u
 def test_of_several_uploaded_files_the_first_is_saved_and_named(tmp_path, capsys):
     saved = helper_evaluation.save_uploaded_picture({"first.png": png_bytes("red"), "second.png": png_bytes("blue")},
                                                     tmp_path)
-    assert saved == tmp_path / "first.png" and saved.read_bytes() == png_bytes("red")
-    assert sorted(path.name for path in tmp_path.iterdir()) == ["first.png"]
+    assert saved == tmp_path / "uploaded-first.png" and saved.read_bytes() == png_bytes("red")
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["uploaded-first.png"]
     assert "2 files were chosen: classifying the first, first.png." in capsys.readouterr().out
 
 
@@ -391,5 +391,16 @@ def test_an_uploaded_name_with_folders_is_saved_in_the_folder_under_its_last_par
     folder = tmp_path / "run"
     folder.mkdir()
     for name in ("../photo.png", "a/photo.png"):
-        assert helper_evaluation.save_uploaded_picture({name: png_bytes("red")}, folder) == folder / "photo.png"
-    assert sorted(path.name for path in tmp_path.rglob("*")) == ["photo.png", "run"]
+        saved = helper_evaluation.save_uploaded_picture({name: png_bytes("red")}, folder)
+        assert saved == folder / "uploaded-photo.png"
+    assert sorted(path.name for path in tmp_path.rglob("*")) == ["run", "uploaded-photo.png"]
+
+
+def test_a_photo_named_like_the_cells_figure_is_neither_replaced_nor_replaces_it(tmp_path, colab_upload):
+    """A photo called my_picture.png was saved as RUN_DIR/my_picture.png, then the cell saved its figure there:
+    the photo was gone, and the cell run again (MY_IMAGE now set) classified the figure instead."""
+    run_dir = tmp_path / "run"
+    colab_upload["my_picture.png"] = png_bytes("red")
+    _, namespace = run_picture_cell(tmp_path, MY_IMAGE=None, RUN_DIR=run_dir)
+    assert Path(namespace["MY_IMAGE"]).read_bytes() == png_bytes("red")
+    assert (run_dir / "my_picture.png").exists()  # the figure, beside the photo
