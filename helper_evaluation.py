@@ -24,6 +24,7 @@ picture). It reads only the runs' own history files.
 
 from __future__ import annotations
 
+import io
 import json
 import operator
 import os
@@ -36,7 +37,7 @@ from typing import NamedTuple
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 # ---------------------------------------------------------------------------
 # 1. Seeds and determinism
@@ -547,8 +548,10 @@ def save_uploaded_picture(uploaded: Mapping[str, bytes], folder: str | os.PathLi
     ("photo.jpg"): opening the returned name would classify an earlier upload. So the
     bytes it returns are written here, under the name chosen after "uploaded-": a photo
     named like a file the run writes (its figure ``my_picture.png``, ``history.json``) would
-    replace it, or be replaced by it. A cancelled dialog returns nothing: that is refused
-    with the ways on.
+    replace it, or be replaced by it. A cancelled dialog returns nothing, and a file PIL
+    cannot read (an iPhone's HEIC photo) is not saved: both are refused with the ways on,
+    before the cell's ``MY_IMAGE`` names a file, so that running the cell again opens the
+    dialog again.
     """
     if not uploaded:
         raise ValueError("No photo was chosen in the upload dialog. Run this cell again and choose one, or set "
@@ -556,7 +559,19 @@ def save_uploaded_picture(uploaded: Mapping[str, bytes], folder: str | os.PathLi
     name, data = next(iter(uploaded.items()))
     if len(uploaded) > 1:
         print(f"{len(uploaded)} files were chosen: classifying the first, {name}.")
+    if not is_picture(data):
+        raise ValueError(f"'{name}' is not a picture PIL can read (PNG or JPEG expected; an iPhone's HEIC photo can "
+                         "be exported as JPEG). Run this cell again and choose another.")
     return save_atomically(Path(folder) / f"uploaded-{Path(name).name}", lambda path: Path(path).write_bytes(data))
+
+
+def is_picture(data: bytes) -> bool:
+    """Whether PIL recognizes ``data`` as an image (from its header; ``load_image`` decodes the pixels)."""
+    try:
+        with Image.open(io.BytesIO(data)):
+            return True
+    except UnidentifiedImageError:
+        return False
 
 
 def classify_image(

@@ -404,3 +404,13 @@ def test_a_photo_named_like_the_cells_figure_is_neither_replaced_nor_replaces_it
     _, namespace = run_picture_cell(tmp_path, MY_IMAGE=None, RUN_DIR=run_dir)
     assert Path(namespace["MY_IMAGE"]).read_bytes() == png_bytes("red")
     assert (run_dir / "my_picture.png").exists()  # the figure, beside the photo
+
+
+def test_an_uploaded_file_pil_cannot_read_is_refused_before_it_is_saved(tmp_path, colab_upload):
+    """An iPhone's HEIC photo was saved and MY_IMAGE set to it before load_image refused it ("replace it"): the cell
+    run again did not open the dialog, it refused the same file again."""
+    colab_upload["IMG_0001.HEIC"] = b"\x00\x00\x00\x18ftypheic" + bytes(100)
+    with pytest.raises(ValueError, match="'IMG_0001.HEIC' is not a picture PIL can read .*Run this cell again and "
+                                         "choose another"):
+        run_picture_cell(tmp_path, MY_IMAGE=None, RUN_DIR=tmp_path / "run")
+    assert not (tmp_path / "run").exists()
