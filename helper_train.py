@@ -669,12 +669,12 @@ def step_scheduler(scheduler, scheduler_on: str, valid_acc: float, minibatch_los
     The rate printed is the first one that changed: beside a frozen first group (rate 0),
     the classifier's, not "raised from 0 to 0".
     """
-    before = [group["lr"] for group in scheduler.optimizer.param_groups]
+    before = [float(group["lr"]) for group in scheduler.optimizer.param_groups]  # a Tensor rate changes in place
     if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
         scheduler.step(valid_acc if scheduler_on == "valid_acc" else minibatch_loss)
     else:
         scheduler.step()
-    after = [group["lr"] for group in scheduler.optimizer.param_groups]
+    after = [float(group["lr"]) for group in scheduler.optimizer.param_groups]
     changed = [(was, now) for was, now in zip(before, after, strict=True) if was != now]  # not a frozen first group's 0
     if changed:
         was, now = changed[0]
@@ -1405,7 +1405,7 @@ def train_model(
             train_acc, valid_acc = evaluate_epoch(forward, train_loader, valid_loader, device, use_amp, epoch,
                                                   num_epochs, history)
             history["epoch_seconds"].append(time.perf_counter() - epoch_start)
-            history["learning_rate"].append(optimizer.param_groups[0]["lr"])  # before the scheduler's step
+            history["learning_rate"].append(float(optimizer.param_groups[0]["lr"]))  # before the scheduler's step
             print(f"Time elapsed: {(time.perf_counter() - start_time) / 60:.2f} min")
             if live is not None:
                 live.redraw(history, last_epoch=epoch + 1 == num_epochs)

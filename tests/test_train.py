@@ -159,6 +159,18 @@ def test_a_rate_lowered_beside_a_frozen_first_group_is_said_to_be_lowered(capsys
     assert "Learning rate lowered from 0.1 to 0.05" in out and "raised" not in out
 
 
+def test_a_learning_rate_given_as_a_tensor_is_recorded_as_a_number(capsys, tmp_path):
+    """torch allows lr=torch.tensor(0.1) (for a compiled optimizer step): writing history.json failed after the first
+    epoch ("Object of type Tensor is not JSON serializable"), and the scheduler's in-place change went unsaid."""
+    set_all_seeds(0)
+    model = TinyNet()
+    optimizer = torch.optim.SGD(model.parameters(), lr=torch.tensor(0.1))
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=1, gamma=0.5)
+    train_model(model, 2, *smoke_loaders(), optimizer, "cpu", scheduler=scheduler, history_file=tmp_path / "h.json")
+    assert json.loads((tmp_path / "h.json").read_text())["learning_rate"] == pytest.approx([0.1, 0.05])
+    assert "Learning rate lowered from 0.1 to 0.05" in capsys.readouterr().out
+
+
 def test_lowering_the_learning_rate_is_printed(capsys):
     set_all_seeds(0)
     model = TinyNet()
