@@ -278,6 +278,9 @@ def describe_optimizer(optimizer: torch.optim.Optimizer) -> str:
 
     With several parameter groups, also how each group after the first is set apart from
     the first (``describe_group``): a smaller rate for the classifier, say, is another run.
+    The first group's own rate is not described, because schedulers lower it as the run
+    goes on: give the optimizer the first group's rate as its ``lr=`` (as the notebooks do),
+    or a changed rate there is not told apart from the run before.
     """
     settings = ", ".join(f"{name}={plain_number(value)!r}" for name, value in sorted(optimizer.defaults.items()))
     first, *others = optimizer.param_groups
