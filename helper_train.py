@@ -1021,8 +1021,8 @@ def prepare_run_files(checkpoint_dir: str | Path | None, history_file: str | Pat
 
 def new_history() -> dict[str, list]:
     """An empty history: the lecture's three lists, then each epoch's seconds, its checkpoint's seconds and the
-    learning rate it trained with (the first parameter group's), so that a run's history shows when the
-    scheduler lowered it."""
+    learning rate it trained with (the largest of its parameter groups' rates), so that a run's history shows
+    when the scheduler lowered it."""
     return {"minibatch_loss": [], "train_acc": [], "valid_acc": [], "epoch_seconds": [], "checkpoint_seconds": [],
             "learning_rate": []}
 
@@ -1408,7 +1408,8 @@ def train_model(
             train_acc, valid_acc = evaluate_epoch(forward, train_loader, valid_loader, device, use_amp, epoch,
                                                   num_epochs, history)
             history["epoch_seconds"].append(time.perf_counter() - epoch_start)
-            history["learning_rate"].append(float(optimizer.param_groups[0]["lr"]))  # before the scheduler's step
+            history["learning_rate"].append(max(float(group["lr"]) for group in optimizer.param_groups))  # before
+            # the scheduler's step; the largest group's, so a frozen group's rate 0 hides no change
             print(f"Time elapsed: {(time.perf_counter() - start_time) / 60:.2f} min")
             if live is not None:
                 live.redraw(history, last_epoch=epoch + 1 == num_epochs)

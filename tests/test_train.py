@@ -146,17 +146,19 @@ def test_same_seed_gives_identical_runs():
     assert first == second
 
 
-def test_a_rate_lowered_beside_a_frozen_first_group_is_said_to_be_lowered(capsys):
+def test_a_rate_lowered_beside_a_frozen_first_group_is_said_to_be_lowered(capsys, tmp_path):
     """Features frozen (rate 0), the classifier at 0.1 halved by StepLR: it printed "Learning rate raised from 0
-    to 0", comparing the frozen group's rates."""
+    to 0", comparing the frozen group's rates; and the history recorded the frozen group's 0 every epoch, so the
+    run table said the rate never changed."""
     set_all_seeds(0)
     model = TinyNet()
     first, *rest = list(model.parameters())
     optimizer = torch.optim.SGD([{"params": [first], "lr": 0.0}, {"params": rest}], lr=0.1)
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=1, gamma=0.5)
-    train_model(model, 1, *smoke_loaders(), optimizer, "cpu", scheduler=scheduler)
+    train_model(model, 2, *smoke_loaders(), optimizer, "cpu", scheduler=scheduler, history_file=tmp_path / "h.json")
     out = capsys.readouterr().out
     assert "Learning rate lowered from 0.1 to 0.05" in out and "raised" not in out
+    assert json.loads((tmp_path / "h.json").read_text())["learning_rate"] == pytest.approx([0.1, 0.05])
 
 
 def test_a_learning_rate_given_as_a_tensor_is_recorded_as_a_number(capsys, tmp_path):
