@@ -664,6 +664,15 @@ def training_step(
     return loss.detach()
 
 
+def learning_rate(optimizer: torch.optim.Optimizer) -> float:
+    """The rate the optimizer trains with, as a number: the largest of its groups' rates.
+
+    The largest, so that a frozen group (rate 0) hides no change of the others; ``float``,
+    because torch also accepts a Tensor rate, which JSON cannot store.
+    """
+    return max(float(group["lr"]) for group in optimizer.param_groups)
+
+
 def step_scheduler(scheduler, scheduler_on: str, valid_acc: float, minibatch_loss: float) -> None:
     """Step the scheduler once per epoch, and say when the learning rate changes.
 
@@ -1408,8 +1417,7 @@ def train_model(
             train_acc, valid_acc = evaluate_epoch(forward, train_loader, valid_loader, device, use_amp, epoch,
                                                   num_epochs, history)
             history["epoch_seconds"].append(time.perf_counter() - epoch_start)
-            history["learning_rate"].append(max(float(group["lr"]) for group in optimizer.param_groups))  # before
-            # the scheduler's step; the largest group's, so a frozen group's rate 0 hides no change
+            history["learning_rate"].append(learning_rate(optimizer))  # before the scheduler's step
             print(f"Time elapsed: {(time.perf_counter() - start_time) / 60:.2f} min")
             if live is not None:
                 live.redraw(history, last_epoch=epoch + 1 == num_epochs)
