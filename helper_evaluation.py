@@ -463,16 +463,23 @@ def percent_or_dash(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}%"
 
 
-def rate_changes(history: Mapping) -> str:
-    """The epochs after which the run's learning rate changed ("39", "28, 39", "1-49"), "-" if never, "?" unknown.
+def rate_change_epochs(history: Mapping) -> list[int] | None:
+    """The epochs after which the run's learning rate changed ([39]); None if the history cannot say.
 
     Histories written before train_model recorded each epoch's rate, or continued from such
-    a run's checkpoint, do not hold one rate per epoch: "?".
+    a run's checkpoint, do not hold one rate per epoch.
     """
     rates, valid = history.get("learning_rate"), history["valid_acc"]
     if not isinstance(rates, list) or len(rates) != len(valid):
+        return None
+    return [epoch for epoch in range(1, len(rates)) if rates[epoch] != rates[epoch - 1]]
+
+
+def rate_changes(history: Mapping) -> str:
+    """``rate_change_epochs`` for the run table: "39", "28, 39", "1-49"; "-" if never, "?" if unknown."""
+    changes = rate_change_epochs(history)
+    if changes is None:
         return "?"
-    changes = [epoch for epoch in range(1, len(rates)) if rates[epoch] != rates[epoch - 1]]
     return ", ".join(epoch_ranges(changes)) or "-"
 
 

@@ -23,9 +23,10 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
+from matplotlib.transforms import offset_copy
 from PIL import Image
 
-from helper_evaluation import predict_batches, resize_like_cifar10, save_atomically
+from helper_evaluation import predict_batches, rate_change_epochs, resize_like_cifar10, save_atomically
 
 
 def save_figure(fig: Figure, results_dir: str | os.PathLike | None, file_name: str) -> None:
@@ -386,6 +387,22 @@ def plot_live_progress(
     return fig
 
 
+RATE_CHANGE_LABEL = "learning rate changed after this epoch"
+
+
+def mark_rate_changes(ax, epochs: Sequence[int], valid_acc: Sequence[float], color: str) -> bool:
+    """A downward triangle in the run's colour just above each of ``epochs`` (1-based); whether it drew any.
+
+    Above the point, pointing at it, so that the curves running through it do not hide it.
+    """
+    if not epochs:
+        return False
+    above = offset_copy(ax.transData, fig=ax.figure, y=9, units="points")
+    ax.plot(epochs, [valid_acc[epoch - 1] for epoch in epochs], linestyle="none", marker="v", markersize=9,
+            color=color, transform=above, clip_on=False, label="_rate changes")  # "_": no legend entry
+    return True
+
+
 def plot_run_comparison(
     histories: Mapping[str, Mapping],
     results_dir: str | os.PathLike | None = None,
@@ -395,7 +412,9 @@ def plot_run_comparison(
     """Validation accuracy per epoch of each run, one labelled curve per run (from ``load_run_histories``).
 
     The legend stands beside the plot, so that it hides no curve however many runs there are;
-    a run that diverged says so in its label (it may have no epoch to draw).
+    a run that diverged says so in its label (it may have no epoch to draw). A triangle above
+    a point marks each epoch after which that run's learning rate changed: a run usually gains a point or more
+    right after its rate is lowered, which a run compared with it may not have had.
     """
     if not histories:
         raise ValueError(
@@ -404,10 +423,14 @@ def plot_run_comparison(
         )
     fig = Figure(figsize=(11, 4.5))
     ax = fig.add_subplot(1, 1, 1)
+    any_rate_change = False
     for name, history in histories.items():
         valid_acc = history["valid_acc"]
         label = f"{name} ({history['stopped']})" if history.get("stopped") else name
-        ax.plot(np.arange(1, len(valid_acc) + 1), valid_acc, marker="o", markersize=3, label=label)
+        [line] = ax.plot(np.arange(1, len(valid_acc) + 1), valid_acc, marker="o", markersize=3, label=label)
+        any_rate_change |= mark_rate_changes(ax, rate_change_epochs(history) or [], valid_acc, line.get_color())
+    if any_rate_change:  # one legend entry for every run's triangles, in black
+        ax.plot([], [], linestyle="none", marker="v", markersize=9, color="black", label=RATE_CHANGE_LABEL)
     ax.set_xlabel("Epoch")
     use_whole_epoch_ticks(ax.xaxis)
     ax.set_ylabel("Validation accuracy (%)")

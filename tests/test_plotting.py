@@ -786,3 +786,28 @@ def test_run_comparison_beside_a_run_without_a_finished_epoch_draws_no_such_note
     histories = {"lecture-abc123": make_history("lecture-abc123", [50.0, 60.0]), "dropout-def456": stopped}
     fig = plot_run_comparison(histories)
     assert not any("No epoch has finished yet" in text.get_text() for text in fig.axes[0].texts)
+
+
+def test_run_comparison_marks_the_epochs_after_which_a_run_s_learning_rate_changed():
+    """The Dropout2d run's jump came right after its rate was lowered (epoch 39), which the plot did not show: a
+    triangle in the run's colour above each such epoch's point, one black legend entry for all; none for a run whose
+    history cannot say (recorded before the rate was)."""
+    lowered = make_history("lowered", [30.0, 40.0, 41.0, 50.0, 52.0], learning_rate=[0.01, 0.01, 0.01, 0.001, 0.0001])
+    steady = make_history("steady", [31.0, 39.0, 42.0, 43.0, 44.0])
+    unknown = make_history("unknown", [20.0, 25.0], learning_rate=[0.01])
+    fig = plot_run_comparison({"lowered": lowered, "steady": steady, "unknown": unknown})
+    ax = fig.axes[0]
+    curves = {line.get_label(): line for line in ax.get_lines()}
+    [triangles] = [line for line in ax.get_lines() if line.get_marker() == "v" and len(line.get_xdata())]
+    assert list(triangles.get_xdata()) == [3, 4] and list(triangles.get_ydata()) == [41.0, 50.0]
+    assert triangles.get_color() == curves["lowered"].get_color() and not triangles.get_clip_on()
+    fig.canvas.draw()
+    point = ax.transData.transform((3, 41.0))
+    assert triangles.get_transform().transform((3, 41.0))[1] > point[1]  # above the point, not on the curves
+    legend = [text.get_text() for text in ax.get_legend().get_texts()]
+    assert legend == ["lowered", "steady", "unknown", "learning rate changed after this epoch"]
+
+
+def test_run_comparison_without_a_rate_change_has_no_triangle_in_its_legend():
+    fig = plot_run_comparison({"steady": make_history("steady", [31.0, 39.0, 42.0])})
+    assert [text.get_text() for text in fig.axes[0].get_legend().get_texts()] == ["steady"]
