@@ -43,6 +43,7 @@ from helper_evaluation import (
     compute_accuracy,
     device_policy,
     predict_batches,
+    read_history,
     remove_stale_temporary_files,
     save_atomically,
 )
@@ -439,10 +440,10 @@ def stopped_before_first_epoch(history_path: Path) -> str | None:
     Such a run left a history but nothing to continue, even with checkpoints on.
     """
     try:
-        history = json.loads(history_path.read_text())
-        return history["stopped"] if history.get("stopped") and not history.get("valid_acc") else None
-    except (OSError, ValueError, AttributeError, KeyError):
+        history = read_history(history_path)
+    except (OSError, ValueError):  # as load_run_histories skips such a file
         return None
+    return history["stopped"] if history.get("stopped") and not history["valid_acc"] else None
 
 
 def choose_run_folder(results_dir: str | Path, identity: Mapping[str, str], settings: Mapping[str, object], *,

@@ -881,3 +881,16 @@ def test_a_run_with_nothing_left_to_train_is_not_compiled(tmp_path, monkeypatch)
     model, optimizer, scheduler, data, _ = setup()  # with an epoch left to train, it compiles as asked
     train_model(model, 2, *data, optimizer, "cpu", scheduler=scheduler, checkpoint_dir=tmp_path, compile_model=True)
     assert compiled == [1]
+
+
+def test_a_run_stopped_after_its_first_epoch_is_not_said_to_have_stopped_before_it(tmp_path, capsys):
+    """A smoke test interrupted in epoch 2 finished an epoch: it ran without checkpoints, and its history (one epoch)
+    is what this run replaces."""
+    identity = identity_of()
+    folder = helper_train.choose_run_folder(tmp_path, identity, {})
+    folder.mkdir()
+    (folder / HISTORY_FILE).write_text(json.dumps({"valid_acc": [40.0], "stopped": "interrupted after 1 of 3 epochs"}))
+    capsys.readouterr()
+    helper_train.choose_run_folder(tmp_path, identity, {}, checkpoints=False)
+    out = capsys.readouterr().out
+    assert "these settings ran here before without checkpoints" in out and "before its first epoch" not in out
