@@ -413,8 +413,9 @@ def plot_run_comparison(
 
     The legend stands beside the plot, so that it hides no curve however many runs there are;
     a run that diverged says so in its label (it may have no epoch to draw). A triangle above
-    a point marks each epoch after which that run's learning rate changed: a run usually gains a point or more
-    right after its rate is lowered, which a run compared with it may not have had.
+    a point marks each epoch after which that run's learning rate changed: a run usually
+    gains a point or more right after its rate is lowered, which a run compared with it may
+    not have had.
     """
     if not histories:
         raise ValueError(
