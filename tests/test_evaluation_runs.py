@@ -78,6 +78,20 @@ def test_a_file_that_cannot_be_read_is_skipped_with_a_line_naming_it(tmp_path, c
     assert f"Skipped {bad}" in capsys.readouterr().out
 
 
+@pytest.mark.parametrize(("content", "reason"), [
+    (b"[1, 2, 3]", "(not a JSON object)"),
+    (b'{"run_name": "no accuracies"}', "(no per-epoch validation accuracy ('valid_acc'))"),
+])
+def test_the_skipped_line_says_what_the_file_lacks(tmp_path, capsys, content, reason):
+    """The student opens the file to fix it: the line says what is wrong with it (planted: either reason replaced by
+    None, which printed "(None)", passed every test)."""
+    bad = tmp_path / "edited" / "history.json"
+    bad.parent.mkdir()
+    bad.write_bytes(content)
+    load_run_histories(tmp_path)
+    assert capsys.readouterr().out == f"Skipped {bad}: cannot read it as a run history {reason}.\n"
+
+
 def table_rows(capsys):
     return [re.split(r"\s{2,}", line.strip()) for line in capsys.readouterr().out.splitlines()]
 
@@ -120,6 +134,10 @@ def test_run_table_columns_line_up_under_their_headers(capsys):
     assert len({len(line) for line in lines}) == 1, lines  # every column as wide as its widest cell or header
     assert [line.split()[0] for line in lines] == ["run", "baseline", "lr=0.1"]
     assert all(line[0] != " " for line in lines), lines
+    header = lines[0]
+    for title in ["epochs", "final valid", "test", "training min", "lr changed after"]:
+        end = header.index(title) + len(title)
+        assert all(line[end - 1] != " " for line in lines), (title, lines)  # each number ends under its header's end
 
 
 def test_run_table_of_a_history_with_only_validation_accuracies(capsys):
@@ -130,7 +148,8 @@ def test_run_table_of_a_history_with_only_validation_accuracies(capsys):
 
 def test_run_table_without_runs_says_so(capsys):
     print_run_table({})
-    assert "No runs to compare yet" in capsys.readouterr().out
+    expected = "No runs to compare yet: each training run writes RESULTS_DIR/<run name>/history.json.\n"
+    assert capsys.readouterr().out == expected
 
 
 # --- review: mutation testing (each test below failed on a planted bug that passed before) ------------------------
@@ -153,8 +172,8 @@ def test_run_table_best_epoch_is_the_first_of_equal_bests(capsys):
 def test_run_table_minutes_are_the_sum_of_unequal_epochs(capsys):
     """The first epoch is often slower (cuDNN benchmarking, compiling): minutes add up each epoch's own time
     (planted: epochs x the last epoch's time passed: every tested run had equal epochs)."""
-    print_run_table({"compiled": make_history("compiled", [40.0, 50.0, 60.0], epoch_seconds=[120.0, 30.0, 30.0])})
-    assert table_rows(capsys)[1][5] == "3.0"
+    print_run_table({"compiled": make_history("compiled", [40.0, 50.0, 60.0], epoch_seconds=[420.0, 90.0, 90.0])})
+    assert table_rows(capsys)[1][5] == "10.0"  # 600 s; and not 9.8, which dividing by 61 gave (3.0 did not tell)
 
 
 def test_run_table_keeps_the_order_it_is_given(capsys):
