@@ -136,9 +136,12 @@ def test_seeds_give_identical_weights_and_draws():
     [((2, 2), 3), ((1, 1), 3), ((5, 7), 3), ((5, 7), (4, 2)), ((64, 64), 4),  # the notebook's 2x2 and 1x1 maps, odd
      ((5, 7), (None, 3)), ((5, 7), (2, None))],  # None keeps that side's input size, as AdaptiveAvgPool2d does
 )
-def test_deterministic_pooling_matches_adaptive_pooling_forward_and_backward(in_size, out_size):
+@pytest.mark.parametrize("batch", [(2,), ()], ids=["batch", "one image (C, H, W)"])
+def test_deterministic_pooling_matches_adaptive_pooling_forward_and_backward(in_size, out_size, batch):
+    """AdaptiveAvgPool2d also takes a single (C, H, W) image (planted: sizes read as x.shape[2] instead of
+    x.shape[-2] passed every test, all of them on batches)."""
     torch.manual_seed(0)
-    x = torch.randn(2, 3, *in_size, dtype=torch.float64, requires_grad=True)
+    x = torch.randn(*batch, 3, *in_size, dtype=torch.float64, requires_grad=True)
     expected = torch.nn.AdaptiveAvgPool2d(out_size)(x)
     actual = DeterministicAdaptiveAvgPool2d(out_size)(x)
     torch.testing.assert_close(actual, expected, rtol=0, atol=1e-12)
@@ -268,6 +271,36 @@ def test_remove_stale_temporary_files_removes_what_killed_saves_left_and_nothing
 # --- reading the confusion matrix -------------------------------------------------------------
 
 
+def test_per_class_accuracy_of_a_class_with_a_single_image():
+    """One image of a class is enough for its accuracy (planted: where=row_sums > 1 passed, giving NaN)."""
+    np.testing.assert_allclose(per_class_accuracy(np.array([[1, 0], [1, 1]])), [100.0, 50.0])
+
+
+def test_the_summary_and_the_shape_table_print_their_headers(tiny_net, capsys):
+    """The column titles say what the numbers are (planted: each header line replaced passed every test)."""
+    print_confusion_summary(np.array([[3, 1], [2, 4]]), ["cat", "dog"], k=1)
+    assert capsys.readouterr().out.splitlines()[0] == "       class | accuracy"
+    print_layer_shapes(tiny_net, (2, 3, 64, 64))
+    assert capsys.readouterr().out.splitlines()[:2] == ["layer                    output shape             parameters",
+                                                        "(input)                  (2, 3, 64, 64)                     "]
+
+
+def test_layer_shapes_say_when_the_forward_pass_fails_outside_every_layer(capsys):
+    """A reshape in forward() itself, between the layers, is the classic mistake of computing the flatten size by
+    hand (planted: the "(outside any layer)" branch dropped, which ended in an IndexError, passed every test)."""
+
+    class FlattensTooEarly(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.classifier = torch.nn.Linear(12, 10)
+
+        def forward(self, x):
+            return self.classifier(x.view(-1, 13))
+
+    with pytest.raises(RuntimeError, match=r"The forward pass failed in layer '\(outside any layer\)': "):
+        print_layer_shapes(FlattensTooEarly(), (1, 3, 4, 4))
+
+
 def test_per_class_accuracy_and_most_confused_pairs_on_a_hand_made_matrix():
     conf_mat = np.array([[8, 1, 1], [0, 5, 5], [0, 0, 0]])  # class 2 never occurs
     np.testing.assert_allclose(per_class_accuracy(conf_mat), [80.0, 50.0, np.nan])
@@ -377,6 +410,15 @@ def test_use_amp_reaches_the_prediction_loops_precision(monkeypatch, use_amp, ex
     model = ModeRecorder()
     list(predict_batches(model, batches([0], [0]), "cpu", use_amp=use_amp))
     assert model.seen_in_forward == [(False, True, expected)]
+
+
+def test_the_prediction_loop_computes_in_the_mixed_precision_type_it_is_given(monkeypatch):
+    """A T4 has no bfloat16: autocast must use float16 there, as device_policy says (planted: autocast's dtype left
+    out, which gives each device's default type, passed every test: CPU's default is bfloat16, the type tested)."""
+    monkeypatch.setattr(helper_evaluation, "autocast_dtype", lambda device, use_amp=None: torch.float16)
+    model = ModeRecorder()
+    list(predict_batches(model, batches([0], [0]), "cpu"))
+    assert model.seen_in_forward == [(False, True, torch.float16)]
 
 
 @pytest.mark.parametrize("evaluate", [compute_accuracy, compute_confusion_matrix])

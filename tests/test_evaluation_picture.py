@@ -80,7 +80,7 @@ def test_mistakes_in_the_arguments_are_explained():
         classify_image(model, picture, transforms, "cpu", ["cat", "dog", "frog"])
     with pytest.raises(ValueError, match="k must be between 1 and the number of classes"):
         classify_image(model, picture, transforms, "cpu", CIFAR10_CLASSES, k=11)
-    with pytest.raises(TypeError, match="PIL image"):
+    with pytest.raises(TypeError, match="PIL image .*, not str.$"):
         classify_image(model, "my_cat.jpg", transforms, "cpu", CIFAR10_CLASSES)
 
 
@@ -91,6 +91,9 @@ def test_k_may_be_anything_from_one_to_the_number_of_classes():
     assert sum(p for _, p in every_class) == pytest.approx(1.0)
     with pytest.raises(ValueError, match="k must be between 1 and the number of classes"):
         classify_image(model, picture, transforms, "cpu", CIFAR10_CLASSES, k=0)
+    scores = [0.0, 3.0, 1.0, 2.0, -1.0, 0.5, 0.0, 0.0, 0.0, 0.0]
+    _, [(top_class, _)] = classify_image(FixedScores(scores), picture, transforms, "cpu", CIFAR10_CLASSES, k=1)
+    assert top_class == "automobile"  # planted: 2 <= k passed every test
 
 
 def test_more_class_names_than_model_outputs_are_refused():
@@ -386,6 +389,12 @@ def test_of_several_uploaded_files_the_first_is_saved_and_named(tmp_path, capsys
     assert "2 files were chosen: classifying the first, first.png." in capsys.readouterr().out
 
 
+def test_a_single_uploaded_file_is_saved_without_a_word(tmp_path, capsys):
+    """"1 files were chosen" would be wrong and needless (planted: len(uploaded) >= 1 passed every test)."""
+    helper_evaluation.save_uploaded_picture({"photo.png": png_bytes("red")}, tmp_path)
+    assert capsys.readouterr().out == ""
+
+
 def test_an_uploaded_name_with_folders_is_saved_in_the_folder_under_its_last_part(tmp_path):
     """Only the file's own name counts: "../photo.png" or "a/photo.png" must not write outside the run folder."""
     folder = tmp_path / "run"
@@ -411,6 +420,6 @@ def test_an_uploaded_file_pil_cannot_read_is_refused_before_it_is_saved(tmp_path
     run again did not open the dialog, it refused the same file again."""
     colab_upload["IMG_0001.HEIC"] = b"\x00\x00\x00\x18ftypheic" + bytes(100)
     with pytest.raises(ValueError, match="'IMG_0001.HEIC' is not a picture PIL can read .*Run this cell again and "
-                                         "choose another"):
+                                         "choose another.$"):
         run_picture_cell(tmp_path, MY_IMAGE=None, RUN_DIR=tmp_path / "run")
     assert not (tmp_path / "run").exists()
