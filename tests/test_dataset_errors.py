@@ -56,6 +56,17 @@ def test_a_decompression_bomb_is_refused_by_name(tmp_path, monkeypatch, max_pixe
     assert str(path) in str(error.value), what
 
 
+def test_an_image_that_is_not_32x32_is_named_with_its_size(tmp_path):
+    """A folder of photos, not CIFAR-10 images: the message gives the file and its width x height (planted: the
+    refusal's text replaced, or height printed twice, passed every test)."""
+    write_image_folder(tmp_path)
+    path = tmp_path / "train" / "cat" / "001.png"
+    Image.fromarray(np.zeros((20, 40, 3), dtype=np.uint8)).save(path)  # 40 wide, 20 high
+    with pytest.raises(ValueError) as error:
+        read_cifar10(tmp_path, train=True)
+    assert str(error.value) == f"'{path}' is 40x20 pixels; CIFAR-10 images are 32x32."
+
+
 def test_load_image_returns_a_decoded_rgb_image(tmp_path):
     path = tmp_path / "grey.png"
     Image.fromarray(np.full((40, 50), 128, dtype=np.uint8)).save(path)  # greyscale, not 32x32: both fine here
@@ -100,7 +111,10 @@ def test_one_image_folder_without_the_other_names_the_missing_one(tmp_path, pres
     (tmp_path / missing).rmdir()
     with pytest.raises(FileNotFoundError) as error:
         read_cifar10(tmp_path, train=True, download=False)
-    assert f"'{tmp_path / missing}' does not" in str(error.value)
+    assert str(error.value) == (
+        f"'{tmp_path / present}' exists but '{tmp_path / missing}' does not. The image-folder layout needs both, "
+        f"each with the ten class folders: add '{tmp_path / missing}', or remove '{tmp_path / present}' to use "
+        "torchvision's CIFAR-10 files instead.")
 
 
 def test_data_root_that_is_a_file_is_refused(tmp_path):
@@ -191,6 +205,29 @@ def test_a_silent_server_gives_the_offline_message_within_the_timeout(tmp_path, 
     assert socket.getdefaulttimeout() is None  # the temporary timeout was restored
 
 
+def test_the_download_checks_the_archive_and_restores_the_socket_timeout(tmp_path, monkeypatch):
+    """The MD5 is what catches a half-finished download, and the timeout must not outlive the download: a
+    notebook's later network calls keep the default they had (planted: md5 not passed, or the timeout reset to None
+    instead of the one before, passed every test: the default was None in all of them)."""
+    calls = []
+
+    def unreachable(url, root, *, filename, md5):
+        calls.append((url, root, filename, md5, socket.getdefaulttimeout()))
+        raise ConnectionRefusedError(111, "Connection refused")
+
+    monkeypatch.setattr(hd, "download_and_extract_archive", unreachable)
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(30.0)
+    try:
+        reason = hd.download_cifar10(tmp_path, 5.0)
+        assert socket.getdefaulttimeout() == 30.0
+    finally:
+        socket.setdefaulttimeout(previous)
+    cifar = torchvision.datasets.CIFAR10
+    assert calls == [(cifar.url, str(tmp_path), "cifar-10-python.tar.gz", cifar.tgz_md5, 5.0)]
+    assert reason == "ConnectionRefusedError: [Errno 111] Connection refused"
+
+
 def test_get_dataloaders_with_download_false_does_not_download(tmp_path):
     """download=False is the promise of an offline machine: nothing is fetched, and the message says why."""
     with mock.patch.object(hd, "download_cifar10", side_effect=AssertionError("downloaded despite download=False")):
@@ -242,6 +279,11 @@ def test_a_validation_fraction_in_quotes_gets_a_clear_message(no_reading):
     expected = r"a number between 0 and 1, for example 0.1 \(without quotes\).*'0.1' \(str\)"
     with pytest.raises(ValueError, match=expected):
         get_dataloaders_cifar10(16, validation_fraction="0.1", smoke_test=True)
+
+
+def test_a_batch_of_one_image_is_accepted():
+    """The smallest batch is a batch (planted: value <= 1 refused passed every test)."""
+    assert hd.check_batch_size(1) == 1
 
 
 def test_a_numpy_integer_batch_size_is_accepted():
