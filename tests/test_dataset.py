@@ -394,7 +394,9 @@ def test_batched_centre_crop_with_an_odd_margin_is_placed_like_torchvision(size)
 @pytest.mark.parametrize(("image_shape", "size"), [
     ((36, 28), 20), ((36, 28), (24, 16)),  # not square: the top margin from the height, the left one from the width
     ((32, 32), 40), ((32, 32), (40, 24)), ((32, 32), (33, 35)),  # larger than the image: zeros, the odd one after
-], ids=["tall-image", "tall-image-crop-not-square", "larger", "larger-in-height", "larger-by-odd-amounts"])
+    ((36, 28), (24, 32)),  # wider than a tall image: the width padded from the width (planted: from the height)
+], ids=["tall-image", "tall-image-crop-not-square", "larger", "larger-in-height", "larger-by-odd-amounts",
+        "wider-than-a-tall-image"])
 def test_batched_centre_crop_matches_torchvision(image_shape, size):
     """Positioned as torchvision positions it; a crop larger than the image is padded with black as torchvision pads."""
     pixels = np.random.default_rng(3).integers(0, 256, size=(4, *image_shape, 3), dtype=np.uint8)
@@ -583,6 +585,15 @@ def test_batched_resize_before_to_tensor_antialiases_even_when_told_not_to_like_
     with pytest.warns(UserWarning, match="antialias is ignored"):
         expected = per_image_batch(data, resize)
     assert (actual - expected).abs().max() <= 1 / 255 + FLOAT_EPSILON
+
+
+def test_batched_resize_after_to_tensor_keeps_antialias_false_like_torchvision():
+    """On tensors torchvision honours antialias=False, so the batched path must too (planted: smoothing whenever
+    the resize shrinks, antialias or not, passed every test)."""
+    data = random_images(8, seed=10)
+    resize = transforms.Compose([transforms.ToTensor(), transforms.Resize(16, antialias=False)])
+    actual, _ = next(iter(DeviceBatchLoader(data, resize, 8, "cpu")))
+    assert (actual - per_image_batch(data, resize)).abs().max() <= FLOAT_EPSILON
 
 
 @pytest.mark.parametrize("max_size", [50, 60, 70])
