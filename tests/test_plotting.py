@@ -4,6 +4,7 @@ import io
 import itertools
 import logging
 import re
+import warnings
 
 import numpy as np
 import pytest
@@ -92,7 +93,9 @@ def test_running_average_of_a_single_value_is_that_value():
 
 
 @pytest.mark.parametrize(("num_epochs", "iter_per_epoch", "ticks"), [
-    (3, 7, [0, 7, 14, 21]), (20, 5, [0, 10, 20, 30, 40, 50, 60, 70, 80, 90, 100])])
+    (3, 7, [0, 7, 14, 21]), (20, 5, [0, 10, 20, 30, 40, 50, 60, 70, 80, 90, 100]),
+    (47, 1, [0, 4, 8, 12, 16, 20, 24, 28, 32, 36, 40, 44, 47]),  # 47 is 3 after 44: a tick of its own (planted: None)
+])
 def test_training_loss_epoch_axis_marks_each_epoch_at_its_first_iteration(num_epochs, iter_per_epoch, ticks):
     losses = list(np.linspace(2.3, 0.5, num_epochs * iter_per_epoch))
     fig = plot_training_loss(losses, num_epochs, iter_per_epoch)
@@ -225,8 +228,21 @@ def test_confusion_matrix_plot_applies_the_lectures_display_options():
 
 
 def test_confusion_matrix_plot_handles_an_empty_row():
-    fig = plot_confusion_matrix(np.array([[2, 0], [0, 0]]), show_normed=True)
-    assert "0\n(0.00)" in [t.get_text() for t in fig.axes[0].texts]
+    """A class absent from the test images: its row shows 0 and 0.00, without a division-by-zero warning (planted:
+    dividing every row passed, the test finding "0\n(0.00)" in the other row)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fig = plot_confusion_matrix(np.array([[2, 0], [0, 0]]), show_normed=True)
+    texts = {tuple(round(v) for v in t.get_position()): t.get_text() for t in fig.axes[0].texts}
+    assert texts == {(0, 0): "2\n(1.00)", (1, 0): "0\n(0.00)", (0, 1): "0\n(0.00)", (1, 1): "0\n(0.00)"}
+
+
+def test_confusion_matrix_plot_shades_by_counts_unless_fractions_are_shown_and_has_no_colour_bar_by_default():
+    """Planted: shading always by the fractions, or a colour bar unless asked for, passed every test."""
+    conf_mat = np.array([[1, 0], [10, 90]])
+    fig = plot_confusion_matrix(conf_mat)
+    assert len(fig.axes) == 1
+    np.testing.assert_array_equal(fig.axes[0].get_images()[0].get_array(), conf_mat)
 
 
 class ConfidentlyWrong(torch.nn.Module):
@@ -291,6 +307,19 @@ def test_confident_mistakes_grid_has_no_blank_rows_when_there_are_few_mistakes()
     fig = show_confident_mistakes(ConfidentlyWrong(), three_wrong, num_images=15)  # model predicts 0 for all
     assert len([ax for ax in fig.axes if ax.get_images()]) == 3
     assert len(fig.axes) == 5  # one row of five, not three
+
+
+def test_confident_mistakes_titles_use_the_class_names_it_is_given():
+    """Planted: class_dict not passed on to the titles passed every test, all of them without names."""
+    fig = show_confident_mistakes(ConfidentlyWrong(), graded_images(count=3), None, {0: "airplane", 1: "automobile"},
+                                  num_images=1)
+    assert [ax.get_title() for ax in fig.axes if ax.get_title()] == ["P: airplane (100.0%)\nT: automobile"]
+
+
+def test_confident_mistakes_grid_has_a_row_for_each_five_mistakes():
+    """Six mistakes need two rows of five (planted: rows for every six mistakes showed five of them)."""
+    fig = show_confident_mistakes(ConfidentlyWrong(), graded_images(), num_images=6)
+    assert len(fig.axes) == 10 and len([ax for ax in fig.axes if ax.get_images()]) == 6
 
 
 def test_confident_mistakes_titles_show_the_predicted_probability_in_percent():
@@ -434,7 +463,9 @@ def test_grids_predict_in_the_precision_they_are_given(monkeypatch, show):
 
 
 def test_run_comparison_without_runs_says_there_are_none_yet():
-    with pytest.raises(ValueError, match="no runs to compare yet"):
+    with pytest.raises(ValueError, match=r"^There are no runs to compare yet: each training run writes "
+                                         r"RESULTS_DIR/<run name>/history.json, and none was found. Train a model "
+                                         r"first, or check RESULTS_DIR.$"):
         plot_run_comparison({})
 
 
@@ -519,8 +550,16 @@ def test_picture_figure_gives_sizes_as_width_x_height():
     assert fig.axes[2].get_title() == "The network's input (64x48)"
 
 
+def test_picture_figure_names_each_panel_and_the_probability_axis():
+    """Planted: any of these texts replaced passed every test."""
+    fig = show_image_as_network_sees_it(Image.new("RGB", (100, 80)), torch.rand(3, 64, 64), [("cat", 0.6)])
+    assert [ax.get_title() for ax in fig.axes] == ["Your picture (100x80)", "As CIFAR-10 stores it (32x32)",
+                                                  "The network's input (64x64)", "Top 1 predictions"]
+    assert fig.axes[3].get_xlabel() == "Probability (%)" and fig.axes[3].get_xlim() == (0, 130)
+
+
 def test_picture_figure_without_predictions_is_a_clear_error():
-    with pytest.raises(ValueError, match="no predictions to show"):
+    with pytest.raises(ValueError, match="^There are no predictions to show: classify_image returns at least one.$"):
         show_image_as_network_sees_it(Image.new("RGB", (40, 30)), torch.rand(3, 64, 64), [])
 
 
@@ -541,6 +580,12 @@ def test_picture_figure_shows_the_32x32_picture_that_classify_image_used():
     fig = show_image_as_network_sees_it(picture, network_input, predictions, UnNormalize(MEAN, STD))
     shown = np.asarray(fig.axes[1].get_images()[0].get_array())
     np.testing.assert_array_equal(shown, np.asarray(picture.resize((32, 32), Image.Resampling.BILINEAR)))
+
+
+def test_live_loss_curve_of_one_batch_per_epoch_is_drawn_against_epochs():
+    """A training set of one batch: minibatch i is at epoch i (planted: max(2, iter_per_epoch) passed)."""
+    fig = plot_live_progress([2.4, 2.0, 1.8], [30.0, 40.0, 50.0], [28.0, 35.0, 45.0], iter_per_epoch=1)
+    assert list(fig.axes[0].get_lines()[0].get_xdata()) == [0.0, 1.0, 2.0]
 
 
 def test_live_plot_can_be_drawn_before_the_first_epoch():
@@ -806,6 +851,11 @@ def test_run_comparison_marks_the_epochs_after_which_a_run_s_learning_rate_chang
     assert triangles.get_transform().transform((3, 41.0))[1] > point[1]  # above the point, not on the curves
     legend = [text.get_text() for text in ax.get_legend().get_texts()]
     assert legend == ["lowered", "steady", "unknown", "learning rate changed after this epoch"]
+    # triangles only, no line joining them; the legend's entry a black triangle (planted: linestyle or marker of
+    # either dropped, which drew a line from triangle to triangle or a legend entry without its triangle, passed)
+    entry = ax.get_legend().legend_handles[-1]
+    assert triangles.get_linestyle() == "None" and triangles.get_markersize() == 9
+    assert (entry.get_linestyle(), entry.get_marker(), entry.get_color()) == ("None", "v", "black")
 
 
 def test_run_comparison_without_a_rate_change_has_no_triangle_in_its_legend():
