@@ -1,7 +1,10 @@
 """A run has an identity: settings-aware checkpoints, one folder per configuration, divergence caught in time."""
 
 import json
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -894,3 +897,63 @@ def test_a_run_stopped_after_its_first_epoch_is_not_said_to_have_stopped_before_
     helper_train.choose_run_folder(tmp_path, identity, {}, checkpoints=False)
     out = capsys.readouterr().out
     assert "these settings ran here before without checkpoints" in out and "before its first epoch" not in out
+
+
+# --- review: mutmut on helper_train (each test below failed on a mutant that passed every test before) --------------
+
+
+def test_the_run_folder_lines_name_the_folder_and_each_changed_setting(tmp_path, capsys):
+    """The second line is how a student checks that a change took effect; settings outside the defaults (a name the
+    lecture lacks) are not "changes" (planted: the list always empty, or its filter inverted, passed every test)."""
+    settings = {"seed": 123, "batch_size": 256, "learning_rate": 0.1, "dropout2d": 0.2, "my_note": "x"}
+    folder = helper_train.choose_run_folder(tmp_path, identity_of(), settings)
+    assert capsys.readouterr().out.splitlines()[:2] == [
+        f"This run's folder: {folder}",
+        "  settings that differ from the lecture's: learning_rate=0.1, dropout2d=0.2 (the six characters at the end "
+        "identify all settings)"]
+    assert folder.name.startswith("learning_rate=0.1_dropout2d=0.2-")
+
+
+def test_a_run_name_keeps_only_characters_that_are_safe_in_a_folder_name():
+    """A setting's value may hold "/" or spaces (a path, a transform's text): the folder must stay one folder under
+    RESULTS_DIR, and its name no longer than 80 characters before the hash (planted: every character kept, "/"
+    included, passed every test)."""
+    identity = {"anything": "x"}
+    name = run_name(identity, {"normalization": "mean=(0.49, 0.48)/std x"})
+    assert name == f"normalization=mean=-0.49--0.48--std-x-{helper_train.run_hash(identity)}"
+    long = run_name(identity, {"normalization": "n" * 200})
+    assert long == f"normalization={'n' * 66}-{helper_train.run_hash(identity)}" and len(long) == 80 + 7
+
+
+def test_a_set_in_the_model_code_gives_the_same_fingerprint_in_every_session(tmp_path):
+    """Python orders a set of strings differently in each session (hash randomization): a model whose forward() tests
+    `mode in {"a", "b", "c"}` would get a new identity, and a new folder, every time the notebook runs (planted: the
+    set's order kept, or every set written as None, passed every test)."""
+    code = ("import helper_train\n"
+            "def forward(x, mode='a'):\n"
+            "    return x if mode in {'relu', 'gelu', 'silu', 'tanh', 'elu'} else -x\n"
+            "print(helper_train.bytecode_summary(forward.__code__))\n")
+    root = Path(__file__).resolve().parents[1]
+    summaries = {subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True,
+                                env={**os.environ, "PYTHONHASHSEED": str(seed)}).stdout for seed in (1, 2, 3)}
+    assert len(summaries) == 1 and "'elu', 'gelu', 'relu', 'silu', 'tanh'" in summaries.pop()
+
+
+def test_three_changes_are_named_without_an_and_0_more():
+    """Planted: "(and N more)" added from three changes on passed every test."""
+    many = [f"item{n}={n}" for n in range(30)]
+    changed = [f"item{n}={n + 1 if n in (1, 3, 5) else n}" for n in range(30)]
+    assert helper_train.shorten_difference(", ".join(many), ", ".join(changed)) == (
+        "item1=1 -> item1=2 | item3=3 -> item3=4 | item5=5 -> item5=6")
+
+
+def test_a_checkpoint_of_other_settings_is_refused_with_every_difference_and_the_ways_on(tmp_path):
+    """The whole message (planted: any of its sentences changed, or the differences not on their own lines, passed)."""
+    path = tmp_path / CHECKPOINT_FILE
+    with pytest.raises(helper_train.RunMismatchError) as error:
+        helper_train.check_same_run(path, {"lr": "0.01", "seed": "1"}, {"lr": "0.1", "seed": "2"})
+    assert str(error.value) == (
+        f"The checkpoint '{path}' belongs to a run with other settings, so continuing it would mix two different "
+        "runs:\n  lr: 0.01 -> 0.1\n  seed: 1 -> 2\nEither train the new settings in another folder (the notebooks "
+        "do this by themselves: each configuration gets its own folder under RESULTS_DIR), or delete this folder's "
+        "checkpoint to start this folder over.")

@@ -759,3 +759,44 @@ def test_a_label_the_model_has_no_output_for_is_refused_when_the_loader_does_not
     with pytest.raises(ValueError, match="outputs 9 scores per image, but a label in the data is 9"):
         train_model(model, 1, batches, batches, batches, optimizer, "cpu")
     assert "Batch" not in capsys.readouterr().out
+
+
+# --- review: mutmut on helper_train (each test below failed on a mutant that passed every test before) --------------
+
+
+def test_a_resumed_run_continues_its_scheduler_where_it_stopped(tmp_path):
+    """ReduceLROnPlateau counts the epochs without improvement: a fresh one after a resume would wait another ten
+    epochs to lower the rate (planted: the scheduler's state restored only when none was passed passed every test)."""
+    model, optimizer, scheduler = fresh()
+    for accuracy in (50.0, 60.0, 55.0, 54.0):
+        scheduler.step(accuracy)
+    scaler = helper_train.make_grad_scaler(torch.device("cpu"), None)
+    path = tmp_path / CHECKPOINT_FILE
+    torch.save(helper_train.make_checkpoint(model, optimizer, scheduler, scaler, 4, {"valid_acc": []}, {}), path)
+    model, optimizer, resumed = fresh()
+    helper_train.load_checkpoint(path, model, optimizer, resumed, scaler)
+    assert (resumed.best, resumed.num_bad_epochs, resumed.last_epoch) == (60.0, 2, 4)
+
+
+def test_a_checkpoint_written_on_a_gpu_continues_on_a_machine_without_one(monkeypatch):
+    """Trained on Colab's GPU, continued on a laptop: the CUDA generators' states are skipped there (planted: `or`
+    for `and`, which set CUDA states on a machine without CUDA, passed every test: none saved any)."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.cuda, "set_rng_state_all", lambda states: pytest.fail("set CUDA states without CUDA"))
+    state = {**helper_train.capture_rng_state(), "cuda": [torch.zeros(16, dtype=torch.uint8)]}
+    expected = torch.rand(3)
+    helper_train.restore_rng_state(state)
+    assert torch.equal(torch.rand(3), expected)
+
+
+def test_the_weights_saved_at_an_interrupt_are_the_models(tmp_path, capsys):
+    """Planted: torch.save(None, ...) passed every test, which only checked that the file exists."""
+    model, optimizer, scheduler = fresh()
+    train_loader, valid_loader, test_loader = loaders()
+    train_model(model, 3, InterruptAt(train_loader, epoch=2, batch=4), valid_loader, test_loader, optimizer, "cpu",
+                scheduler=scheduler, checkpoint_dir=tmp_path)
+    saved = torch.load(tmp_path / INTERRUPTED_MODEL_FILE, weights_only=True)
+    assert saved.keys() == model.state_dict().keys()
+    assert all(torch.equal(saved[name], value) for name, value in model.state_dict().items())
+    assert f"The weights at the moment of the interrupt are in '{tmp_path / INTERRUPTED_MODEL_FILE}'." in \
+        capsys.readouterr().out
