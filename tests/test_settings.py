@@ -583,3 +583,33 @@ def test_the_data_path_line_names_the_device_the_images_are_stored_on(notebook, 
 def test_a_path_written_without_quotes_is_shown_with_an_example_of_its_own_kind(name, example):
     """MY_IMAGE = 5 was told 'write it in quotes, e.g. "results"': the results folder is no picture to classify."""
     assert setting_problem(name, 5) == f"{name} is a path: write it in quotes, e.g. {example}."
+
+
+# --- review: mutmut on helper_train (each test below failed on a mutant that passed every test before) --------------
+
+
+def test_every_wrong_setting_is_listed_at_once_each_with_its_fix(tmp_path):
+    """The message a student gets for a parameters cell full of mistakes, in full (planted: any of these sentences
+    changed passed every test, which looked for a few words of each)."""
+    data_file = tmp_path / "data.tar.gz"
+    data_file.write_bytes(b"not a folder")
+    with pytest.raises(ValueError) as error:
+        helper_train.check_settings({
+            "RANDOM_SEED": -1, "NUM_WORKERS": -1, "DROPOUT2D": 1.0, "SMOKE_TEST": "False", "PRECISION": "bf16",
+            "DATA_ROOT": str(data_file), "RESULTS_DIR": 5, "MY_IMAGE": "https://example.com/cat.jpg",
+            "LEARNING_RATE": 0.01})
+    assert str(error.value).splitlines() == [
+        "Change these settings in the parameters cell:",
+        "RANDOM_SEED = -1: a seed is a whole number from 0 to 2**32 - 1 (NumPy's range). The lecture uses 123.",
+        "NUM_WORKERS = -1: the number of DataLoader worker processes is a whole number of at least 0 (0: load in "
+        "the notebook).",
+        "DROPOUT2D = 1.0: the share of feature maps Dropout2d zeroes is at least 0 and below 1 (1 would zero every "
+        "map, and nothing would be learned). Try 0.1 to 0.3, or 0.0 for the lecture's model.",
+        "SMOKE_TEST = 'False': write True or False, without quotes (the string \"False\" counts as true in Python).",
+        "PRECISION = 'bf16': choose \"auto\" (mixed precision where it helps) or \"float32\".",
+        f"DATA_ROOT = {str(data_file)!r}: it is a file, not a folder. Set it to the folder that holds (or will hold) "
+        "CIFAR-10, e.g. \"data\".",
+        "RESULTS_DIR = 5: RESULTS_DIR is a path: write it in quotes, e.g. \"results\".",
+        "MY_IMAGE = 'https://example.com/cat.jpg': a web address is not a file: download the picture and give its "
+        "path (on Colab: None, then upload).",
+    ]

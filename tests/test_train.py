@@ -383,7 +383,7 @@ def test_the_runs_warnings_show_despite_a_notebooks_blanket_ignore(warn, categor
 
 
 @pytest.mark.parametrize("seconds, words", [(3601, "60 minutes"), (5400, "90 minutes"), (7199, "120 minutes"),
-                                             (7200, "2 hours"), (75198, "21 hours")])
+                                             (7200, "2 hours"), (12600, "4 hours"), (75198, "21 hours")])
 def test_durations_read_as_minutes_up_to_two_hours_then_hours(seconds, words):
     assert helper_train.format_duration(seconds) == words
 
@@ -738,3 +738,26 @@ def test_prepare_model_returns_the_model_it_moved():
     """benchmarks/check_determinism.py trains the model that prepare_model returns."""
     model = TinyNet()
     assert helper_train.prepare_model(model, torch.device("cpu")) is model
+
+
+# --- review: mutmut on helper_train (each test below failed on a mutant that passed every test before) --------------
+
+
+def test_weights_that_became_nan_are_reported_for_the_epoch_without_a_batch():
+    """Planted: "batch None/0" in this message, or the sentence on what the checkpoint holds always there or never,
+    passed every test."""
+    assert helper_train.divergence_message("The weights became NaN or infinite", 2, None, 0, 2) == (
+        "The weights became NaN or infinite in epoch 3: training diverged. Likely fixes: lower the learning rate "
+        "(e.g. LEARNING_RATE = 0.001), check that the inputs are normalized (values around -1..1, not 0..255), and "
+        "check the labels. The checkpoint holds the last good epoch (2); the broken epoch was not saved. A run with a "
+        "new learning rate is a new run: the notebook trains it from scratch in its own folder.")
+    assert "The checkpoint holds" not in helper_train.divergence_message("Loss 1e9", 0, 3, 18, 0)
+
+
+def test_the_live_plot_carries_the_runs_subtitle(monkeypatch):
+    """The live figure names the run (and "smoke test") as the saved ones do (planted: subtitle not passed on)."""
+    shown = []
+    monkeypatch.setattr(IPython.display, "display", lambda fig, display_id=False: shown.append(fig))
+    history = {"minibatch_loss": [2.0, 1.5], "train_acc": [50.0], "valid_acc": [40.0]}
+    helper_train.LivePlot(history, 2, "run lecture-123456")
+    assert shown[0].get_suptitle().endswith("\nrun lecture-123456")
