@@ -800,3 +800,39 @@ def test_the_weights_saved_at_an_interrupt_are_the_models(tmp_path, capsys):
     assert all(torch.equal(saved[name], value) for name, value in model.state_dict().items())
     assert f"The weights at the moment of the interrupt are in '{tmp_path / INTERRUPTED_MODEL_FILE}'." in \
         capsys.readouterr().out
+
+
+def test_the_history_records_how_long_each_save_held_training_up(monkeypatch):
+    """The checkpoint cost that issue 11 measures: the time the training thread waits in save_epoch, and 0.0 in the
+    checkpoint's own copy, written before its cost is known (planted: None, or the clock plus the start, recorded
+    instead passed every test, which only counted the entries)."""
+    clock = {"now": 100.0}
+    monkeypatch.setattr(helper_train.time, "perf_counter", lambda: clock["now"])
+
+    class SlowWriter:
+        def save(self, checkpoint, is_best):
+            clock["now"] += 0.25
+
+    checkpoint, history = {"history": {"checkpoint_seconds": []}}, {"valid_acc": [50.0], "checkpoint_seconds": []}
+    helper_train.save_epoch(SlowWriter(), checkpoint, history)
+    assert history["checkpoint_seconds"] == [0.25] and checkpoint["history"]["checkpoint_seconds"] == [0.0]
+
+
+class RunsCodeWhenUnpickled:
+    """What a malicious "checkpoint" could hold: unpickling it calls ``Path.touch`` on a marker file."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return Path.touch, (self.marker,)
+
+
+def test_a_checkpoint_that_would_run_code_when_loaded_is_refused_without_running_it(tmp_path):
+    """Checkpoints are loaded with weights_only=True: a downloaded or shared file cannot run code (planted:
+    weights_only=False passed every test)."""
+    marker, path = tmp_path / "code-ran", tmp_path / CHECKPOINT_FILE
+    torch.save({"epochs_done": 1, "payload": RunsCodeWhenUnpickled(marker)}, path)
+    with pytest.raises(RuntimeError, match="is damaged or not a file of this tutorial"):
+        helper_train.load_verified(path)
+    assert not marker.exists()
