@@ -761,3 +761,27 @@ def test_the_live_plot_carries_the_runs_subtitle(monkeypatch):
     history = {"minibatch_loss": [2.0, 1.5], "train_acc": [50.0], "valid_acc": [40.0]}
     helper_train.LivePlot(history, 2, "run lecture-123456")
     assert shown[0].get_suptitle().endswith("\nrun lecture-123456")
+
+
+def test_the_compile_trial_runs_training_and_evaluation_on_a_whole_batch_as_training_will(monkeypatch):
+    """Both graphs are compiled up front from a training batch in the run's layout and precision: a trial in another
+    layout or precision would compile graphs that training never uses (planted: the channels-last conversion, the
+    mixed-precision type or the batch itself dropped passed every test, all on the CPU's float32 policy)."""
+    seen = []
+
+    class Recorder(torch.nn.Module):
+        def __init__(self, model):
+            super().__init__()
+            self.model = model
+
+        def forward(self, x):
+            autocast = torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else None
+            seen.append((self.model.training, tuple(x.shape), x.is_contiguous(memory_format=torch.channels_last),
+                         autocast))
+            return self.model(x)
+
+    monkeypatch.setattr(helper_train.torch, "compile", Recorder)
+    policy = device_policy("cpu")._replace(channels_last=True, amp_dtype=torch.float16)  # a T4's policy
+    helper_train.compile_for_training(TinyNet(), smoke_loaders()[0], torch.device("cpu"), policy)
+    batch = tuple(next(iter(smoke_loaders()[0]))[0].shape)
+    assert seen == [(True, batch, True, torch.float16), (False, batch, True, torch.float16)]
