@@ -957,3 +957,25 @@ def test_a_checkpoint_of_other_settings_is_refused_with_every_difference_and_the
         "runs:\n  lr: 0.01 -> 0.1\n  seed: 1 -> 2\nEither train the new settings in another folder (the notebooks "
         "do this by themselves: each configuration gets its own folder under RESULTS_DIR), or delete this folder's "
         "checkpoint to start this folder over.")
+
+
+def test_objects_built_with_other_settings_are_refused_with_each_mismatch_on_its_own_line():
+    """The whole message (planted: its first sentences changed, or the mismatches run together on one line, passed:
+    the test above looks only at its end)."""
+    model, optimizer, _, (train_loader, _, _), _ = setup(lr=0.001, batch_size=32)
+    with pytest.raises(RunMismatchError) as error:
+        helper_train.check_objects_match_settings({"learning_rate": 0.002, "batch_size": 256}, model, optimizer,
+                                                  train_loader, 64)
+    assert str(error.value).startswith(
+        "The model, optimizer or data were not built with the run's settings:\n"
+        "  batch_size = 256 in the run's settings, but the training loader's batch size is 32\n"
+        "  learning_rate = 0.002 in the run's settings, but the optimizer was built with lr=0.001\n"
+        "A setting was probably changed and only some of the cells below it were run again. In the notebook, run ")
+
+
+def test_a_group_that_differs_in_two_ways_names_both_apart():
+    """Planted: the group's differences joined by anything but ", " passed every test, all with one difference."""
+    model = torch.nn.Linear(2, 2)
+    optimizer = torch.optim.SGD([{"params": [model.weight]}, {"params": [model.bias], "lr": 0.01, "momentum": 0.5}],
+                                lr=0.1, momentum=0.9)
+    assert helper_train.describe_optimizer(optimizer).endswith("; group 2: lr x0.1, momentum=0.5)")
