@@ -758,6 +758,9 @@ def test_both_paths_describe_the_same_run_alike():
                     for device in (None, "cpu")]
     assert hd.describe_loader(no_transform[0]) == hd.describe_loader(no_transform[1])
     assert hd.describe_loader(no_transform[0])["transform"] == "ToTensor()"
+    # arrays made without a source (random_images): "unknown" in the identity, as for a student's own loader, not ""
+    # (planted: only None counted as unknown passed every test)
+    assert hd.describe_loader(no_transform[0])["data"] == hd.describe_loader(no_transform[1])["data"] == "unknown"
 
 
 def test_describe_loader_never_fails_on_a_students_own_loader():
