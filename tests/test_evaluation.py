@@ -402,11 +402,16 @@ def test_the_targets_are_moved_to_the_device_as_the_features_are():
     assert moved == [torch.device("cpu")] and torch.equal(targets, torch.tensor([0]))
 
 
-@pytest.mark.parametrize(("use_amp", "expected"), [(None, torch.bfloat16), (False, None)])
-def test_use_amp_reaches_the_prediction_loops_precision(monkeypatch, use_amp, expected):
-    """USE_AMP = False must evaluate in float32 on a GPU too (planted: device_policy(device) without use_amp passed)."""
+@pytest.fixture
+def amp_as_on_a_gpu(monkeypatch):
+    """autocast_dtype as on a recent GPU, on this CPU: bfloat16 unless use_amp is False."""
     monkeypatch.setattr(helper_evaluation, "autocast_dtype",
                         lambda device, use_amp=None: None if use_amp is False else torch.bfloat16)
+
+
+@pytest.mark.parametrize(("use_amp", "expected"), [(None, torch.bfloat16), (False, None)])
+def test_use_amp_reaches_the_prediction_loops_precision(amp_as_on_a_gpu, use_amp, expected):
+    """USE_AMP = False must evaluate in float32 on a GPU too (planted: device_policy(device) without use_amp passed)."""
     model = ModeRecorder()
     list(predict_batches(model, batches([0], [0]), "cpu", use_amp=use_amp))
     assert model.seen_in_forward == [(False, True, expected)]
@@ -423,11 +428,9 @@ def test_the_prediction_loop_computes_in_the_mixed_precision_type_it_is_given(mo
 
 @pytest.mark.parametrize("evaluate", [compute_accuracy, compute_confusion_matrix])
 @pytest.mark.parametrize(("use_amp", "expected"), [(None, torch.bfloat16), (False, None)])
-def test_use_amp_reaches_the_accuracy_and_the_confusion_matrix(monkeypatch, evaluate, use_amp, expected):
+def test_use_amp_reaches_the_accuracy_and_the_confusion_matrix(amp_as_on_a_gpu, evaluate, use_amp, expected):
     """The notebook's USE_AMP = False run must be tested in float32 too (planted: use_amp not passed on to
     predict_batches, in either function, passed every test)."""
-    monkeypatch.setattr(helper_evaluation, "autocast_dtype",
-                        lambda device, use_amp=None: None if use_amp is False else torch.bfloat16)
     model = ModeRecorder()
     evaluate(model, batches([0], [0]), "cpu", use_amp=use_amp)
     assert model.seen_in_forward == [(False, True, expected)]

@@ -584,6 +584,22 @@ def test_compile_setting_on_cpu_smoke_and_explicit():
         helper_train.should_compile("yes", "cpu", 50)
 
 
+class Compiled(torch.nn.Module):
+    """Stands in for what torch.compile returns, a wrapper around the model; records each call's training mode,
+    batch shape, whether the batch is channels-last, and the CPU autocast type (None when autocast is off)."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+        self.seen = []
+
+    def forward(self, x):
+        autocast = torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else None
+        self.seen.append((self.model.training, tuple(x.shape), x.is_contiguous(memory_format=torch.channels_last),
+                          autocast))
+        return self.model(x)
+
+
 @pytest.mark.parametrize("compiler_works", [True, False])
 def test_compile_trial_changes_nothing_and_falls_back_when_compiling_fails(monkeypatch, compiler_works):
     """The trial batch draws no random numbers of the run, leaves no gradients, weights or mode changed."""
@@ -591,14 +607,6 @@ def test_compile_trial_changes_nothing_and_falls_back_when_compiling_fails(monke
     class Broken(torch.nn.Module):
         def forward(self, x):
             raise RuntimeError("no C compiler found")
-
-    class Compiled(torch.nn.Module):  # stands in for what torch.compile returns: a wrapper around the model
-        def __init__(self, model):
-            super().__init__()
-            self.model = model
-
-        def forward(self, x):
-            return self.model(x)
 
     set_all_seeds(0)
     model = TinyNet()
@@ -767,21 +775,9 @@ def test_the_compile_trial_runs_training_and_evaluation_on_a_whole_batch_as_trai
     """Both graphs are compiled up front from a training batch in the run's layout and precision: a trial in another
     layout or precision would compile graphs that training never uses (planted: the channels-last conversion, the
     mixed-precision type or the batch itself dropped passed every test, all on the CPU's float32 policy)."""
-    seen = []
-
-    class Recorder(torch.nn.Module):
-        def __init__(self, model):
-            super().__init__()
-            self.model = model
-
-        def forward(self, x):
-            autocast = torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else None
-            seen.append((self.model.training, tuple(x.shape), x.is_contiguous(memory_format=torch.channels_last),
-                         autocast))
-            return self.model(x)
-
-    monkeypatch.setattr(helper_train.torch, "compile", Recorder)
+    monkeypatch.setattr(helper_train.torch, "compile", Compiled)
     policy = device_policy("cpu")._replace(channels_last=True, amp_dtype=torch.float16)  # a T4's policy
-    helper_train.compile_for_training(TinyNet(), smoke_loaders()[0], torch.device("cpu"), policy)
-    batch = tuple(next(iter(smoke_loaders()[0]))[0].shape)
-    assert seen == [(True, batch, True, torch.float16), (False, batch, True, torch.float16)]
+    train_loader = smoke_loaders()[0]
+    compiled = helper_train.compile_for_training(TinyNet(), train_loader, torch.device("cpu"), policy)
+    batch = tuple(next(iter(train_loader))[0].shape)
+    assert compiled.seen == [(True, batch, True, torch.float16), (False, batch, True, torch.float16)]
