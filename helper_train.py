@@ -1463,8 +1463,10 @@ def remove_interrupt_weights(folder: Path | None) -> None:
     They are the weights in the middle of an unfinished epoch (200 MB for VGG-16); the run
     that went on from the checkpoint has replaced them with its own, finished ones.
     """
-    path = folder / INTERRUPTED_MODEL_FILE if folder is not None else None
-    if path is not None and path.exists():
+    if folder is None:  # checkpoints off: no interrupt weights were saved
+        return
+    path = folder / INTERRUPTED_MODEL_FILE
+    if path.exists():
         path.unlink()
         print(f"Removed '{path}', the weights saved when an earlier session was interrupted: the run has finished.")
 
