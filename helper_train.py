@@ -426,11 +426,22 @@ def run_name(identity: Mapping[str, str], settings: Mapping[str, object], *, smo
     ``lecture-3f2a1c`` is the lecture's configuration, ``dropout2d=0.2-8e41b0`` the Dropout2d
     exercise; smoke-test runs always start with ``smoke-``. The hash covers the whole
     identity, so two runs that differ in anything (an edited transform, say) get two folders.
+    Characters that a folder name cannot hold ("/", spaces) become "-"; past 80 characters,
+    the last settings are counted instead of named (``..._and-2-more``).
     """
-    changed = [f"{name}={value}" for name, value in settings.items() if name in defaults and defaults[name] != value]
-    label = "_".join(changed) or "lecture"
-    safe = "".join(c if c.isalnum() or c in "=._+-" else "-" for c in label)[:80]
-    return f"{'smoke-' if smoke_test else ''}{safe}-{run_hash(identity)}"
+    items = ["".join(c if c.isalnum() or c in "=._+-" else "-" for c in f"{name}={value}")
+             for name, value in changed_settings(settings, defaults).items()]
+    label = "_".join(items) or "lecture"
+    kept = len(items)
+    while len(label) > 80 and kept > 1:  # whole settings, not one cut off mid-value; the hash tells runs apart
+        kept -= 1
+        label = "_".join(items[:kept]) + f"_and-{len(items) - kept}-more"
+    return f"{'smoke-' if smoke_test else ''}{label[:80]}-{run_hash(identity)}"
+
+
+def changed_settings(settings: Mapping[str, object], defaults: Mapping[str, object]) -> dict[str, object]:
+    """The settings whose values differ from ``defaults``; settings that ``defaults`` does not name are left out."""
+    return {name: value for name, value in settings.items() if name in defaults and defaults[name] != value}
 
 
 def stopped_before_first_epoch(history_path: Path) -> str | None:
@@ -456,7 +467,7 @@ def choose_run_folder(results_dir: str | Path, identity: Mapping[str, str], sett
     new folder, and the earlier runs stay for comparison.
     """
     folder = Path(results_dir) / run_name(identity, settings, smoke_test=smoke_test, defaults=defaults)
-    changed = [f"{name}={value!r}" for name, value in settings.items() if name in defaults and defaults[name] != value]
+    changed = [f"{name}={value!r}" for name, value in changed_settings(settings, defaults).items()]
     print(f"This run's folder: {folder}")
     print(f"  settings that differ from the {'smoke test' if smoke_test else 'lecture'}'s: "
           f"{', '.join(changed) or 'none'} (the six characters at the end identify all settings)")

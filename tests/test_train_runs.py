@@ -927,6 +927,19 @@ def test_a_run_name_keeps_only_characters_that_are_safe_in_a_folder_name():
     assert long == f"normalization={'n' * 66}-{helper_train.run_hash(identity)}" and len(long) == 80 + 7
 
 
+def test_a_run_name_with_many_changed_settings_names_whole_settings_and_counts_the_rest():
+    """Six changed settings are 108 characters: the name keeps the first ones whole and counts the others (planted:
+    the name cut at 80 characters mid-value, "..._normalization=per-chan", as it used to be)."""
+    identity = {"anything": "x"}
+    settings = {"seed": 7, "batch_size": 128, "learning_rate": 0.005, "dropout2d": 0.2,
+                "normalization": "per-channel mean and std", "image_size": 32}
+    assert run_name(identity, settings) == (
+        f"seed=7_batch_size=128_learning_rate=0.005_dropout2d=0.2_and-2-more-{helper_train.run_hash(identity)}")
+    fits = {name: settings[name] for name in ("seed", "batch_size", "learning_rate", "image_size")}
+    assert run_name(identity, fits) == (
+        f"seed=7_batch_size=128_learning_rate=0.005_image_size=32-{helper_train.run_hash(identity)}")
+
+
 def test_a_set_in_the_model_code_gives_the_same_fingerprint_in_every_session(tmp_path):
     """Python orders a set of strings differently in each session (hash randomization): a model whose forward() tests
     `mode in {"a", "b", "c"}` would get a new identity, and a new folder, every time the notebook runs (planted: the
