@@ -498,6 +498,26 @@ def test_a_loss_that_explodes_between_logging_points_names_its_own_batch():
         helper_train.train_one_epoch(lambda x, y: torch.tensor(next(losses)), TinyNet(), batches, 0, 1, 5, [], 230.0, 0)
 
 
+class ScoresClassOneBy150(torch.nn.Module):
+    """Two classes, every image scored as class 1 by a margin of 150: a loss of 150 on class-0 images."""
+
+    def __init__(self):
+        super().__init__()
+        self.scores = torch.nn.Parameter(torch.tensor([0.0, 150.0]))
+
+    def forward(self, x):
+        return self.scores.expand(len(x), 2)
+
+
+def test_the_divergence_limit_follows_the_number_of_classes():
+    """With two classes the limit is 100 x ln(2) = 69, so a loss of 150 is divergence, although it is below the
+    limit for CIFAR-10's ten classes, 230 (planted: the limit computed for 10 classes whatever the data)."""
+    batches = [(torch.zeros(4, 3, 8, 8), torch.zeros(4, dtype=torch.long))] * 3
+    model = ScoresClassOneBy150()
+    with pytest.raises(TrainingDivergedError, match=r"The loss became 150 \(limit 69\) in epoch 1, batch 0/3"):
+        train_model(model, 1, batches, batches, batches, torch.optim.SGD(model.parameters(), lr=0.001), "cpu")
+
+
 def test_one_nan_among_the_weights_is_enough_to_stop_the_run():
     """A diverging run breaks a few weights first, not whole tensors."""
     model = TinyNet()
