@@ -512,8 +512,10 @@ def test_live_plot_that_would_slow_short_epochs_is_redrawn_only_every_few_epochs
     assert updates == [4]  # once, after the last of the 4 epochs
 
 
-def test_an_interrupt_draws_the_live_plot_up_to_the_moment_it_stopped(monkeypatch):
-    """Throttled redraws can leave the plot epochs behind; Ctrl-C brings it up to date, unfinished epoch included."""
+@pytest.mark.parametrize("stop", [KeyboardInterrupt, helper_train.TrainingDivergedError])
+def test_an_interrupt_or_a_divergence_draws_the_live_plot_up_to_the_moment_it_stopped(monkeypatch, stop):
+    """Throttled redraws can leave the plot epochs behind; Ctrl-C, or a loss that explodes, brings it up to date,
+    unfinished epoch included (planted: no catch-up after a divergence passed every test)."""
     clock, drawn = FakeClock(monkeypatch), []  # the number of minibatch losses each drawing shows
 
     class Handle:
@@ -524,20 +526,26 @@ def test_an_interrupt_draws_the_live_plot_up_to_the_moment_it_stopped(monkeypatc
         clock.now += 1.0  # so slow that no epoch of this tiny run is worth a redraw
         return Handle()
 
-    original, calls = helper_train.train_one_epoch, []
+    original, losses = helper_train.train_one_epoch, []
 
     def stopped_in_epoch_3(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 3:
-            args[6].extend([0.5, 0.5])  # minibatch_loss_list: two batches of epoch 3 finished, then Ctrl-C
-            raise KeyboardInterrupt
+        losses.append(args[6])  # minibatch_loss_list
+        if len(losses) == 3:
+            args[6].extend([0.5, 0.5])  # two batches of epoch 3 finished, then Ctrl-C or the explosion
+            raise stop("stopped in epoch 3")
         return original(*args, **kwargs)
 
     monkeypatch.setattr(helper_train, "running_in_jupyter", lambda: True)
     monkeypatch.setattr(IPython.display, "display", slow_display)
     monkeypatch.setattr(helper_train, "train_one_epoch", stopped_in_epoch_3)
-    _, (losses, _, valid_acc) = run(epochs=4, live_plot=True)
-    assert len(valid_acc) == 2 and drawn == [len(losses)]  # one drawing, after the interrupt, of everything
+    if stop is KeyboardInterrupt:
+        _, (_, _, valid_acc) = run(epochs=4, live_plot=True)
+        assert len(valid_acc) == 2
+    else:
+        with pytest.raises(stop):
+            run(epochs=4, live_plot=True)
+    assert drawn == [2 * 18 + 2]  # one drawing, after the stop, of everything
+    assert losses[-1] is losses[0] and len(losses[0]) == 2 * 18 + 2
 
 
 def test_live_plot_does_nothing_outside_jupyter(monkeypatch):

@@ -672,6 +672,19 @@ def test_a_diverged_run_leaves_its_last_checkpoint_complete(tmp_path, monkeypatc
     assert_valid_checkpoint(tmp_path, 1)
 
 
+def test_a_resumed_run_that_diverges_at_once_says_its_checkpoint_still_holds_the_last_good_epoch(tmp_path, monkeypatch):
+    """The run resumed from epoch 1's checkpoint and its first step explodes: the checkpoint it resumed from is the
+    good one (planted: the count of saved epochs started at 0 on a resume, so the message said nothing of it)."""
+    model, optimizer, scheduler = fresh()
+    train_model(model, 1, *loaders(), optimizer, "cpu", scheduler=scheduler, checkpoint_dir=tmp_path)
+    model, optimizer, scheduler = fresh()
+    monkeypatch.setattr(helper_train, "training_step", lambda *args: torch.tensor(float("nan")))
+    with pytest.raises(helper_train.TrainingDivergedError, match=r"The loss became nan in epoch 2, batch 0/\d+: .*"
+                       r"The checkpoint holds the last good epoch \(1\); the broken epoch was not saved\."):
+        train_model(model, 2, *loaders(), optimizer, "cpu", scheduler=scheduler, checkpoint_dir=tmp_path)
+    assert_valid_checkpoint(tmp_path, 1)
+
+
 def test_a_second_ctrl_c_while_waiting_for_the_last_write_is_reported_not_raised(tmp_path, capsys):
     class StillWriting:
         def wait(self):
