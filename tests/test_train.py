@@ -598,6 +598,28 @@ def test_compile_setting_on_cpu_smoke_and_explicit():
         helper_train.should_compile("yes", "cpu", 50)
 
 
+def test_training_puts_the_model_and_each_batch_in_the_layout_the_device_policy_asks_for(monkeypatch):
+    """A GPU's policy (channels-last), faked on the CPU: the model's weights and every training batch get that layout
+    (planted: the model left in its layout, or the batches left in theirs, passed every test on the CPU's policy; on a
+    GPU each convolution would then convert its input)."""
+    policy = helper_train.device_policy
+    monkeypatch.setattr(helper_train, "device_policy",
+                        lambda device, use_amp=None: policy(device, use_amp)._replace(channels_last=True))
+    layouts = []  # per training batch: channels-last (and not also the default layout, as a 1-channel batch is)?
+
+    def record_layout(module, inputs):
+        if module.training:
+            layouts.append(inputs[0].is_contiguous(memory_format=torch.channels_last) and not inputs[0].is_contiguous())
+
+    set_all_seeds(0)
+    model = TinyNet()
+    model.register_forward_pre_hook(record_layout)
+    train_model(model, 1, *smoke_loaders(), torch.optim.SGD(model.parameters(), lr=0.1), "cpu")
+    weight = model.features[0].weight
+    assert weight.is_contiguous(memory_format=torch.channels_last) and not weight.is_contiguous()
+    assert layouts == [True] * 18
+
+
 class Compiled(torch.nn.Module):
     """Stands in for what torch.compile returns, a wrapper around the model; records each call's training mode,
     batch shape, whether the batch is channels-last, and the CPU autocast type (None when autocast is off)."""
