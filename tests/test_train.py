@@ -49,9 +49,21 @@ def test_train_model_learns_the_tiny_task_and_prints_the_lecture_log(capsys):
     batch_lines = [re.sub(r"Loss: \d+\.\d{4}$", "Loss: x", line) for line in lines if "| Batch " in line]
     assert batch_lines == [f"Epoch: {epoch:03d}/004 | Batch {batch:04d}/0018 | Loss: x"  # every 5th batch
                            for epoch in range(1, 5) for batch in (0, 5, 10, 15)]
-    epoch_lines = [re.sub(r"\d+\.\d\d%", "x%", line) for line in lines if "| Train: " in line]
-    assert epoch_lines == [f"Epoch: {epoch:03d}/004 | Train: x% | Validation: x%" for epoch in range(1, 5)]
+    epoch_lines = [line for line in lines if "| Train: " in line]
+    assert epoch_lines == [f"Epoch: {epoch:03d}/004 | Train: {train:.2f}% | Validation: {valid:.2f}%"
+                           for epoch, train, valid in zip(range(1, 5), train_acc, valid_acc, strict=True)]
     assert "Time elapsed: " in out and "Total Training Time: " in out and "Test accuracy " in out
+
+
+def test_each_epoch_line_prints_the_training_then_the_validation_accuracy(monkeypatch, capsys):
+    """The tiny task scores 100% on both sets, so the log test cannot tell them apart (planted: the two swapped in
+    the printed line passed every test)."""
+    accuracy = {"train loader": 12.5, "valid loader": 67.25}
+    monkeypatch.setattr(helper_train, "compute_accuracy", lambda model, loader, device, use_amp=None: accuracy[loader])
+    history = {"train_acc": [], "valid_acc": []}
+    result = helper_train.evaluate_epoch(TinyNet(), "train loader", "valid loader", "cpu", None, 2, 5, history)
+    assert result == (12.5, 67.25) and history == {"train_acc": [12.5], "valid_acc": [67.25]}
+    assert capsys.readouterr().out == "Epoch: 003/005 | Train: 12.50% | Validation: 67.25%\n"
 
 
 def scheduler_metrics(monkeypatch) -> list:
@@ -404,6 +416,16 @@ def steps_taking(monkeypatch, clock, seconds_per_step, first_step_seconds):
         return original(*args, **kwargs)
 
     monkeypatch.setattr(helper_train, "training_step", timed_step)
+
+
+def test_the_elapsed_and_total_training_times_are_printed_in_minutes(monkeypatch, capsys):
+    """Steps of 10 s on a fake clock, 18 of them per epoch: 3 minutes per epoch (planted: the seconds printed as
+    minutes passed every test)."""
+    clock = FakeClock(monkeypatch)
+    steps_taking(monkeypatch, clock, 10.0, first_step_seconds=10.0)
+    run(epochs=2)
+    assert re.findall(r"(?:Time elapsed|Total Training Time): .*", capsys.readouterr().out) == [
+        "Time elapsed: 3.00 min", "Time elapsed: 6.00 min", "Total Training Time: 6.00 min"]
 
 
 @pytest.mark.parametrize("seconds_per_step, expect_warning", [(100.0, True), (50.0, False)])
