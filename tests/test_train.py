@@ -14,7 +14,7 @@ from torchvision import transforms
 
 import helper_train
 from helper_dataset import get_dataloaders_cifar10, make_loader, make_synthetic_cifar10
-from helper_evaluation import device_policy, set_all_seeds
+from helper_evaluation import compute_accuracy, device_policy, set_all_seeds
 from helper_train import LongRunWarning, TrainingStalledWarning, train_model
 
 
@@ -86,8 +86,10 @@ def test_minibatch_loss_scheduler_sees_the_last_minibatch_loss(monkeypatch):
     assert seen == [losses[17], losses[35]]  # the last loss of each epoch
 
 
-def test_valid_acc_scheduler_sees_the_validation_accuracy(monkeypatch):
-    """The lecture's ReduceLROnPlateau(mode="max") watches the validation accuracy, not the training accuracy."""
+def test_valid_acc_scheduler_sees_the_validation_accuracy(monkeypatch, capsys):
+    """The lecture's ReduceLROnPlateau(mode="max") watches the validation accuracy, not the training accuracy; the
+    test accuracy printed at the end is the test set's (planted: the last validation accuracy printed instead passed
+    every test)."""
     seen = scheduler_metrics(monkeypatch)
     set_all_seeds(0)
     model = TinyNet()
@@ -98,6 +100,8 @@ def test_valid_acc_scheduler_sees_the_validation_accuracy(monkeypatch):
     _, train_acc, valid_acc = train_model(model, 2, train_loader, mislabelled, test_loader, optimizer, "cpu",
                                           scheduler=scheduler)
     assert seen == valid_acc and min(train_acc) > max(valid_acc) + 50
+    test_acc = compute_accuracy(model, test_loader, "cpu")
+    assert f"Test accuracy {test_acc:.2f}%\n" in capsys.readouterr().out and test_acc > valid_acc[-1] + 50
 
 
 @pytest.mark.parametrize(("mode", "signal"), [("min", "valid_acc"), ("max", "minibatch_loss")])
