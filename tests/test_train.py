@@ -183,6 +183,18 @@ def test_a_rate_lowered_beside_a_frozen_first_group_is_said_to_be_lowered(capsys
     assert json.loads((tmp_path / "h.json").read_text())["learning_rate"] == pytest.approx([0.1, 0.05])
 
 
+def test_when_every_group_is_lowered_the_first_groups_rate_is_printed(capsys):
+    """Features at 0.1, classifier at 0.01, both halved: the line names the first group's rate, as the notebook's
+    LEARNING_RATE (planted: the last changed group's rate printed passed every test, which froze the first group)."""
+    model = TinyNet()
+    optimizer = torch.optim.SGD([{"params": model.features.parameters()},
+                                 {"params": model.classifier.parameters(), "lr": 0.01}], lr=0.1)
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=1, gamma=0.5)
+    optimizer.step()  # an epoch's steps come first (no gradients: nothing changes)
+    helper_train.step_scheduler(scheduler, "valid_acc", 50.0, 2.0)
+    assert capsys.readouterr().out == "Learning rate lowered from 0.1 to 0.05\n"
+
+
 def test_a_learning_rate_given_as_a_tensor_is_recorded_as_a_number(capsys, tmp_path):
     """torch allows lr=torch.tensor(0.1) (for a compiled optimizer step): writing history.json failed after the first
     epoch ("Object of type Tensor is not JSON serializable"), and the scheduler's in-place change went unsaid."""
