@@ -554,11 +554,11 @@ def test_live_plot_that_would_slow_short_epochs_is_redrawn_only_every_few_epochs
 def test_an_interrupt_or_a_divergence_draws_the_live_plot_up_to_the_moment_it_stopped(monkeypatch, stop):
     """Throttled redraws can leave the plot epochs behind; Ctrl-C, or a loss that explodes, brings it up to date,
     unfinished epoch included (planted: no catch-up after a divergence passed every test)."""
-    clock, drawn = FakeClock(monkeypatch), []  # the number of minibatch losses each drawing shows
+    clock, drawn = FakeClock(monkeypatch), []  # the epoch (x) of each minibatch loss, per drawing
 
     class Handle:
         def update(self, fig):
-            drawn.append(len(fig.axes[0].lines[0].get_xdata()))
+            drawn.append(list(fig.axes[0].lines[0].get_xdata()))
 
     def slow_display(fig, display_id=False):
         clock.now += 1.0  # so slow that no epoch of this tiny run is worth a redraw
@@ -582,7 +582,9 @@ def test_an_interrupt_or_a_divergence_draws_the_live_plot_up_to_the_moment_it_st
     else:
         with pytest.raises(stop):
             run(epochs=4, live_plot=True)
-    assert drawn == [2 * 18 + 2]  # one drawing, after the stop, of everything
+    # one drawing, after the stop, of everything, at 18 batches per epoch (planted: the validation loader's 2 batches
+    # per epoch passed every test)
+    assert [len(x) for x in drawn] == [2 * 18 + 2] and drawn[0][-1] == pytest.approx(37 / 18)
     assert losses[-1] is losses[0] and len(losses[0]) == 2 * 18 + 2
 
 
