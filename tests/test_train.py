@@ -160,6 +160,7 @@ def test_numpy_integers_are_whole_numbers():
 
     train_model_settings = helper_train.check_training_settings
     train_model_settings(np.int64(3), "valid_acc", np.int32(10))  # no error
+    train_model_settings(1, "valid_acc", 1)  # one epoch, a line for every batch: the smallest allowed
 
 
 def test_same_seed_gives_identical_runs():

@@ -111,6 +111,24 @@ def test_a_students_own_transform_gives_the_same_identity_in_every_session():
     assert "ScaleToMinusOneOne object" in first["train_transform"] and first == second
 
 
+def test_the_identity_holds_each_part_under_the_key_that_checkpoints_store():
+    """Checkpoints store the identity: a key renamed would make every saved run another run's. Each key holds what it
+    names (planted: a renamed key, the scheduler, batch size or data recorded as None, or "NoneType" for the model's
+    or scheduler's class, passed every test; the batch size also appears among the notebook's settings)."""
+    identity = identity_of()
+    assert list(identity) == [
+        "model", "model_code", "parameter_shapes", "optimizer", "scheduler", "batch_size", "train_transform",
+        "eval_transform", "train_data", "valid_data", "precision", "deterministic",
+        "setting: seed", "setting: batch_size", "setting: learning_rate", "setting: dropout2d"]
+    assert identity["model"].startswith("TinyNetWithDropout2d: TinyNetWithDropout2d(\n  (features): Sequential(")
+    assert identity["parameter_shapes"].startswith("features.0.weight (8, 3, 3, 3); features.0.bias (8,); ")
+    assert identity["scheduler"].startswith("ReduceLROnPlateau(") and "factor=0.1, " in identity["scheduler"]
+    assert identity["batch_size"] == "32"
+    assert identity["train_data"] == "synthetic smoke-test data, seed 1, 640 images, first 576"
+    assert identity["valid_data"] == "synthetic smoke-test data, seed 1, 640 images, last 64"
+    assert helper_train.describe_scheduler(None) == "none"
+
+
 def test_dropout2d_differs_in_the_identity_although_it_has_no_parameters():
     differences = helper_train.identity_differences(identity_of(), identity_of(dropout2d=0.2))
     assert any("Identity()" in line and "Dropout2d(p=0.2" in line for line in differences), differences
