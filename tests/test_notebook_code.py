@@ -5,8 +5,10 @@ import subprocess
 import sys
 
 import pytest
+import torch
+from torchvision import transforms
 
-from benchmarks.notebook_code import cells_defining, code_cells, parse_override, run
+from benchmarks.notebook_code import cells_defining, code_cells, compile_cell, parse_override, run
 from tests.test_notebooks import NOTEBOOKS, ROOT
 
 
@@ -15,6 +17,29 @@ def test_every_code_cell_compiles_once_the_ipython_lines_are_skipped(notebook):
     """The Colab cell's indented `!git clone` and `%pip` lines and the `%watermark` magics become `pass`."""
     for index, (source, _) in enumerate(code_cells(ROOT / notebook)):
         compile(source, f"<{notebook}, code cell {index + 1}>", "exec")
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS)
+def test_each_notebook_transforms_its_images_as_the_lecture_does(notebook):
+    """Training images are resized to 70x70 and cropped at a random place to 64x64; evaluation images get the same
+    resize and the centre crop, so that the test set is scored the same way every time. The main notebook normalizes
+    with 0.5, the standardized one with the channel statistics it computed (planted: either crop swapped for the
+    other, or a resize to 72, passed every test, both smoke notebooks included)."""
+    channel_mean, channel_std = (0.49, 0.48, 0.45), (0.25, 0.24, 0.26)  # stand-ins for the computed statistics
+    namespace = {"torch": torch, "transforms": transforms, "CHANNEL_MEAN": channel_mean, "CHANNEL_STD": channel_std}
+    for number, (source, tags) in enumerate(code_cells(ROOT / notebook), start=1):
+        if "parameters" in tags or "train_transforms = " in source:
+            exec(compile_cell(source, ROOT / notebook, number), namespace)
+    mean, std = ((0.5, 0.5, 0.5),) * 2 if notebook == "vgg16-cifar10.ipynb" else (channel_mean, channel_std)
+
+    def steps(compose):
+        return [(type(step).__name__, *(getattr(step, name, None) for name in ("size", "mean", "std")))
+                for step in compose.transforms]
+
+    assert namespace["IMAGE_SIZE"] == 64
+    for name, crop in (("train_transforms", "RandomCrop"), ("test_transforms", "CenterCrop")):
+        assert steps(namespace[name]) == [("Resize", (70, 70), None, None), (crop, (64, 64), None, None),
+                                          ("ToTensor", None, None, None), ("Normalize", None, mean, std)], name
 
 
 @pytest.mark.parametrize(("text", "expected"), [
