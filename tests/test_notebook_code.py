@@ -42,6 +42,38 @@ def test_each_notebook_transforms_its_images_as_the_lecture_does(notebook):
                                           ("ToTensor", None, None, None), ("Normalize", None, mean, std)], name
 
 
+def lecture_vgg16_layers(num_classes: int) -> list[str]:
+    """The lecture's VGG-16, layer by layer as PyTorch prints each: five blocks of 3x3 convolutions with ReLU, each
+    block ending in a 2x2 max-pool; pooling to 3x3; three fully connected layers with dropout 0.5 between them."""
+    layers, channels = [], 3
+    for width, convolutions in ((64, 2), (128, 2), (256, 3), (512, 3), (512, 3)):
+        for _ in range(convolutions):
+            layers += [f"Conv2d({channels}, {width}, kernel_size=(3, 3), stride=(1, 1), padding=(1, 1))", "ReLU()"]
+            channels = width
+        layers.append("MaxPool2d(kernel_size=2, stride=2, padding=0, dilation=1, ceil_mode=False)")
+    layers += ["AdaptiveAvgPool2d(output_size=(3, 3))", "Identity()"]  # Identity: the Dropout2d exercise, off
+    for inputs, outputs in ((512 * 3 * 3, 4096), (4096, 4096)):
+        layers += [f"Linear(in_features={inputs}, out_features={outputs}, bias=True)", "ReLU()",
+                   "Dropout(p=0.5, inplace=False)"]
+    return layers + [f"Linear(in_features=4096, out_features={num_classes}, bias=True)"]
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS)
+def test_each_notebook_builds_the_lectures_vgg16_with_kaiming_uniform_weights_and_zero_biases(notebook):
+    """The model class is the lesson: its layers and their initialization must be the lecture's (planted: max instead
+    of average pooling, a first convolution without padding, or biases of one passed every test)."""
+    vgg16 = cells_defining(ROOT / notebook, "class VGG16(")["VGG16"]
+    torch.manual_seed(0)
+    model = vgg16(num_classes=10)
+    layers = [module for module in model.modules() if not list(module.children())]
+    assert [str(layer) for layer in layers] == lecture_vgg16_layers(10)
+    for layer in layers:
+        if isinstance(layer, (torch.nn.Conv2d, torch.nn.Linear)):
+            bound = (6 / layer.weight[0].numel()) ** 0.5  # Kaiming uniform for ReLU: U(-sqrt(6 / fan_in), ...)
+            assert 0.99 * bound < layer.weight.abs().max() <= bound and not layer.bias.any(), layer
+    assert model(torch.zeros(2, 3, 64, 64)).shape == (2, 10)
+
+
 @pytest.mark.parametrize(("text", "expected"), [
     ("NUM_EPOCHS=50", ("NUM_EPOCHS", 50)), ("SMOKE_TEST=True", ("SMOKE_TEST", True)),
     ("DEVICE=cuda:0", ("DEVICE", "cuda:0")), ("DATA_ROOT=/data/cifar10", ("DATA_ROOT", "/data/cifar10")),
