@@ -19,27 +19,51 @@ def test_every_code_cell_compiles_once_the_ipython_lines_are_skipped(notebook):
         compile(source, f"<{notebook}, code cell {index + 1}>", "exec")
 
 
-@pytest.mark.parametrize("notebook", NOTEBOOKS)
-def test_each_notebook_transforms_its_images_as_the_lecture_does(notebook):
-    """Training images are resized to 70x70 and cropped at a random place to 64x64; evaluation images get the same
-    resize and the centre crop, so that the test set is scored the same way every time. The main notebook normalizes
-    with 0.5, the standardized one with the channel statistics it computed (planted: either crop swapped for the
-    other, or a resize to 72, passed every test, both smoke notebooks included)."""
-    channel_mean, channel_std = (0.49, 0.48, 0.45), (0.25, 0.24, 0.26)  # stand-ins for the computed statistics
-    namespace = {"torch": torch, "transforms": transforms, "CHANNEL_MEAN": channel_mean, "CHANNEL_STD": channel_std}
+def run_cells(notebook: str, marker: str, namespace: dict, **overrides) -> dict:
+    """Execute the notebook's parameters cell, then ``overrides`` (as papermill's -p), then the code cells containing
+    ``marker``, in ``namespace``."""
     for number, (source, tags) in enumerate(code_cells(ROOT / notebook), start=1):
-        if "parameters" in tags or "train_transforms = " in source:
+        if "parameters" in tags or marker in source:
             exec(compile_cell(source, ROOT / notebook, number), namespace)
+        if "parameters" in tags:
+            namespace.update(overrides)
+    return namespace
+
+
+@pytest.mark.parametrize(("image_size", "resized"), [(64, 70), (32, 35)])
+@pytest.mark.parametrize("notebook", NOTEBOOKS)
+def test_each_notebook_transforms_its_images_as_the_lecture_does(notebook, image_size, resized):
+    """Training images are resized to 70x70 and cropped at a random place to 64x64 (at IMAGE_SIZE 32: 35 and 32);
+    evaluation images get the same resize and the centre crop, so that the test set is scored the same way every
+    time. The main notebook normalizes with 0.5, the standardized one with the channel statistics it computed
+    (planted: either crop swapped for the other, or a resize to 72, passed every test, smoke notebooks included)."""
+    channel_mean, channel_std = (0.49, 0.48, 0.45), (0.25, 0.24, 0.26)  # stand-ins for the computed statistics
+    namespace = run_cells(notebook, "train_transforms = ", {"torch": torch, "transforms": transforms,
+                                                            "CHANNEL_MEAN": channel_mean, "CHANNEL_STD": channel_std},
+                          IMAGE_SIZE=image_size)
     mean, std = ((0.5, 0.5, 0.5),) * 2 if notebook == "vgg16-cifar10.ipynb" else (channel_mean, channel_std)
 
     def steps(compose):
         return [(type(step).__name__, *(getattr(step, name, None) for name in ("size", "mean", "std")))
                 for step in compose.transforms]
 
-    assert namespace["IMAGE_SIZE"] == 64
     for name, crop in (("train_transforms", "RandomCrop"), ("test_transforms", "CenterCrop")):
-        assert steps(namespace[name]) == [("Resize", (70, 70), None, None), (crop, (64, 64), None, None),
-                                          ("ToTensor", None, None, None), ("Normalize", None, mean, std)], name
+        assert steps(namespace[name]) == [
+            ("Resize", (resized, resized), None, None), (crop, (image_size, image_size), None, None),
+            ("ToTensor", None, None, None), ("Normalize", None, mean, std)], name
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS)
+def test_each_notebook_trains_with_the_lectures_optimizer_and_scheduler(notebook):
+    """SGD with momentum 0.9 at LEARNING_RATE (here set to 0.05); the rate divided by 10 when the validation accuracy
+    stops rising (planted: momentum 0.8, a factor of 0.5, or the lecture's 0.01 whatever LEARNING_RATE says, passed
+    every test)."""
+    namespace = run_cells(notebook, "optimizer = torch.optim.", {"torch": torch, "model": torch.nn.Linear(2, 2)},
+                          LEARNING_RATE=0.05)
+    optimizer, scheduler = namespace["optimizer"], namespace["scheduler"]
+    assert type(optimizer) is torch.optim.SGD and type(scheduler) is torch.optim.lr_scheduler.ReduceLROnPlateau
+    assert optimizer.defaults["momentum"] == 0.9 and optimizer.defaults["lr"] == 0.05
+    assert (scheduler.factor, scheduler.mode) == (0.1, "max") and scheduler.optimizer is optimizer
 
 
 def lecture_vgg16_layers(num_classes: int) -> list[str]:
