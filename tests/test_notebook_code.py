@@ -1,9 +1,11 @@
-"""benchmarks/notebook_code.py: a notebook's code run without Jupyter, with papermill-like overrides."""
+"""The notebooks' code run without Jupyter (benchmarks/notebook_code.py); their cells checked against the lecture."""
 
 import json
+import random
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 from torchvision import transforms
@@ -96,6 +98,31 @@ def test_each_notebook_builds_the_lectures_vgg16_with_kaiming_uniform_weights_an
             bound = (6 / layer.weight[0].numel()) ** 0.5  # Kaiming uniform for ReLU: U(-sqrt(6 / fan_in), ...)
             assert 0.99 * bound < layer.weight.abs().max() <= bound and not layer.bias.any(), layer
     assert model(torch.zeros(2, 3, 64, 64)).shape == (2, 10)
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS)
+def test_each_notebook_seeds_with_random_seed_and_builds_the_model_with_dropout2d(notebook):
+    """RANDOM_SEED = 7 seeds the run with 7, and DROPOUT2D = 0.2 puts Dropout2d(0.2) in the model (planted: the
+    lecture's seed 123 or a Dropout2d rate of 0 written into those cells passed every test: the smoke notebooks run
+    with the defaults)."""
+    from helper_dataset import CIFAR10_CLASSES
+    from helper_evaluation import make_pooling_deterministic, set_all_seeds, set_deterministic
+
+    benchmark, states = torch.backends.cudnn.benchmark, (random.getstate(), np.random.get_state())
+    with torch.random.fork_rng():  # the seeds of the tests that follow stay as they were
+        torch.manual_seed(0)  # not 7 already
+        try:
+            run_cells(notebook, "set_all_seeds(RANDOM_SEED)", {"torch": torch, "set_all_seeds": set_all_seeds,
+                                                               "set_deterministic": set_deterministic}, RANDOM_SEED=7)
+            assert torch.initial_seed() == 7
+        finally:
+            torch.backends.cudnn.benchmark = benchmark
+            random.setstate(states[0])
+            np.random.set_state(states[1])
+    namespace = {"torch": torch, "VGG16": cells_defining(ROOT / notebook, "class VGG16(")["VGG16"],
+                 "CIFAR10_CLASSES": CIFAR10_CLASSES, "make_pooling_deterministic": make_pooling_deterministic}
+    model = run_cells(notebook, "model = VGG16(", namespace, DROPOUT2D=0.2, DEVICE=torch.device("cpu"))["model"]
+    assert str(model.feature_dropout) == "Dropout2d(p=0.2, inplace=False)"
 
 
 @pytest.mark.parametrize(("text", "expected"), [
