@@ -1,6 +1,7 @@
 """What a student types in the parameters cell: a device the machine lacks, or any setting that cannot run, is refused
 with the fix before any data is loaded; the settings cells then do what they say."""
 
+import random
 import re
 import tempfile
 from pathlib import Path
@@ -613,3 +614,100 @@ def test_every_wrong_setting_is_listed_at_once_each_with_its_fix(tmp_path):
         "MY_IMAGE = 'https://example.com/cat.jpg': a web address is not a file: download the picture and give its "
         "path (on Colab: None, then upload).",
     ]
+
+
+# --- the notebooks' cells are the lecture's, and do what the parameters cell says ------------------------------------
+
+
+@pytest.mark.parametrize(("image_size", "resized"), [(64, 70), (32, 35)])
+@pytest.mark.parametrize("notebook", NOTEBOOKS)
+def test_each_notebook_transforms_its_images_as_the_lecture_does(notebook, image_size, resized):
+    """Training images are resized to 70x70 and cropped at a random place to 64x64 (at IMAGE_SIZE 32: 35 and 32);
+    evaluation images get the same resize and the centre crop, so that the test set is scored the same way every
+    time. The main notebook normalizes with 0.5, the standardized one with the channel statistics it computed
+    (planted: either crop swapped for the other, or a resize to 72, passed every test, smoke notebooks included)."""
+    channel_mean, channel_std = (0.49, 0.48, 0.45), (0.25, 0.24, 0.26)  # stand-ins for the computed statistics
+    namespace = run_settings_cells(notebook, IMAGE_SIZE=image_size)
+    namespace.update(CHANNEL_MEAN=channel_mean, CHANNEL_STD=channel_std)
+    exec(cell_containing(notebook, "train_transforms = "), namespace)
+    mean, std = ((0.5, 0.5, 0.5),) * 2 if notebook == "vgg16-cifar10.ipynb" else (channel_mean, channel_std)
+
+    def steps(compose):
+        return [(type(step).__name__, *(getattr(step, name, None) for name in ("size", "mean", "std")))
+                for step in compose.transforms]
+
+    for name, crop in (("train_transforms", "RandomCrop"), ("test_transforms", "CenterCrop")):
+        assert steps(namespace[name]) == [
+            ("Resize", (resized, resized), None, None), (crop, (image_size, image_size), None, None),
+            ("ToTensor", None, None, None), ("Normalize", None, mean, std)], name
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS)
+def test_each_notebook_trains_with_the_lectures_optimizer_and_scheduler(notebook):
+    """SGD with momentum 0.9 at LEARNING_RATE (here set to 0.05); the rate divided by 10 when the validation accuracy
+    stops rising (planted: momentum 0.8, a factor of 0.5, or the lecture's 0.01 whatever LEARNING_RATE says, passed
+    every test)."""
+    namespace = run_settings_cells(notebook, LEARNING_RATE=0.05)
+    namespace["model"] = torch.nn.Linear(2, 2)
+    exec(cell_containing(notebook, "optimizer = torch.optim."), namespace)
+    optimizer, scheduler = namespace["optimizer"], namespace["scheduler"]
+    assert type(optimizer) is torch.optim.SGD and type(scheduler) is torch.optim.lr_scheduler.ReduceLROnPlateau
+    assert optimizer.defaults["momentum"] == 0.9 and optimizer.defaults["lr"] == 0.05
+    assert (scheduler.factor, scheduler.mode) == (0.1, "max") and scheduler.optimizer is optimizer
+
+
+def lecture_vgg16_layers(num_classes: int) -> list[str]:
+    """The lecture's VGG-16, layer by layer as PyTorch prints each: five blocks of 3x3 convolutions with ReLU, each
+    block ending in a 2x2 max-pool; pooling to 3x3; three fully connected layers with dropout 0.5 between them."""
+    layers, channels = [], 3
+    for width, convolutions in ((64, 2), (128, 2), (256, 3), (512, 3), (512, 3)):
+        for _ in range(convolutions):
+            layers += [f"Conv2d({channels}, {width}, kernel_size=(3, 3), stride=(1, 1), padding=(1, 1))", "ReLU()"]
+            channels = width
+        layers.append("MaxPool2d(kernel_size=2, stride=2, padding=0, dilation=1, ceil_mode=False)")
+    layers += ["AdaptiveAvgPool2d(output_size=(3, 3))", "Identity()"]  # Identity: the Dropout2d exercise, off
+    for inputs, outputs in ((512 * 3 * 3, 4096), (4096, 4096)):
+        layers += [f"Linear(in_features={inputs}, out_features={outputs}, bias=True)", "ReLU()",
+                   "Dropout(p=0.5, inplace=False)"]
+    return layers + [f"Linear(in_features=4096, out_features={num_classes}, bias=True)"]
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS)
+def test_each_notebook_builds_the_lectures_vgg16_with_kaiming_uniform_weights_and_zero_biases(notebook):
+    """The model class is the lesson: its layers and their initialization must be the lecture's (planted: max instead
+    of average pooling, a first convolution without padding, or biases of one passed every test)."""
+    from benchmarks.notebook_code import cells_defining
+
+    vgg16 = cells_defining(ROOT / notebook, "class VGG16(")["VGG16"]
+    torch.manual_seed(0)
+    model = vgg16(num_classes=10)
+    layers = [module for module in model.modules() if not list(module.children())]
+    assert [str(layer) for layer in layers] == lecture_vgg16_layers(10)
+    for layer in layers:
+        if isinstance(layer, (torch.nn.Conv2d, torch.nn.Linear)):
+            bound = (6 / layer.weight[0].numel()) ** 0.5  # Kaiming uniform for ReLU: U(-sqrt(6 / fan_in), ...)
+            assert 0.99 * bound < layer.weight.abs().max() <= bound and not layer.bias.any(), layer
+    assert model(torch.zeros(2, 3, 64, 64)).shape == (2, 10)
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS)
+def test_each_notebook_seeds_with_random_seed_and_builds_the_model_with_dropout2d(notebook):
+    """RANDOM_SEED = 7 seeds the run with 7, and DROPOUT2D = 0.2 puts Dropout2d(0.2) in the model (planted: the
+    lecture's seed 123 or a Dropout2d rate of 0 written into those cells passed every test: the smoke notebooks run
+    with the defaults)."""
+    from benchmarks.notebook_code import cells_defining
+
+    namespace = run_settings_cells(notebook, RANDOM_SEED=7, DROPOUT2D=0.2)
+    benchmark, states = torch.backends.cudnn.benchmark, (random.getstate(), np.random.get_state())
+    with torch.random.fork_rng():  # the seeds of the tests that follow stay as they were
+        torch.manual_seed(0)  # not 7 already
+        try:
+            exec(cell_containing(notebook, "set_all_seeds(RANDOM_SEED)"), namespace)
+            assert torch.initial_seed() == 7
+        finally:
+            torch.backends.cudnn.benchmark = benchmark
+            random.setstate(states[0])
+            np.random.set_state(states[1])
+    namespace["VGG16"] = cells_defining(ROOT / notebook, "class VGG16(")["VGG16"]
+    exec(cell_containing(notebook, "model = VGG16("), namespace)
+    assert str(namespace["model"].feature_dropout) == "Dropout2d(p=0.2, inplace=False)"
