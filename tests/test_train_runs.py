@@ -661,10 +661,10 @@ def test_a_learning_rate_computed_in_float32_matches_the_optimizers_and_a_mismat
 def test_a_setting_that_the_objects_do_not_reveal_is_not_checked():
     """A plain list of batches has no batch size to read back, and a setting may be given as text: neither is compared
     (planted: a setting skipped only when both sides were unreadable crashed on float(None))."""
-    model, optimizer, _, _, _ = setup()
+    model, optimizer, _, (train_loader, _, _), _ = setup()
     batches = [(torch.zeros(4, 3, 64, 64), torch.zeros(4, dtype=torch.long))]
     assert helper_train.settings_mismatches({"batch_size": 32}, model, optimizer, batches, 64) == []
-    assert helper_train.settings_mismatches({"batch_size": "auto"}, model, optimizer, setup()[3][0], 64) == []
+    assert helper_train.settings_mismatches({"batch_size": "auto"}, model, optimizer, train_loader, 64) == []
 
 
 # --- review 3: mutation testing of the run's identity ---------------------------------------------------------------

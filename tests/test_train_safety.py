@@ -179,9 +179,10 @@ def test_interrupt_returns_the_history_so_far_and_saves(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "Training interrupted after 1 of 3 epochs." in out and "Test accuracy" not in out
     assert torch.load(tmp_path / CHECKPOINT_FILE, weights_only=True)["epochs_done"] == 1
-    saved = torch.load(tmp_path / INTERRUPTED_MODEL_FILE, weights_only=True)  # the model's weights, not just a file
-    assert saved.keys() == model.state_dict().keys()  # (planted: torch.save(None, ...) passed when only existence was
-    assert all(torch.equal(saved[name], value) for name, value in model.state_dict().items())  # checked)
+    # the model's weights, not just a file (planted: torch.save(None, ...) passed when only its existence was checked)
+    saved = torch.load(tmp_path / INTERRUPTED_MODEL_FILE, weights_only=True)
+    assert saved.keys() == model.state_dict().keys()
+    assert all(torch.equal(saved[name], value) for name, value in model.state_dict().items())
     assert f"The weights at the moment of the interrupt are in '{tmp_path / INTERRUPTED_MODEL_FILE}'." in out
     history = json.loads((tmp_path / "history.json").read_text())
     assert history["stopped"] == "interrupted after 1 of 3 epochs"  # the run table and the comparison show it
