@@ -14,6 +14,7 @@ from torchvision import transforms
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import helper_train  # noqa: E402
 from helper_dataset import CIFAR10_CLASSES, ImageArrays  # noqa: E402
 
 MEAN = (0.5, 0.5, 0.5)
@@ -32,6 +33,20 @@ def lecture_test_transforms():
         [transforms.Resize((70, 70)), transforms.CenterCrop((64, 64)), transforms.ToTensor(),
          transforms.Normalize(MEAN, STD)]
     )
+
+
+class FakeClock:
+    """helper_train's clock (``time.perf_counter``), which only the test moves on: ``clock.now += seconds``.
+
+    Timings printed or recorded by helper_train are then exact, whatever the machine's load.
+    """
+
+    def __init__(self, monkeypatch, now: float = 0.0):
+        self.now = now
+        monkeypatch.setattr(helper_train, "time", self)
+
+    def perf_counter(self):
+        return self.now
 
 
 class InterruptAt:

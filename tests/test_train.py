@@ -8,7 +8,7 @@ import warnings
 import IPython.display
 import pytest
 import torch
-from conftest import TinyNet, lecture_test_transforms, lecture_train_transforms
+from conftest import FakeClock, TinyNet, lecture_test_transforms, lecture_train_transforms
 from matplotlib.figure import Figure
 from torchvision import transforms
 
@@ -703,17 +703,6 @@ def test_compile_trial_changes_nothing_and_falls_back_when_compiling_fails(monke
 
 
 # --- review 2: the live plot's throttle --------------------------------------
-
-
-class FakeClock:
-    """helper_train's clock, moved on by the test and by each drawing (which takes ``draw_seconds``)."""
-
-    def __init__(self, monkeypatch):
-        self.now = 0.0
-        monkeypatch.setattr(helper_train, "time", self)
-
-    def perf_counter(self):
-        return self.now
 
 
 def live_plot_drawing_at(monkeypatch, clock, draw_seconds):

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import InterruptAt, TinyNet, lecture_test_transforms, lecture_train_transforms
+from conftest import FakeClock, InterruptAt, TinyNet, lecture_test_transforms, lecture_train_transforms
 
 import helper_train
 from helper_dataset import get_dataloaders_cifar10
@@ -810,12 +810,11 @@ def test_the_history_records_how_long_each_save_held_training_up(monkeypatch):
     """The checkpoint cost that issue 11 measures: the time the training thread waits in save_epoch, and 0.0 in the
     checkpoint's own copy, written before its cost is known (planted: None, or the clock plus the start, recorded
     instead passed every test, which only counted the entries)."""
-    clock = {"now": 100.0}
-    monkeypatch.setattr(helper_train.time, "perf_counter", lambda: clock["now"])
+    clock = FakeClock(monkeypatch, now=100.0)
 
     class SlowWriter:
         def save(self, checkpoint, is_best):
-            clock["now"] += 0.25
+            clock.now += 0.25
 
     checkpoint, history = {"history": {"checkpoint_seconds": []}}, {"valid_acc": [50.0], "checkpoint_seconds": []}
     helper_train.save_epoch(SlowWriter(), checkpoint, history)
