@@ -730,12 +730,18 @@ compiled: compilation can also make a run slower, and it takes minutes on 2 CPU 
 """
 
 
-def should_compile(setting: bool | str, device: torch.device | str, num_epochs: int, *,
+def should_compile(setting: bool | str, device: torch.device | str, epochs_to_train: int, *,
                    smoke_test: bool = False) -> tuple[bool, str]:
-    """Decide the notebook's COMPILE setting ("auto", True or False); return (compile?, the reason)."""
+    """Decide the notebook's COMPILE setting ("auto", True or False); return (compile?, the reason).
+
+    ``epochs_to_train``: the epochs this run will train, which for a run resumed from its checkpoint are
+    only those left (``NUM_EPOCHS - epochs_in_checkpoint(...)``): compiling must pay off over them.
+    """
     device = torch.device(device)
     if setting not in ("auto", True, False):
         raise ValueError(f'COMPILE must be "auto", True or False, got {setting!r}.')
+    if epochs_to_train < 1:  # train_model then compiles nothing, whatever the setting
+        return False, "no: the run's checkpoint already holds every epoch, so there is nothing to train"
     if setting is not True and setting is not False:
         if smoke_test or device.type != "cuda":
             return False, "no: COMPILE = \"auto\" compiles only on a CUDA GPU, never in a smoke test"
@@ -744,11 +750,29 @@ def should_compile(setting: bool | str, device: torch.device | str, num_epochs: 
         if measured is None:
             return False, f"no: COMPILE = \"auto\" and compiling was never measured on the {name}"
         compile_seconds, saved_per_epoch = measured
-        if saved_per_epoch * num_epochs <= compile_seconds:
+        epochs = f"{epochs_to_train} epoch{'' if epochs_to_train == 1 else 's'}"
+        if saved_per_epoch * epochs_to_train <= compile_seconds:
             return False, (f"no: on the {name} compiling takes about {compile_seconds:.0f} s and saves "
-                           f"{saved_per_epoch:.2f} s per epoch, which {num_epochs} epochs do not repay")
-        return True, f"yes: on the {name} it saves about {saved_per_epoch * num_epochs - compile_seconds:.0f} s"
+                           f"{saved_per_epoch:.2f} s per epoch, which {epochs} to train do not repay")
+        return True, (f"yes: on the {name} it saves about {saved_per_epoch * epochs_to_train - compile_seconds:.0f} s "
+                      f"over {epochs} to train")
     return setting, f"{'yes' if setting else 'no'}: COMPILE = {setting}"
+
+
+def epochs_in_checkpoint(folder: str | Path) -> int:
+    """How many epochs the checkpoint in ``folder`` holds: those a resumed run will not train again (0: none).
+
+    Only the checkpoint's small record is read; its tensors are memory-mapped, not loaded, so this is
+    instant even for a 400 MB file. A checkpoint that cannot be read counts 0 here: ``train_model``
+    refuses it, with the fix, before it trains.
+    """
+    path = Path(folder) / CHECKPOINT_FILE
+    if not path.is_file():
+        return 0
+    try:
+        return int(torch.load(path, map_location="cpu", weights_only=True, mmap=True)["epochs_done"])
+    except Exception:  # truncated, corrupt or foreign: several kinds of error, reported by train_model
+        return 0
 
 
 def compile_for_training(model: torch.nn.Module, train_loader: Iterable, device: torch.device,

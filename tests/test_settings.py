@@ -711,3 +711,89 @@ def test_each_notebook_seeds_with_random_seed_and_builds_the_model_with_dropout2
     namespace["VGG16"] = cells_defining(ROOT / notebook, "class VGG16(")["VGG16"]
     exec(cell_containing(notebook, "model = VGG16("), namespace)
     assert str(namespace["model"].feature_dropout) == "Dropout2d(p=0.2, inplace=False)"
+
+
+# --- review 3: each cell hands the settings on to the helper it calls ---------------------------------------
+
+
+def recorder(calls, result):
+    """A stand-in for a helper: records each call's keyword arguments (positional ones as ``args``)."""
+    def record(*args, **kwargs):
+        calls.append({**kwargs, **({"args": args} if args else {})})
+        return result
+    return record
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS)
+@pytest.mark.parametrize("device, fast_data_path, precision, data_device, use_amp", [
+    ("cpu", "auto", "auto", None, False),  # "auto": the classic path on a CPU
+    ("cpu", True, "auto", "cpu", False),  # the fast path asked for on a CPU: the images stay on the CPU
+    ("cuda", "auto", "auto", "cuda", True),  # a GPU: images on it, mixed precision
+    ("cuda", "auto", "float32", "cuda", False),  # PRECISION = "float32" on a GPU
+    ("cuda", False, "auto", None, False),  # the lecture's DataLoader on a GPU: float32
+])
+@pytest.mark.parametrize("smoke_test", [False, True])
+def test_the_data_cell_hands_every_setting_to_the_loaders(notebook, machine, tmp_path, device, fast_data_path,
+                                                          precision, data_device, use_amp, smoke_test):
+    """BATCH_SIZE, NUM_WORKERS, DATA_ROOT, SMOKE_TEST, FAST_DATA_PATH and PRECISION reach get_dataloaders_cifar10
+    and USE_AMP (planted, each passed every test: a batch size of 256 or 2 workers written into the call, the fast
+    path decided by the device alone, mixed precision on every GPU whatever PRECISION said)."""
+    machine(gpus=0)
+    namespace = run_settings_cells(notebook, BATCH_SIZE=32, NUM_WORKERS=3, DATA_ROOT=str(tmp_path / "images"),
+                                   SMOKE_TEST=smoke_test, FAST_DATA_PATH=fast_data_path, PRECISION=precision)
+    calls, train, test = [], transforms_stand_in("train"), transforms_stand_in("test")
+    namespace.update(DEVICE=torch.device(device), train_transforms=train, test_transforms=test,
+                     get_dataloaders_cifar10=recorder(calls, ("train", "valid", "test")))
+    exec(cell_containing(notebook, "get_dataloaders_cifar10(\n"), namespace)
+    assert calls == [dict(batch_size=32, num_workers=3, validation_fraction=0.1, train_transforms=train,
+                          test_transforms=test, root=str(tmp_path / "images"), smoke_test=smoke_test,
+                          device=data_device and torch.device(data_device))]
+    assert namespace["USE_AMP"] is use_amp
+    assert [namespace[f"{name}_loader"] for name in ("train", "valid", "test")] == ["train", "valid", "test"]
+
+
+def transforms_stand_in(name):
+    """An object that is only ever itself: the data cell must pass the transforms it was given."""
+    return type(f"{name}_transforms", (), {})()
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS)
+@pytest.mark.parametrize("smoke_test, checkpoints", [(False, True), (False, False), (True, True)])
+def test_the_training_cell_hands_every_setting_to_train_model(notebook, machine, tmp_path, smoke_test, checkpoints):
+    """NUM_EPOCHS, LIVE_PLOT, CHECKPOINTS, SMOKE_TEST and the choices the cells above made (mixed precision,
+    compilation, the run's folder, settings and identity) reach train_model (planted, each passed every test:
+    num_epochs=50 written into the call, which a smoke test on a CPU would train for hours; use_amp=False;
+    compile_model=False; checkpoints saved in a smoke test or with CHECKPOINTS = False; no run_settings)."""
+    machine(gpus=0)
+    namespace = run_folder_cell(notebook, tmp_path, SMOKE_TEST=smoke_test, CHECKPOINTS=checkpoints, NUM_EPOCHS=7,
+                                LIVE_PLOT=False)
+    calls = []
+    namespace.update(USE_AMP=True, use_compile=True, train_model=recorder(calls, ([], [], [])))  # as on a GPU
+    training_cell_after(namespace, notebook)
+    folder = namespace["RUN_DIR"]
+    assert calls == [dict(
+        model=namespace["model"], num_epochs=3 if smoke_test else 7, train_loader=namespace["train_loader"],
+        valid_loader=namespace["valid_loader"], test_loader=namespace["test_loader"],
+        optimizer=namespace["optimizer"], device=torch.device("cpu"), scheduler=namespace["scheduler"],
+        scheduler_on="valid_acc", logging_interval=10 if smoke_test else 100, use_amp=True, num_classes=10,
+        checkpoint_dir=folder if checkpoints and not smoke_test else None, history_file=folder / "history.json",
+        run_settings=namespace["RUN_SETTINGS"], run_identity=namespace["run_identity"], compile_model=True,
+        live_plot=False, figure_subtitle=namespace["FIGURE_SUBTITLE"])]
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS)
+@pytest.mark.parametrize("checkpoints, epochs_to_train", [(True, 20), (False, 50)])
+def test_compilation_is_weighed_against_the_epochs_a_resumed_run_has_left(notebook, machine, tmp_path, checkpoints,
+                                                                          epochs_to_train):
+    """A checkpoint holding 30 of 50 epochs leaves 20 to train, and COMPILE = "auto" must weigh those: on an H200
+    they save 20 x 0.49 s, less than the 20.5 s compilation takes (planted: NUM_EPOCHS passed whatever the
+    checkpoint held, as it was). With CHECKPOINTS = False the checkpoint is not resumed: all 50 epochs train."""
+    machine(gpus=0)
+    namespace = run_folder_cell(notebook, tmp_path, CHECKPOINTS=checkpoints, COMPILE=True, BATCH_SIZE=32)
+    namespace["RUN_DIR"].mkdir(parents=True)
+    torch.save({"epochs_done": 30}, namespace["RUN_DIR"] / helper_train.CHECKPOINT_FILE)
+    calls = []
+    namespace["should_compile"] = recorder(calls, (True, "yes: COMPILE = True"))
+    exec(cell_containing(notebook, "RUN_DIR = choose_run_folder("), namespace)
+    assert calls == [dict(args=(True, torch.device("cpu"), epochs_to_train), smoke_test=False)]
+    assert namespace["use_compile"] is True

@@ -626,7 +626,41 @@ def test_compile_auto_gives_the_h100s_measurement_as_its_reason_not_that_it_was_
     monkeypatch.setattr(helper_train.torch.cuda, "get_device_name", lambda device=None: "NVIDIA H100 80GB HBM3")
     assert helper_train.should_compile("auto", "cuda", 50) == (False, (
         "no: on the NVIDIA H100 80GB HBM3 compiling takes about 32 s and saves 0.36 s per epoch, "
-        "which 50 epochs do not repay"))
+        "which 50 epochs to train do not repay"))
+
+
+def test_compile_auto_names_the_epochs_left_to_train_of_a_resumed_run(monkeypatch):
+    """The notebook passes the epochs a resumed run has left; one epoch is one "epoch", not "1 epochs"."""
+    monkeypatch.setattr(helper_train.torch.cuda, "get_device_name", lambda device=None: "NVIDIA H200")
+    assert helper_train.should_compile("auto", "cuda", 1)[1].endswith("which 1 epoch to train do not repay")
+
+
+@pytest.mark.parametrize("setting", ["auto", True, False])
+def test_nothing_is_compiled_when_the_checkpoint_already_holds_every_epoch(monkeypatch, setting):
+    """train_model then only evaluates, uncompiled: the notebook's line must not promise a compilation (planted:
+    ``< 0`` for ``< 1`` printed "yes: COMPILE = True" for a run with nothing left to train)."""
+    monkeypatch.setattr(helper_train.torch.cuda, "get_device_name", lambda device=None: "NVIDIA H200")
+    for epochs_to_train in (0, -3):  # -3: NUM_EPOCHS lowered below the checkpoint's epochs
+        assert helper_train.should_compile(setting, "cuda", epochs_to_train) == (
+            False, "no: the run's checkpoint already holds every epoch, so there is nothing to train")
+
+
+def test_the_epochs_in_a_checkpoint_are_read_from_the_file_train_model_writes(tmp_path):
+    """The notebook weighs compilation against NUM_EPOCHS minus these; no checkpoint, or one that cannot be read
+    (train_model refuses it later, with the fix), counts 0 (planted: always 0; a foreign file crashing the cell)."""
+    assert helper_train.epochs_in_checkpoint(tmp_path) == 0
+    model = TinyNet()
+    train_loader, valid_loader, test_loader = get_dataloaders_cifar10(
+        32, validation_fraction=0.1, train_transforms=lecture_train_transforms(),
+        test_transforms=lecture_test_transforms(), smoke_test=True)
+    train_model(model, 2, train_loader, valid_loader, test_loader, torch.optim.SGD(model.parameters(), lr=0.01),
+                "cpu", checkpoint_dir=tmp_path)
+    assert helper_train.epochs_in_checkpoint(tmp_path) == 2
+    checkpoint = tmp_path / helper_train.CHECKPOINT_FILE
+    checkpoint.write_bytes(checkpoint.read_bytes()[:1000])  # cut off, as by a full disk
+    assert helper_train.epochs_in_checkpoint(tmp_path) == 0
+    torch.save({"weights": torch.zeros(2)}, checkpoint)  # not a checkpoint of this tutorial
+    assert helper_train.epochs_in_checkpoint(tmp_path) == 0
 
 
 def test_compile_setting_on_cpu_smoke_and_explicit():
@@ -802,7 +836,8 @@ def test_a_training_step_with_the_gradient_scaler_on_is_the_plain_step_and_the_s
 def test_compile_gives_the_time_it_saves_or_the_setting_as_its_reason(monkeypatch):
     """The notebook prints the reason: how much "auto" saves on a measured GPU, or the student's own choice."""
     monkeypatch.setattr(helper_train.torch.cuda, "get_device_name", lambda device=None: "NVIDIA H200")
-    assert helper_train.should_compile("auto", "cuda", 50) == (True, "yes: on the NVIDIA H200 it saves about 4 s")
+    assert helper_train.should_compile("auto", "cuda", 50) == (True, "yes: on the NVIDIA H200 it saves about 4 s "
+                                                                     "over 50 epochs to train")
     assert helper_train.should_compile(False, "cuda", 50) == (False, "no: COMPILE = False")
     assert helper_train.should_compile(True, "cpu", 50) == (True, "yes: COMPILE = True")
 
