@@ -1,6 +1,7 @@
 """What a student types in the parameters cell: a device the machine lacks, or any setting that cannot run, is refused
 with the fix before any data is loaded; the settings cells then do what they say."""
 
+import os
 import random
 import re
 import tempfile
@@ -11,8 +12,11 @@ import pytest
 import torch
 from PIL import Image
 
+import helper_evaluation
+import helper_plotting
 import helper_train
 from benchmarks.notebook_code import code_cells
+from helper_dataset import CIFAR10_CLASSES
 from helper_evaluation import choose_device
 from helper_train import setting_problem
 from tests.test_notebooks import NOTEBOOKS, ROOT
@@ -797,3 +801,94 @@ def test_compilation_is_weighed_against_the_epochs_a_resumed_run_has_left(notebo
     exec(cell_containing(notebook, "RUN_DIR = choose_run_folder("), namespace)
     assert calls == [dict(args=(True, torch.device("cpu"), epochs_to_train), smoke_test=False)]
     assert namespace["use_compile"] is True
+
+
+@pytest.mark.parametrize("notebook, normalization", [(NOTEBOOKS[0], "mean=std=0.5"),
+                                                            (NOTEBOOKS[1], "per-channel")])
+def test_the_run_settings_record_the_students_own_values(notebook, normalization, machine):
+    """The run's folder and identity are made from RUN_SETTINGS: runs that differ only in their seed, precision or
+    DETERMINISTIC are different runs (planted: the lecture's seed, "auto" precision or deterministic=False written
+    into RUN_SETTINGS passed every test; train_model can check only the batch size, rate, image size and Dropout2d
+    rate against its objects)."""
+    machine(gpus=0)
+    namespace = run_settings_cells(notebook, RANDOM_SEED=7, BATCH_SIZE=32, LEARNING_RATE=0.05, IMAGE_SIZE=32,
+                                   DROPOUT2D=0.2, PRECISION="float32", DETERMINISTIC=True)
+    assert namespace["RUN_SETTINGS"] == {"seed": 7, "batch_size": 32, "learning_rate": 0.05, "image_size": 32,
+                                         "dropout2d": 0.2, "normalization": normalization, "precision": "float32",
+                                         "deterministic": True}
+
+
+@pytest.fixture
+def determinism_restored():
+    """The global switches the seeding cell sets, as they were before the test."""
+    switches = (torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.deterministic,
+                torch.backends.cudnn.benchmark, os.environ.get("CUBLAS_WORKSPACE_CONFIG"))
+    states = random.getstate(), np.random.get_state()
+    with torch.random.fork_rng():
+        yield
+    torch.use_deterministic_algorithms(switches[0])
+    torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = switches[1:3]
+    if switches[3] is None:
+        os.environ.pop("CUBLAS_WORKSPACE_CONFIG", None)
+    random.setstate(states[0])
+    np.random.set_state(states[1])
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS)
+def test_the_seeding_cell_turns_determinism_on_and_off_as_deterministic_says(notebook, determinism_restored):
+    """DETERMINISTIC = True asks for bit-identical runs; set back to False in the same session, the cell undoes that
+    and lets cuDNN time its convolution algorithms again (planted: the cell ignoring DETERMINISTIC, or leaving
+    cuDNN's benchmark off, passed every test)."""
+    cell = cell_containing(notebook, "set_all_seeds(RANDOM_SEED)")
+    exec(cell, run_settings_cells(notebook, DETERMINISTIC=True))
+    assert torch.are_deterministic_algorithms_enabled() and torch.backends.cudnn.deterministic
+    assert not torch.backends.cudnn.benchmark
+    exec(cell, run_settings_cells(notebook, DETERMINISTIC=False))
+    assert not torch.are_deterministic_algorithms_enabled() and not torch.backends.cudnn.deterministic
+    assert torch.backends.cudnn.benchmark
+
+
+RESULT_HELPERS = {"plot_training_loss": None, "plot_accuracy": None, "show_examples": None,
+                  "compute_confusion_matrix": "the confusion matrix", "plot_confusion_matrix": None,
+                  "show_confident_mistakes": None}  # each name: what its stand-in returns
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS)
+def test_the_result_cells_show_the_epochs_trained_on_the_test_set_in_the_runs_folder(notebook, machine, monkeypatch,
+                                                                                      tmp_path):
+    """A run stopped after 3 of 7 epochs: the loss figure spans the 3 epochs trained, with the training loader's
+    batches per epoch; the examples, the confusion matrix and the confident mistakes come from the test set, in
+    the run's precision, and every figure is saved in the run's folder under its subtitle (planted, each passed
+    every test: NUM_EPOCHS for the epochs trained, the validation loader's batches per epoch, the confusion
+    matrix of the validation set)."""
+    machine(gpus=0)
+    calls = {name: [] for name in RESULT_HELPERS}
+    for name, result in RESULT_HELPERS.items():  # patched where the cells import them from
+        module = helper_evaluation if hasattr(helper_evaluation, name) else helper_plotting
+        monkeypatch.setattr(module, name, recorder(calls[name], result))
+    namespace = run_settings_cells(notebook, NUM_EPOCHS=7)
+    losses, loaders = [2.3] * 54, {"train": list(range(18)), "valid": list(range(2)), "test": list(range(4))}
+    namespace.update(model="the model", minibatch_loss_list=losses, train_acc_list=[30.0, 40.0, 50.0],
+                     valid_acc_list=[29.0, 38.0, 47.0], RUN_DIR=tmp_path, FIGURE_SUBTITLE="run x", USE_AMP=True,
+                     NORMALIZE_MEAN=(0.4, 0.5, 0.6), NORMALIZE_STD=(0.2, 0.3, 0.4),
+                     **{f"{name}_loader": loader for name, loader in loaders.items()})
+    for call in ("plot_training_loss(\n", "plot_accuracy(train_acc_list", "show_examples(model", "conf_mat = compute",
+                 "show_confident_mistakes(model"):
+        exec(cell_containing(notebook, call), namespace)
+    figure = dict(results_dir=tmp_path, subtitle="run x")
+    test_set = dict(model="the model", data_loader=loaders["test"], use_amp=True)
+    classes = dict(enumerate(CIFAR10_CLASSES))
+    unnormalizers = [call.pop("unnormalizer") for name in ("show_examples", "show_confident_mistakes")
+                     for call in calls[name]]
+    assert calls == {
+        "plot_training_loss": [dict(minibatch_loss_list=losses, num_epochs=3, iter_per_epoch=18,
+                                    averaging_iterations=100, **figure)],
+        "plot_accuracy": [dict(train_acc_list=[30.0, 40.0, 50.0], valid_acc_list=[29.0, 38.0, 47.0], **figure)],
+        "show_examples": [dict(class_dict=classes, **test_set, **figure)],
+        "compute_confusion_matrix": [dict(device=torch.device("cpu"), **test_set)],
+        "plot_confusion_matrix": [dict(args=("the confusion matrix",), class_names=CIFAR10_CLASSES, **figure)],
+        "show_confident_mistakes": [dict(class_dict=classes, **test_set, **figure)],
+    }
+    for unnormalizer in unnormalizers:  # undoes the notebook's own normalization
+        assert unnormalizer.mean.tolist() == pytest.approx([0.4, 0.5, 0.6])
+        assert unnormalizer.std.tolist() == pytest.approx([0.2, 0.3, 0.4])
