@@ -55,6 +55,14 @@ def test_train_model_learns_the_tiny_task_and_prints_the_lecture_log(capsys):
     assert "Time elapsed: " in out and "Total Training Time: " in out and "Test accuracy " in out
 
 
+def test_called_without_a_logging_interval_it_logs_every_50th_batch_as_in_the_lecture(capsys):
+    """The lecture's default (planted: a default of 100 passed every test, all of which name the interval)."""
+    set_all_seeds(0)
+    model = TinyNet()
+    train_model(model, 1, *smoke_loaders(batch_size=8), torch.optim.SGD(model.parameters(), lr=0.01), "cpu")
+    assert re.findall(r"\| Batch (\d+)/(\d+)", capsys.readouterr().out) == [("0000", "0072"), ("0050", "0072")]
+
+
 def test_each_epoch_line_prints_the_training_then_the_validation_accuracy(monkeypatch, capsys):
     """The tiny task scores 100% on both sets, so the log test cannot tell them apart (planted: the two swapped in
     the printed line passed every test)."""
