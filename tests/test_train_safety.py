@@ -839,3 +839,12 @@ def test_a_checkpoint_that_would_run_code_when_loaded_is_refused_without_running
     with pytest.raises(RuntimeError, match="is damaged or not a file of this tutorial"):
         helper_train.load_verified(path)
     assert not marker.exists()
+
+
+def test_counting_a_checkpoints_epochs_runs_no_code_either(tmp_path):
+    """The notebook's run-folder cell counts the epochs of whatever checkpoint.pt lies in the run's folder, before
+    train_model verifies it (planted: weights_only=False there ran the file's code)."""
+    marker = tmp_path / "code-ran"
+    torch.save({"epochs_done": 1, "payload": RunsCodeWhenUnpickled(marker)}, tmp_path / CHECKPOINT_FILE)
+    assert helper_train.epochs_in_checkpoint(tmp_path) == 0
+    assert not marker.exists()
