@@ -743,8 +743,10 @@ def should_compile(setting: bool | str, device: torch.device | str, epochs_to_tr
     if epochs_to_train < 1:  # train_model then compiles nothing, whatever the setting
         return False, "no: the run's checkpoint already holds every epoch, so there is nothing to train"
     if setting is not True and setting is not False:
-        if smoke_test or device.type != "cuda":
-            return False, "no: COMPILE = \"auto\" compiles only on a CUDA GPU, never in a smoke test"
+        if device.type != "cuda":
+            return False, f"no: COMPILE = \"auto\" compiles only on a CUDA GPU, and this run is on the {device.type}"
+        if smoke_test:
+            return False, "no: COMPILE = \"auto\" never compiles in a smoke test"
         name = torch.cuda.get_device_name(device)
         measured = next((value for key, value in COMPILE_MEASUREMENTS.items() if key in name), None)
         if measured is None:

@@ -672,8 +672,11 @@ def test_the_epochs_in_a_checkpoint_are_read_from_the_file_train_model_writes(tm
 
 
 def test_compile_setting_on_cpu_smoke_and_explicit():
-    assert helper_train.should_compile("auto", "cpu", 50)[0] is False
-    assert helper_train.should_compile("auto", "cuda", 50, smoke_test=True)[0] is False
+    """Each reason says what applies: a CPU run that is no smoke test read "never in a smoke test" (a review)."""
+    assert helper_train.should_compile("auto", "cpu", 50) == (
+        False, 'no: COMPILE = "auto" compiles only on a CUDA GPU, and this run is on the cpu')
+    assert helper_train.should_compile("auto", "cuda", 50, smoke_test=True) == (
+        False, 'no: COMPILE = "auto" never compiles in a smoke test')
     assert helper_train.should_compile(True, "cpu", 1)[0] is True
     assert helper_train.should_compile(False, "cuda", 50)[0] is False
     with pytest.raises(ValueError, match='COMPILE must be "auto", True or False'):
