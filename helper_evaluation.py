@@ -498,6 +498,17 @@ def epoch_ranges(epochs: Sequence[int]) -> list[str]:
     return [f"{first}-{last}" if last > first else str(first) for first, last in ranges]
 
 
+def test_cell(history: Mapping) -> str:
+    """The run table's "test" cell: the test accuracy; else why the run stopped ("diverged in epoch 2",
+    "interrupted after 3 of 50 epochs"); else, for a run that ended without a word (its session crashed or
+    lost its connection, or it is still training elsewhere), "unfinished: 3 of 50 epochs"; "-" if unknown."""
+    if history.get("stopped"):
+        return history["stopped"]
+    if history.get("test_acc") is not None or not history.get("num_epochs"):
+        return percent_or_dash(history.get("test_acc"))
+    return f"unfinished: {len(history['valid_acc'])} of {history['num_epochs']} epochs"
+
+
 def run_table_row(name: str, history: dict) -> list[str]:
     """The cells of one run's row in ``print_run_table``."""
     valid = history["valid_acc"]
@@ -508,7 +519,7 @@ def run_table_row(name: str, history: dict) -> list[str]:
         str(len(valid)),
         percent_or_dash(valid[-1] if valid else None),
         f"{percent_or_dash(valid[best_epoch - 1])} ({best_epoch})" if valid else "-",
-        history.get("stopped") or percent_or_dash(history.get("test_acc")),  # "diverged in epoch 2": no test
+        test_cell(history),
         f"{sum(seconds) / 60:.1f}" if seconds else "-",
         rate_changes(history),
     ]
@@ -518,8 +529,8 @@ def print_run_table(histories: dict[str, dict]) -> None:
     """Print one row per run: name, epochs, final and best validation accuracy (epoch), test accuracy, minutes,
     and the epochs after which the learning rate changed.
 
-    The test accuracy is ``-`` until the run has finished training (for a run that
-    diverged, why it stopped); the minutes are the training time summed over the epochs
+    The test accuracy is known once the run has finished training; before, the cell says why
+    it stopped or that it is unfinished (``test_cell``); the minutes are the training time summed over the epochs
     (``epoch_seconds``). The last column matters when comparing runs: a run whose scheduler
     lowered its rate (``ReduceLROnPlateau`` after a plateau) usually gains a point or more
     right after, which another run may simply not have had yet (``rate_changes``).

@@ -1075,12 +1075,16 @@ def new_history() -> dict[str, list]:
 
 
 def make_run_info(history_path: Path | None, run_settings: Mapping[str, object] | None, identity: dict,
-                  device: torch.device, amp_dtype: torch.dtype | None, iter_per_epoch: int) -> dict:
-    """What the history records about the run besides its curves; the test accuracy is filled in at the end."""
+                  device: torch.device, amp_dtype: torch.dtype | None, iter_per_epoch: int, num_epochs: int) -> dict:
+    """What the history records about the run besides its curves; the test accuracy is filled in at the end.
+
+    ``num_epochs``, the epochs the run is to train, lets the run table tell a run whose session ended
+    during training (a crash, a lost Colab connection: nothing could record why) from a finished one.
+    """
     return {"run_name": history_path.parent.name if history_path else None,
             "settings": dict(run_settings or {}), "identity": identity, "device": str(device),
             "precision": str(amp_dtype).replace("torch.", "") if amp_dtype else "float32",
-            "iter_per_epoch": iter_per_epoch, "test_acc": None}
+            "iter_per_epoch": iter_per_epoch, "num_epochs": num_epochs, "test_acc": None}
 
 
 def write_history(path: Path, history: dict, extra: Mapping[str, object]) -> None:
@@ -1441,7 +1445,8 @@ def train_model(
         mark_as_trained(model)  # after its first step, not before: a run stopped earlier may simply start again
         return loss
 
-    run_info = make_run_info(history_path, run_settings, identity, device, policy.amp_dtype, len(train_loader))
+    run_info = make_run_info(history_path, run_settings, identity, device, policy.amp_dtype, len(train_loader),
+                             num_epochs)
     writer = CheckpointWriter(folder, device) if folder is not None else None
     live = LivePlot(history, len(train_loader), figure_subtitle) if live_plot and running_in_jupyter() else None
     epochs_saved, epoch = first_epoch, first_epoch

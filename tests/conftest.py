@@ -50,14 +50,15 @@ class FakeClock:
 
 
 class InterruptAt:
-    """A training loader that raises KeyboardInterrupt at one batch of one epoch, like Jupyter's stop button.
+    """A training loader that raises KeyboardInterrupt at one batch of one epoch, like Jupyter's stop button
+    (or ``error``: e.g. the RuntimeError of a DataLoader worker that died).
 
     train_model iterates it twice per epoch (training, then the training accuracy): the interrupt
     comes in the training pass of ``epoch`` (1-based), before batch ``batch`` (0-based) is yielded.
     """
 
-    def __init__(self, loader, epoch, batch):
-        self.loader, self.epoch, self.batch, self.calls = loader, epoch, batch, 0
+    def __init__(self, loader, epoch, batch, error: BaseException | type = KeyboardInterrupt):
+        self.loader, self.epoch, self.batch, self.error, self.calls = loader, epoch, batch, error, 0
 
     def __len__(self):
         return len(self.loader)
@@ -66,7 +67,7 @@ class InterruptAt:
         self.calls += 1
         for index, item in enumerate(self.loader):
             if self.calls == 2 * self.epoch - 1 and index == self.batch:
-                raise KeyboardInterrupt
+                raise self.error
             yield item
 
 

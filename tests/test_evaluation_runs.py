@@ -107,6 +107,17 @@ def test_run_table_has_one_row_per_run_with_final_best_test_and_minutes(capsys):
                     ["lr=0.1 (running)", "1", "10.00%", "10.00% (1)", "-", "1.5", "-"]]
 
 
+@pytest.mark.parametrize("extra, cell", [
+    ({"num_epochs": 50}, "unfinished: 3 of 50 epochs"),  # ended without a word: a crash, a lost connection
+    ({"num_epochs": 50, "test_acc": 51.0}, "51.00%"),
+    ({"num_epochs": 50, "stopped": "interrupted after 3 of 50 epochs"}, "interrupted after 3 of 50 epochs"),
+    ({}, "-"),  # a history written before train_model recorded num_epochs
+])
+def test_run_table_says_a_run_without_a_test_accuracy_is_unfinished_when_it_knows(capsys, extra, cell):
+    print_run_table({"run": {**make_history("run", [40.0, 45.0, 50.0]), **extra}})
+    assert table_rows(capsys)[1][4] == cell
+
+
 def test_run_table_of_a_run_without_epochs_or_timings(capsys):
     history = make_history("just started", [], epoch_seconds=[])
     print_run_table({"just started": history})

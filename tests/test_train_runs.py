@@ -1050,6 +1050,7 @@ def test_the_history_records_the_gpu_and_the_precision_it_trained_in(tmp_path):
     """The run table and the README's results read these from history.json (planted: the device written as "cpu",
     which every CPU test records anyway, passed every test)."""
     info = helper_train.make_run_info(tmp_path / "lecture-abc123" / HISTORY_FILE, {"seed": 123}, {"model": "m"},
-                                      torch.device("cuda", 0), torch.bfloat16, 175)
+                                      torch.device("cuda", 0), torch.bfloat16, 175, 50)
     assert info == {"run_name": "lecture-abc123", "settings": {"seed": 123}, "identity": {"model": "m"},
-                    "device": "cuda:0", "precision": "bfloat16", "iter_per_epoch": 175, "test_acc": None}
+                    "device": "cuda:0", "precision": "bfloat16", "iter_per_epoch": 175, "num_epochs": 50,
+                    "test_acc": None}

@@ -198,6 +198,25 @@ def test_an_interrupted_run_without_checkpoints_says_it_cannot_be_continued(tmp_
     assert json.loads((tmp_path / "history.json").read_text())["stopped"] == "interrupted after 1 of 3 epochs"
 
 
+def test_a_run_whose_session_ended_during_training_is_unfinished_in_the_run_table(tmp_path):
+    """A DataLoader worker died in epoch 2 of 3 (or Colab lost the connection): nothing recorded why, and the run
+    table showed the 1-epoch run like a finished one (a review). The history records the epochs planned, so the
+    table says "unfinished" (planted: num_epochs not recorded; the table ignoring it)."""
+    model, optimizer, scheduler = fresh()
+    train_loader, valid_loader, test_loader = loaders()
+    died = InterruptAt(train_loader, epoch=2, batch=4, error=RuntimeError("DataLoader worker exited unexpectedly"))
+    with pytest.raises(RuntimeError, match="worker exited"):
+        train_model(model, 3, died, valid_loader, test_loader, optimizer, "cpu", scheduler=scheduler,
+                    history_file=tmp_path / "history.json")
+    history = json.loads((tmp_path / "history.json").read_text())
+    assert run_table_row("crashed", history)[4] == "unfinished: 1 of 3 epochs"
+    model, optimizer, scheduler = fresh()  # the same run, finished: its test accuracy, not "unfinished: 3 of 3"
+    train_model(model, 3, train_loader, valid_loader, test_loader, optimizer, "cpu", scheduler=scheduler,
+                history_file=tmp_path / "history.json")
+    history = json.loads((tmp_path / "history.json").read_text())
+    assert run_table_row("finished", history)[4] == f"{history['test_acc']:.2f}%"
+
+
 def test_a_resumed_run_that_finishes_no_longer_says_it_was_interrupted(tmp_path, capsys):
     """Nor keeps the weights the interrupt saved (200 MB for VGG-16, of an unfinished epoch): they go, saying so."""
     model, optimizer, scheduler = fresh()
