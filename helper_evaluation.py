@@ -498,8 +498,8 @@ def epoch_ranges(epochs: Sequence[int]) -> list[str]:
     return [f"{first}-{last}" if last > first else str(first) for first, last in ranges]
 
 
-def test_cell(history: Mapping) -> str:
-    """The run table's "test" cell: the test accuracy; else why the run stopped ("diverged in epoch 2",
+def outcome_cell(history: Mapping) -> str:
+    """The run table's "test" cell, the run's outcome: the test accuracy; else why the run stopped ("diverged in epoch 2",
     "interrupted after 3 of 50 epochs"); else, for a run that ended without a word (its session crashed or
     lost its connection, or it is still training elsewhere), "unfinished: 3 of 50 epochs"; "-" if unknown."""
     if history.get("stopped"):
@@ -519,7 +519,7 @@ def run_table_row(name: str, history: dict) -> list[str]:
         str(len(valid)),
         percent_or_dash(valid[-1] if valid else None),
         f"{percent_or_dash(valid[best_epoch - 1])} ({best_epoch})" if valid else "-",
-        test_cell(history),
+        outcome_cell(history),
         f"{sum(seconds) / 60:.1f}" if seconds else "-",
         rate_changes(history),
     ]
@@ -530,7 +530,7 @@ def print_run_table(histories: dict[str, dict]) -> None:
     and the epochs after which the learning rate changed.
 
     The test accuracy is known once the run has finished training; before, the cell says why
-    it stopped or that it is unfinished (``test_cell``); the minutes are the training time summed over the epochs
+    it stopped or that it is unfinished (``outcome_cell``); the minutes are the training time summed over the epochs
     (``epoch_seconds``). The last column matters when comparing runs: a run whose scheduler
     lowered its rate (``ReduceLROnPlateau`` after a plateau) usually gains a point or more
     right after, which another run may simply not have had yet (``rate_changes``).
