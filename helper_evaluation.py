@@ -499,9 +499,10 @@ def epoch_ranges(epochs: Sequence[int]) -> list[str]:
 
 
 def outcome_cell(history: Mapping) -> str:
-    """The run table's "test" cell, the run's outcome: the test accuracy; else why the run stopped ("diverged in epoch 2",
-    "interrupted after 3 of 50 epochs"); else, for a run that ended without a word (its session crashed or
-    lost its connection, or it is still training elsewhere), "unfinished: 3 of 50 epochs"; "-" if unknown."""
+    """The run table's "test" cell, the run's outcome: the test accuracy; else why the run stopped
+    ("diverged in epoch 2", "interrupted after 3 of 50 epochs"); else, for a run that ended without a word
+    (its session crashed or lost its connection, or it is still training elsewhere), "unfinished: 3 of 50
+    epochs"; "-" if unknown."""
     if history.get("stopped"):
         return history["stopped"]
     if history.get("test_acc") is not None or not history.get("num_epochs"):
@@ -530,8 +531,8 @@ def print_run_table(histories: dict[str, dict]) -> None:
     and the epochs after which the learning rate changed.
 
     The test accuracy is known once the run has finished training; before, the cell says why
-    it stopped or that it is unfinished (``outcome_cell``); the minutes are the training time summed over the epochs
-    (``epoch_seconds``). The last column matters when comparing runs: a run whose scheduler
+    it stopped or that it is unfinished (``outcome_cell``); the minutes are the training time
+    summed over the epochs (``epoch_seconds``). The last column matters when comparing runs: a run whose scheduler
     lowered its rate (``ReduceLROnPlateau`` after a plateau) usually gains a point or more
     right after, which another run may simply not have had yet (``rate_changes``).
     """
