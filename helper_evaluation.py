@@ -502,12 +502,13 @@ def outcome_cell(history: Mapping) -> str:
     """The run table's "test" cell, the run's outcome: the test accuracy; else why the run stopped
     ("diverged in epoch 2", "interrupted after 3 of 50 epochs"); else, for a run that ended without a word
     (its session crashed or lost its connection, or it is still training elsewhere), "unfinished: 3 of 50
-    epochs"; "-" if unknown."""
+    epochs" ("unfinished: no test pass" when every epoch had trained); "-" if unknown."""
     if history.get("stopped"):
         return history["stopped"]
-    if history.get("test_acc") is not None or not history.get("num_epochs"):
+    planned, done = history.get("num_epochs"), len(history["valid_acc"])
+    if history.get("test_acc") is not None or type(planned) is not int or planned < 1:  # older or hand-made
         return percent_or_dash(history.get("test_acc"))
-    return f"unfinished: {len(history['valid_acc'])} of {history['num_epochs']} epochs"
+    return f"unfinished: {done} of {planned} epochs" if done < planned else "unfinished: no test pass"
 
 
 def run_table_row(name: str, history: dict) -> list[str]:

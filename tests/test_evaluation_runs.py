@@ -110,6 +110,10 @@ def test_run_table_has_one_row_per_run_with_final_best_test_and_minutes(capsys):
 @pytest.mark.parametrize("extra, cell", [
     ({"num_epochs": 50}, "unfinished: 3 of 50 epochs"),  # ended without a word: a crash, a lost connection
     ({"num_epochs": 50, "test_acc": 51.0}, "51.00%"),
+    ({"num_epochs": 50, "test_acc": 0.0}, "0.00%"),  # a diverged run's 0%, not "unfinished"
+    ({"num_epochs": 2}, "unfinished: no test pass"),  # NUM_EPOCHS lowered, then a crash in the test pass
+    ({"num_epochs": 3}, "unfinished: no test pass"),  # every epoch trained, the session ended in the test pass
+    ({"num_epochs": "50"}, "-"),  # edited by hand
     ({"num_epochs": 50, "stopped": "interrupted after 3 of 50 epochs"}, "interrupted after 3 of 50 epochs"),
     ({}, "-"),  # a history written before train_model recorded num_epochs
 ])

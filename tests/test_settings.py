@@ -745,7 +745,7 @@ def test_the_data_cell_hands_every_setting_to_the_loaders(notebook, machine, tmp
     machine(gpus=0)
     namespace = run_settings_cells(notebook, BATCH_SIZE=32, NUM_WORKERS=3, DATA_ROOT=str(tmp_path / "images"),
                                    SMOKE_TEST=smoke_test, FAST_DATA_PATH=fast_data_path, PRECISION=precision)
-    calls, train, test = [], transforms_stand_in("train"), transforms_stand_in("test")
+    calls, train, test = [], stand_in("train_transforms"), stand_in("test_transforms")
     namespace.update(DEVICE=torch.device(device), train_transforms=train, test_transforms=test,
                      get_dataloaders_cifar10=recorder(calls, ("train", "valid", "test")))
     exec(cell_containing(notebook, "get_dataloaders_cifar10(\n"), namespace)
@@ -756,51 +756,59 @@ def test_the_data_cell_hands_every_setting_to_the_loaders(notebook, machine, tmp
     assert [namespace[f"{name}_loader"] for name in ("train", "valid", "test")] == ["train", "valid", "test"]
 
 
-def transforms_stand_in(name):
-    """An object that is only ever itself: the data cell must pass the transforms it was given."""
-    return type(f"{name}_transforms", (), {})()
+def stand_in(name):
+    """An object equal only to itself, for a value a cell must hand on as it got it (transforms, a device, a switch):
+    a cell that writes in a value of its own, even the usual one, then fails the comparison."""
+    return type(name, (), {})()
 
 
 @pytest.mark.parametrize("notebook", NOTEBOOKS)
 @pytest.mark.parametrize("smoke_test, checkpoints", [(False, True), (False, False), (True, True)])
 def test_the_training_cell_hands_every_setting_to_train_model(notebook, machine, tmp_path, smoke_test, checkpoints):
     """NUM_EPOCHS, LIVE_PLOT, CHECKPOINTS, SMOKE_TEST and the choices the cells above made (mixed precision,
-    compilation, the run's folder, settings and identity) reach train_model (planted, each passed every test:
-    num_epochs=50 written into the call, which a smoke test on a CPU would train for hours; use_amp=False;
-    compile_model=False; checkpoints saved in a smoke test or with CHECKPOINTS = False; no run_settings)."""
+    compilation, the device, the run's folder, settings and identity) reach train_model (planted, each passed every
+    test: num_epochs=50 written into the call, which a smoke test on a CPU would train for hours; use_amp=False or
+    True; compile_model=False or True; device="cpu"; checkpoints saved in a smoke test or with CHECKPOINTS = False;
+    no run_settings)."""
     machine(gpus=0)
     namespace = run_folder_cell(notebook, tmp_path, SMOKE_TEST=smoke_test, CHECKPOINTS=checkpoints, NUM_EPOCHS=7,
                                 LIVE_PLOT=False)
-    calls = []
-    namespace.update(USE_AMP=True, use_compile=True, train_model=recorder(calls, ([], [], [])))  # as on a GPU
+    calls, device, use_amp, use_compile = [], stand_in("device"), stand_in("use_amp"), stand_in("use_compile")
+    namespace.update(DEVICE=device, USE_AMP=use_amp, use_compile=use_compile, train_model=recorder(calls, ([], [], [])))
     training_cell_after(namespace, notebook)
     folder = namespace["RUN_DIR"]
     assert calls == [dict(
         model=namespace["model"], num_epochs=3 if smoke_test else 7, train_loader=namespace["train_loader"],
         valid_loader=namespace["valid_loader"], test_loader=namespace["test_loader"],
-        optimizer=namespace["optimizer"], device=torch.device("cpu"), scheduler=namespace["scheduler"],
-        scheduler_on="valid_acc", logging_interval=10 if smoke_test else 100, use_amp=True, num_classes=10,
+        optimizer=namespace["optimizer"], device=device, scheduler=namespace["scheduler"],
+        scheduler_on="valid_acc", logging_interval=10 if smoke_test else 100, use_amp=use_amp, num_classes=10,
         checkpoint_dir=folder if checkpoints and not smoke_test else None, history_file=folder / "history.json",
-        run_settings=namespace["RUN_SETTINGS"], run_identity=namespace["run_identity"], compile_model=True,
+        run_settings=namespace["RUN_SETTINGS"], run_identity=namespace["run_identity"], compile_model=use_compile,
         live_plot=False, figure_subtitle=namespace["FIGURE_SUBTITLE"])]
 
 
 @pytest.mark.parametrize("notebook", NOTEBOOKS)
-@pytest.mark.parametrize("checkpoints, epochs_to_train", [(True, 20), (False, 50)])
-def test_compilation_is_weighed_against_the_epochs_a_resumed_run_has_left(notebook, machine, tmp_path, checkpoints,
-                                                                          epochs_to_train):
+@pytest.mark.parametrize("smoke_test, checkpoints, epochs_done, epochs_to_train", [
+    (False, True, 30, 20),  # resumed: the 20 epochs left
+    (False, False, 30, 50),  # CHECKPOINTS = False: not resumed, all 50 train
+    (False, True, 50, 0),  # finished: nothing to train, so nothing to compile even with COMPILE = True
+    (True, True, 30, 3),  # a smoke test: at most 3 epochs, never resumed
+])
+def test_compilation_is_weighed_against_the_epochs_a_resumed_run_has_left(notebook, machine, tmp_path, smoke_test,
+                                                                          checkpoints, epochs_done, epochs_to_train):
     """A checkpoint holding 30 of 50 epochs leaves 20 to train, and COMPILE = "auto" must weigh those: on an H200
     they save 20 x 0.49 s, less than the 20.5 s compilation takes (planted: NUM_EPOCHS passed whatever the
-    checkpoint held, as it was). With CHECKPOINTS = False the checkpoint is not resumed: all 50 epochs train."""
+    checkpoint held, as it was; at least 1 epoch passed; the device or SMOKE_TEST written into the call)."""
     machine(gpus=0)
-    namespace = run_folder_cell(notebook, tmp_path, CHECKPOINTS=checkpoints, COMPILE=True, BATCH_SIZE=32)
+    namespace = run_folder_cell(notebook, tmp_path, SMOKE_TEST=smoke_test, CHECKPOINTS=checkpoints, COMPILE=True,
+                                BATCH_SIZE=32)
     namespace["RUN_DIR"].mkdir(parents=True)
-    torch.save({"epochs_done": 30}, namespace["RUN_DIR"] / helper_train.CHECKPOINT_FILE)
-    calls = []
-    namespace["should_compile"] = recorder(calls, (True, "yes: COMPILE = True"))
-    exec(cell_containing(notebook, "RUN_DIR = choose_run_folder("), namespace)
-    assert calls == [dict(args=(True, torch.device("cpu"), epochs_to_train), smoke_test=False)]
-    assert namespace["use_compile"] is True
+    torch.save({"epochs_done": epochs_done}, namespace["RUN_DIR"] / helper_train.CHECKPOINT_FILE)
+    calls, decision = [], stand_in("use_compile")
+    namespace.update(DEVICE=torch.device("cuda", 0), should_compile=recorder(calls, (decision, "the reason")))
+    exec(cell_containing(notebook, "RUN_DIR = choose_run_folder("), namespace)  # again, as on a GPU
+    assert calls == [dict(args=(True, torch.device("cuda", 0), epochs_to_train), smoke_test=smoke_test)]
+    assert namespace["use_compile"] is decision
 
 
 @pytest.mark.parametrize("notebook, normalization", [(NOTEBOOKS[0], "mean=std=0.5"),
@@ -830,6 +838,8 @@ def determinism_restored():
     torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = switches[1:3]
     if switches[3] is None:
         os.environ.pop("CUBLAS_WORKSPACE_CONFIG", None)
+    else:
+        os.environ["CUBLAS_WORKSPACE_CONFIG"] = switches[3]
     random.setstate(states[0])
     np.random.set_state(states[1])
 
@@ -868,15 +878,17 @@ def test_the_result_cells_show_the_epochs_trained_on_the_test_set_in_the_runs_fo
         monkeypatch.setattr(module, name, recorder(calls[name], result))
     namespace = run_settings_cells(notebook, NUM_EPOCHS=7)
     losses, loaders = [2.3] * 54, {"train": list(range(18)), "valid": list(range(2)), "test": list(range(4))}
+    device, use_amp = stand_in("device"), stand_in("use_amp")
     namespace.update(model="the model", minibatch_loss_list=losses, train_acc_list=[30.0, 40.0, 50.0],
-                     valid_acc_list=[29.0, 38.0, 47.0], RUN_DIR=tmp_path, FIGURE_SUBTITLE="run x", USE_AMP=True,
+                     valid_acc_list=[29.0, 38.0, 47.0], RUN_DIR=tmp_path, FIGURE_SUBTITLE="run x", USE_AMP=use_amp,
+                     DEVICE=device,
                      NORMALIZE_MEAN=(0.4, 0.5, 0.6), NORMALIZE_STD=(0.2, 0.3, 0.4),
                      **{f"{name}_loader": loader for name, loader in loaders.items()})
     for call in ("plot_training_loss(\n", "plot_accuracy(train_acc_list", "show_examples(model", "conf_mat = compute",
                  "show_confident_mistakes(model"):
         exec(cell_containing(notebook, call), namespace)
     figure = dict(results_dir=tmp_path, subtitle="run x")
-    test_set = dict(model="the model", data_loader=loaders["test"], use_amp=True)
+    test_set = dict(model="the model", data_loader=loaders["test"], use_amp=use_amp)
     classes = dict(enumerate(CIFAR10_CLASSES))
     unnormalizers = [call.pop("unnormalizer") for name in ("show_examples", "show_confident_mistakes")
                      for call in calls[name]]
@@ -885,7 +897,7 @@ def test_the_result_cells_show_the_epochs_trained_on_the_test_set_in_the_runs_fo
                                     averaging_iterations=100, **figure)],
         "plot_accuracy": [dict(train_acc_list=[30.0, 40.0, 50.0], valid_acc_list=[29.0, 38.0, 47.0], **figure)],
         "show_examples": [dict(class_dict=classes, **test_set, **figure)],
-        "compute_confusion_matrix": [dict(device=torch.device("cpu"), **test_set)],
+        "compute_confusion_matrix": [dict(device=device, **test_set)],
         "plot_confusion_matrix": [dict(args=("the confusion matrix",), class_names=CIFAR10_CLASSES, **figure)],
         "show_confident_mistakes": [dict(class_dict=classes, **test_set, **figure)],
     }

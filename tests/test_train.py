@@ -677,6 +677,8 @@ def test_compile_setting_on_cpu_smoke_and_explicit():
         False, 'no: COMPILE = "auto" compiles only on a CUDA GPU, and this run is on the cpu')
     assert helper_train.should_compile("auto", "cuda", 50, smoke_test=True) == (
         False, 'no: COMPILE = "auto" never compiles in a smoke test')
+    assert helper_train.should_compile("auto", "mps", 50) == (  # Apple's GPU: never asks CUDA for its name
+        False, 'no: COMPILE = "auto" compiles only on a CUDA GPU, and this run is on the mps')
     assert helper_train.should_compile(True, "cpu", 1)[0] is True
     assert helper_train.should_compile(False, "cuda", 50)[0] is False
     with pytest.raises(ValueError, match='COMPILE must be "auto", True or False'):
@@ -849,6 +851,8 @@ def test_compile_gives_the_time_it_saves_or_the_setting_as_its_reason(monkeypatc
     monkeypatch.setattr(helper_train.torch.cuda, "get_device_name", lambda device=None: "NVIDIA H200")
     assert helper_train.should_compile("auto", "cuda", 50) == (True, "yes: on the NVIDIA H200 it saves about 4 s "
                                                                      "over 50 epochs to train")
+    assert helper_train.should_compile("auto", "cuda", 60) == (True, "yes: on the NVIDIA H200 it saves about 9 s "
+                                                                     "over 60 epochs to train")  # 60 x 0.49 - 20.5
     assert helper_train.should_compile(False, "cuda", 50) == (False, "no: COMPILE = False")
     assert helper_train.should_compile(True, "cpu", 50) == (True, "yes: COMPILE = True")
 

@@ -201,19 +201,24 @@ def test_an_interrupted_run_without_checkpoints_says_it_cannot_be_continued(tmp_
 def test_a_run_whose_session_ended_during_training_is_unfinished_in_the_run_table(tmp_path):
     """A DataLoader worker died in epoch 2 of 3 (or Colab lost the connection): nothing recorded why, and the run
     table showed the 1-epoch run like a finished one (a review). The history records the epochs planned, so the
-    table says "unfinished" (planted: num_epochs not recorded; the table ignoring it)."""
-    model, optimizer, scheduler = fresh()
+    table says "unfinished", also after a resumed run dies again (planted: num_epochs not recorded; the table
+    ignoring it; the epochs left recorded instead of the run's total)."""
     train_loader, valid_loader, test_loader = loaders()
-    died = InterruptAt(train_loader, epoch=2, batch=4, error=RuntimeError("DataLoader worker exited unexpectedly"))
-    with pytest.raises(RuntimeError, match="worker exited"):
-        train_model(model, 3, died, valid_loader, test_loader, optimizer, "cpu", scheduler=scheduler,
-                    history_file=tmp_path / "history.json")
-    history = json.loads((tmp_path / "history.json").read_text())
-    assert run_table_row("crashed", history)[4] == "unfinished: 1 of 3 epochs"
-    model, optimizer, scheduler = fresh()  # the same run, finished: its test accuracy, not "unfinished: 3 of 3"
-    train_model(model, 3, train_loader, valid_loader, test_loader, optimizer, "cpu", scheduler=scheduler,
-                history_file=tmp_path / "history.json")
-    history = json.loads((tmp_path / "history.json").read_text())
+
+    def train(loader):
+        model, optimizer, scheduler = fresh()
+        train_model(model, 3, loader, valid_loader, test_loader, optimizer, "cpu", scheduler=scheduler,
+                    checkpoint_dir=tmp_path)
+        return json.loads((tmp_path / HISTORY_FILE).read_text())
+
+    for epochs_done in (1, 2):  # dies in epoch 2, then, resumed, in epoch 3 (its own second epoch)
+        died = InterruptAt(train_loader, epoch=2, batch=4, error=RuntimeError("DataLoader worker exited unexpectedly"))
+        with pytest.raises(RuntimeError, match="worker exited"):
+            train(died)
+        assert run_table_row("crashed", json.loads((tmp_path / HISTORY_FILE).read_text()))[4] == (
+            f"unfinished: {epochs_done} of 3 epochs")
+    never_dies = InterruptAt(train_loader, epoch=99, batch=0)  # the same kind of loader, so the same run
+    history = train(never_dies)  # resumed once more, it finishes: its test accuracy
     assert run_table_row("finished", history)[4] == f"{history['test_acc']:.2f}%"
 
 
