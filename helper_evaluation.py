@@ -429,13 +429,31 @@ HISTORY_FILE = "history.json"  # each run's record, in RESULTS_DIR/<run name>/, 
 
 
 def read_history(path: Path) -> dict:
-    """One run's history from ``path``; ValueError or OSError if it is not a history."""
+    """One run's history from ``path``; ValueError or OSError if it is not a history.
+
+    The fields the run table and the comparison figure read must hold what train_model writes
+    there, or a file edited by hand would stop the comparison cell halfway.
+    """
     history = json.loads(path.read_text(encoding="utf-8"))
     if not isinstance(history, dict):
         raise ValueError("not a JSON object")
     if not isinstance(history.get("valid_acc"), list):
         raise ValueError("no per-epoch validation accuracy ('valid_acc')")
+    if not all(is_json_number(value) for value in history["valid_acc"]):
+        raise ValueError("'valid_acc' holds something other than numbers")
+    if history.get("test_acc") is not None and not is_json_number(history["test_acc"]):
+        raise ValueError("'test_acc' is neither a number nor null")
+    seconds = history.get("epoch_seconds")
+    if seconds is not None and not (isinstance(seconds, list) and all(is_json_number(value) for value in seconds)):
+        raise ValueError("'epoch_seconds' is not a list of numbers")
+    if history.get("stopped") is not None and not isinstance(history["stopped"], str):
+        raise ValueError("'stopped' is not a text")
     return history
+
+
+def is_json_number(value) -> bool:
+    """A number as JSON stores one: an int or a float, not true or false (which Python counts as 1 and 0)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def load_run_histories(results_dir: str | os.PathLike) -> dict[str, dict]:

@@ -81,6 +81,13 @@ def test_a_file_that_cannot_be_read_is_skipped_with_a_line_naming_it(tmp_path, c
 @pytest.mark.parametrize(("content", "reason"), [
     (b"[1, 2, 3]", "(not a JSON object)"),
     (b'{"run_name": "no accuracies"}', "(no per-epoch validation accuracy ('valid_acc'))"),
+    # edited by hand: each of these stopped the comparison cell with a TypeError or ValueError (a review)
+    (b'{"valid_acc": [40.0, "45"]}', "('valid_acc' holds something other than numbers)"),
+    (b'{"valid_acc": [40.0, true]}', "('valid_acc' holds something other than numbers)"),
+    (b'{"valid_acc": [40.0], "test_acc": "51"}', "('test_acc' is neither a number nor null)"),
+    (b'{"valid_acc": [40.0], "epoch_seconds": "60"}', "('epoch_seconds' is not a list of numbers)"),
+    (b'{"valid_acc": [40.0], "epoch_seconds": [60, null]}', "('epoch_seconds' is not a list of numbers)"),
+    (b'{"valid_acc": [40.0], "stopped": 3}', "('stopped' is not a text)"),
 ])
 def test_the_skipped_line_says_what_the_file_lacks(tmp_path, capsys, content, reason):
     """The student opens the file to fix it: the line says what is wrong with it (planted: either reason replaced by
