@@ -728,6 +728,12 @@ def recorder(calls, result):
     return record
 
 
+def stand_in(name):
+    """An object equal only to itself, for a value a cell must hand on as it got it (transforms, a device, a switch):
+    a cell that writes in a value of its own, even the usual one, then fails the comparison."""
+    return type(name, (), {})()
+
+
 @pytest.mark.parametrize("notebook", NOTEBOOKS)
 @pytest.mark.parametrize("device, fast_data_path, precision, data_device, use_amp", [
     ("cpu", "auto", "auto", None, False),  # "auto": the classic path on a CPU
@@ -754,12 +760,6 @@ def test_the_data_cell_hands_every_setting_to_the_loaders(notebook, machine, tmp
                           device=data_device and torch.device(data_device))]
     assert namespace["USE_AMP"] is use_amp
     assert [namespace[f"{name}_loader"] for name in ("train", "valid", "test")] == ["train", "valid", "test"]
-
-
-def stand_in(name):
-    """An object equal only to itself, for a value a cell must hand on as it got it (transforms, a device, a switch):
-    a cell that writes in a value of its own, even the usual one, then fails the comparison."""
-    return type(name, (), {})()
 
 
 @pytest.mark.parametrize("notebook", NOTEBOOKS)
