@@ -477,7 +477,9 @@ def choose_run_folder(results_dir: str | Path, identity: Mapping[str, str], sett
         print("  a checkpointed run of these settings is there, but checkpoints are off: this run starts from "
               f"scratch and replaces its {replaced} (its checkpoint and best weights stay)")
     elif checkpoint.exists():
-        print("  a checkpoint of exactly these settings is there: the run continues where it stopped")
+        done = epochs_in_checkpoint(folder)  # 0 for a damaged file, which train_model refuses with its fix
+        print("  a checkpoint of exactly these settings is there: the run continues where it stopped"
+              + (f", after epoch {done}" if done else ""))
     elif stopped := stopped_before_first_epoch(folder / HISTORY_FILE):
         print(f"  an earlier run of these settings stopped before its first epoch ended ({stopped}): this run "
               "starts from scratch and replaces its history and figures")

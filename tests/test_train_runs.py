@@ -412,8 +412,12 @@ def test_a_checkpointed_run_of_the_same_settings_says_it_continues(tmp_path, cap
     capsys.readouterr()
     helper_train.choose_run_folder(tmp_path, identity, {}, checkpoints=True)
     out = capsys.readouterr().out
-    assert "a checkpoint of exactly these settings is there: the run continues where it stopped" in out
+    assert "a checkpoint of exactly these settings is there: the run continues where it stopped\n" in out
     assert "checkpoints are off" not in out and "without checkpoints" not in out
+    # a readable checkpoint says how far the run got: a finished run's "nothing to train" surprised a student (a review)
+    torch.save({"epochs_done": 30}, folder / CHECKPOINT_FILE)
+    helper_train.choose_run_folder(tmp_path, identity, {}, checkpoints=True)
+    assert "the run continues where it stopped, after epoch 30\n" in capsys.readouterr().out
 
 
 def test_an_empty_run_folder_counts_as_not_trained_before(tmp_path, capsys):
