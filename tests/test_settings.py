@@ -15,7 +15,7 @@ from PIL import Image
 import helper_evaluation
 import helper_plotting
 import helper_train
-from benchmarks.notebook_code import code_cells
+from benchmarks.notebook_code import cells_defining, code_cells
 from helper_dataset import CIFAR10_CLASSES
 from helper_evaluation import choose_device
 from helper_train import setting_problem
@@ -351,8 +351,6 @@ def test_standardized_notebook_computes_the_channel_statistics_over_the_training
 @pytest.mark.parametrize("notebook", NOTEBOOKS)
 def test_the_shape_tables_start_with_the_students_own_image_size(notebook, capsys):
     """IMAGE_SIZE = 48 shows 48 (block 5 leaves 1x1: 48 halved five times), then the lecture's 64 and the raw 32."""
-    from benchmarks.notebook_code import cells_defining
-
     namespace = cells_defining(ROOT / notebook, "class VGG16(")
     namespace.update(model=namespace["VGG16"](num_classes=10), IMAGE_SIZE=48)
     exec(cell_containing(notebook, "print_layer_shapes("), namespace)
@@ -494,8 +492,6 @@ def test_the_model_cell_builds_a_model_that_apples_mps_can_train(notebook, machi
                                                                   runs_on_mps):
     """On MPS (DEVICE = "auto" on Apple silicon) the model cell swaps the pooling for the same function as matrix
     products; elsewhere it keeps the lecture's AdaptiveAvgPool2d unless DETERMINISTIC asks for the swap."""
-    from benchmarks.notebook_code import cells_defining
-
     machine(gpus=0, mps=mps)
     namespace = run_settings_cells(notebook, DETERMINISTIC=deterministic)
     namespace["VGG16"] = cells_defining(ROOT / notebook, "class VGG16(")["VGG16"]
@@ -507,7 +503,6 @@ def test_the_model_cell_builds_a_model_that_apples_mps_can_train(notebook, machi
 def test_the_picture_cell_classifies_with_the_network_the_model_cell_built(machine, monkeypatch, tmp_path, capsys):
     """Its model is a copy of the trained one, with the pooling swapped on MPS; a VGG16 built afresh would have the
     pooling that MPS cannot compute."""
-    from benchmarks.notebook_code import cells_defining
     from helper_dataset import UnNormalize
     from helper_evaluation import make_pooling_deterministic
 
@@ -680,8 +675,6 @@ def lecture_vgg16_layers(num_classes: int) -> list[str]:
 def test_each_notebook_builds_the_lectures_vgg16_with_kaiming_uniform_weights_and_zero_biases(notebook):
     """The model class is the lesson: its layers and their initialization must be the lecture's (planted: max instead
     of average pooling, a first convolution without padding, or biases of one passed every test)."""
-    from benchmarks.notebook_code import cells_defining
-
     vgg16 = cells_defining(ROOT / notebook, "class VGG16(")["VGG16"]
     torch.manual_seed(0)
     model = vgg16(num_classes=10)
@@ -694,24 +687,33 @@ def test_each_notebook_builds_the_lectures_vgg16_with_kaiming_uniform_weights_an
     assert model(torch.zeros(2, 3, 64, 64)).shape == (2, 10)
 
 
+@pytest.fixture
+def determinism_restored():
+    """The global switches the seeding cell sets, as they were before the test."""
+    switches = (torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.deterministic,
+                torch.backends.cudnn.benchmark, os.environ.get("CUBLAS_WORKSPACE_CONFIG"))
+    states = random.getstate(), np.random.get_state()
+    with torch.random.fork_rng():
+        yield
+    torch.use_deterministic_algorithms(switches[0])
+    torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = switches[1:3]
+    if switches[3] is None:
+        os.environ.pop("CUBLAS_WORKSPACE_CONFIG", None)
+    else:
+        os.environ["CUBLAS_WORKSPACE_CONFIG"] = switches[3]
+    random.setstate(states[0])
+    np.random.set_state(states[1])
+
+
 @pytest.mark.parametrize("notebook", NOTEBOOKS)
-def test_each_notebook_seeds_with_random_seed_and_builds_the_model_with_dropout2d(notebook):
+def test_each_notebook_seeds_with_random_seed_and_builds_the_model_with_dropout2d(notebook, determinism_restored):
     """RANDOM_SEED = 7 seeds the run with 7, and DROPOUT2D = 0.2 puts Dropout2d(0.2) in the model (planted: the
     lecture's seed 123 or a Dropout2d rate of 0 written into those cells passed every test: the smoke notebooks run
     with the defaults)."""
-    from benchmarks.notebook_code import cells_defining
-
     namespace = run_settings_cells(notebook, RANDOM_SEED=7, DROPOUT2D=0.2)
-    benchmark, states = torch.backends.cudnn.benchmark, (random.getstate(), np.random.get_state())
-    with torch.random.fork_rng():  # the seeds of the tests that follow stay as they were
-        torch.manual_seed(0)  # not 7 already
-        try:
-            exec(cell_containing(notebook, "set_all_seeds(RANDOM_SEED)"), namespace)
-            assert torch.initial_seed() == 7
-        finally:
-            torch.backends.cudnn.benchmark = benchmark
-            random.setstate(states[0])
-            np.random.set_state(states[1])
+    torch.manual_seed(0)  # not 7 already
+    exec(cell_containing(notebook, "set_all_seeds(RANDOM_SEED)"), namespace)
+    assert torch.initial_seed() == 7
     namespace["VGG16"] = cells_defining(ROOT / notebook, "class VGG16(")["VGG16"]
     exec(cell_containing(notebook, "model = VGG16("), namespace)
     assert str(namespace["model"].feature_dropout) == "Dropout2d(p=0.2, inplace=False)"
@@ -824,24 +826,6 @@ def test_the_run_settings_record_the_students_own_values(notebook, normalization
     assert namespace["RUN_SETTINGS"] == {"seed": 7, "batch_size": 32, "learning_rate": 0.05, "image_size": 32,
                                          "dropout2d": 0.2, "normalization": normalization, "precision": "float32",
                                          "deterministic": True}
-
-
-@pytest.fixture
-def determinism_restored():
-    """The global switches the seeding cell sets, as they were before the test."""
-    switches = (torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.deterministic,
-                torch.backends.cudnn.benchmark, os.environ.get("CUBLAS_WORKSPACE_CONFIG"))
-    states = random.getstate(), np.random.get_state()
-    with torch.random.fork_rng():
-        yield
-    torch.use_deterministic_algorithms(switches[0])
-    torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = switches[1:3]
-    if switches[3] is None:
-        os.environ.pop("CUBLAS_WORKSPACE_CONFIG", None)
-    else:
-        os.environ["CUBLAS_WORKSPACE_CONFIG"] = switches[3]
-    random.setstate(states[0])
-    np.random.set_state(states[1])
 
 
 @pytest.mark.parametrize("notebook", NOTEBOOKS)

@@ -658,11 +658,8 @@ def test_the_epochs_in_a_checkpoint_are_read_from_the_file_train_model_writes(tm
     (train_model refuses it later, with the fix), counts 0 (planted: always 0; a foreign file crashing the cell)."""
     assert helper_train.epochs_in_checkpoint(tmp_path) == 0
     model = TinyNet()
-    train_loader, valid_loader, test_loader = get_dataloaders_cifar10(
-        32, validation_fraction=0.1, train_transforms=lecture_train_transforms(),
-        test_transforms=lecture_test_transforms(), smoke_test=True)
-    train_model(model, 2, train_loader, valid_loader, test_loader, torch.optim.SGD(model.parameters(), lr=0.01),
-                "cpu", checkpoint_dir=tmp_path)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+    train_model(model, 2, *smoke_loaders(), optimizer, "cpu", checkpoint_dir=tmp_path)
     assert helper_train.epochs_in_checkpoint(tmp_path) == 2
     checkpoint = tmp_path / helper_train.CHECKPOINT_FILE
     checkpoint.write_bytes(checkpoint.read_bytes()[:1000])  # cut off, as by a full disk
