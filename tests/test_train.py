@@ -668,6 +668,25 @@ def test_the_epochs_in_a_checkpoint_are_read_from_the_file_train_model_writes(tm
     assert helper_train.epochs_in_checkpoint(tmp_path) == 0
 
 
+def test_compile_auto_asks_for_the_name_of_the_gpu_the_run_is_on(monkeypatch):
+    """On a machine with two GPUs, DEVICE = "cuda:1" is measured by its own name, not the first GPU's."""
+    def name_of(device=None):  # None: the current GPU, which is the first
+        return {0: "NVIDIA H200", 1: "Tesla T4"}[0 if device is None else torch.device(device).index or 0]
+
+    monkeypatch.setattr(helper_train.torch.cuda, "get_device_name", name_of)
+    assert helper_train.should_compile("auto", "cuda:0", 50)[0] is True
+    assert helper_train.should_compile("auto", "cuda:1", 50) == (
+        False, 'no: COMPILE = "auto" and compiling was never measured on the Tesla T4')
+
+
+def test_compile_auto_needs_a_saving_larger_than_the_compilation(monkeypatch):
+    """Saving exactly what compiling costs gains nothing, so "auto" does not compile (20 epochs x 0.5 s = 10 s)."""
+    monkeypatch.setattr(helper_train.torch.cuda, "get_device_name", lambda device=None: "Test GPU")
+    monkeypatch.setattr(helper_train, "COMPILE_MEASUREMENTS", {"Test GPU": (10.0, 0.5)})
+    assert helper_train.should_compile("auto", "cuda", 20)[0] is False
+    assert helper_train.should_compile("auto", "cuda", 21)[0] is True
+
+
 def test_compile_setting_on_cpu_smoke_and_explicit():
     """Each reason says what applies: a CPU run that is no smoke test read "never in a smoke test" (a review)."""
     assert helper_train.should_compile("auto", "cpu", 50) == (

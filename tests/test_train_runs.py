@@ -418,6 +418,8 @@ def test_a_checkpointed_run_of_the_same_settings_says_it_continues(tmp_path, cap
     torch.save({"epochs_done": 30}, folder / CHECKPOINT_FILE)
     helper_train.choose_run_folder(tmp_path, identity, {}, checkpoints=True)
     assert "the run continues where it stopped, after epoch 30\n" in capsys.readouterr().out
+    helper_train.choose_run_folder(tmp_path, identity, {})  # train_model's default: checkpoints on (planted: off)
+    assert "the run continues where it stopped, after epoch 30\n" in capsys.readouterr().out
 
 
 def test_an_empty_run_folder_counts_as_not_trained_before(tmp_path, capsys):
@@ -427,7 +429,8 @@ def test_an_empty_run_folder_counts_as_not_trained_before(tmp_path, capsys):
     capsys.readouterr()
     helper_train.choose_run_folder(tmp_path, identity, {}, checkpoints=False)
     out = capsys.readouterr().out
-    assert "a configuration not trained before" in out and "ran here before" not in out
+    assert out.endswith("\n  a configuration not trained before: training starts from scratch, earlier runs keep "
+                        "their folders\n")
 
 
 # --- what the identity records (review 2: each test fails when its part of the identity is dropped or mixed up) ---
