@@ -120,6 +120,7 @@ def test_run_table_has_one_row_per_run_with_final_best_test_and_minutes(capsys):
     ({"num_epochs": 50, "test_acc": 0.0}, "0.00%"),  # a diverged run's 0%, not "unfinished"
     ({"num_epochs": 2}, "unfinished: no test pass"),  # NUM_EPOCHS lowered, then a crash in the test pass
     ({"num_epochs": 3}, "unfinished: no test pass"),  # every epoch trained, the session ended in the test pass
+    ({"num_epochs": 1}, "unfinished: no test pass"),  # NUM_EPOCHS = 1, a quick check, that ended the same way
     ({"num_epochs": "50"}, "-"),  # edited by hand
     ({"num_epochs": 50, "stopped": "interrupted after 3 of 50 epochs"}, "interrupted after 3 of 50 epochs"),
     ({}, "-"),  # a history written before train_model recorded num_epochs

@@ -687,6 +687,23 @@ def test_compile_auto_needs_a_saving_larger_than_the_compilation(monkeypatch):
     assert helper_train.should_compile("auto", "cuda", 21)[0] is True
 
 
+def test_the_epochs_in_a_checkpoint_are_read_safely_and_without_loading_its_tensors(tmp_path, monkeypatch):
+    """weights_only=True: never unpickle code (torch before 2.6, which the requirements allow, defaulted to False);
+    map_location="cpu": a GPU run's checkpoint is counted on a machine without one; mmap=True: the 400 MB of
+    weights stay on disk, so the notebook's line is instant."""
+    torch.save({"epochs_done": 4}, tmp_path / helper_train.CHECKPOINT_FILE)
+    calls = []
+    real_load = torch.load
+
+    def recording_load(*args, **kwargs):
+        calls.append(kwargs)
+        return real_load(*args, **kwargs)
+
+    monkeypatch.setattr(helper_train.torch, "load", recording_load)
+    assert helper_train.epochs_in_checkpoint(tmp_path) == 4
+    assert calls == [{"map_location": "cpu", "weights_only": True, "mmap": True}]
+
+
 def test_compile_setting_on_cpu_smoke_and_explicit():
     """Each reason says what applies: a CPU run that is no smoke test read "never in a smoke test" (a review)."""
     assert helper_train.should_compile("auto", "cpu", 50) == (

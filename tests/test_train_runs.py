@@ -1003,6 +1003,10 @@ def test_a_run_name_with_many_changed_settings_names_whole_settings_and_counts_t
     fits = {name: settings[name] for name in ("seed", "batch_size", "learning_rate", "image_size")}
     assert run_name(identity, fits) == (
         f"seed=7_batch_size=128_learning_rate=0.005_image_size=32-{helper_train.run_hash(identity)}")
+    exactly_80 = {"seed": 7, "normalization": "n" * 59}  # "seed=7_normalization=nnn...": 80 characters, kept whole
+    assert run_name(identity, exactly_80) == f"seed=7_normalization={'n' * 59}-{helper_train.run_hash(identity)}"
+    assert run_name(identity, {"seed": 7, "normalization": "n" * 60}) == (  # 81: counted instead
+        f"seed=7_and-1-more-{helper_train.run_hash(identity)}")
 
 
 def test_a_set_in_the_model_code_gives_the_same_fingerprint_in_every_session(tmp_path):
