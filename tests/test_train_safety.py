@@ -1,5 +1,6 @@
 """helper_train for long runs: checkpoints, exact resume after a kill, interrupts, divergence, bad input."""
 
+import copy
 import io
 import json
 import random
@@ -264,7 +265,7 @@ def assert_valid_checkpoint(folder, epochs_done):
 
 
 def test_ctrl_c_while_saving_the_checkpoint_ends_like_any_interrupt(tmp_path, monkeypatch, capsys):
-    interrupt_on_call(monkeypatch, helper_train.CheckpointWriter, "save", 2)  # the second epoch's save
+    interrupt_on_call(monkeypatch, helper_train.CheckpointWriter, "snapshot", 2)  # the second epoch's save
     model, optimizer, scheduler = fresh()
     _, _, valid_acc = train_model(model, 3, *loaders(), optimizer, "cpu", scheduler=scheduler,
                                   checkpoint_dir=tmp_path)
@@ -386,7 +387,10 @@ def test_an_epoch_is_the_best_only_when_it_beats_every_earlier_epoch_not_just_th
         def __init__(self):
             self.is_best = []
 
-        def save(self, checkpoint, is_best):
+        def snapshot(self, checkpoint):
+            return checkpoint
+
+        def start_writing(self, snapshot, is_best):
             self.is_best.append(is_best)
 
     writer, history = RecordingWriter(), {"valid_acc": [], "checkpoint_seconds": []}
@@ -831,18 +835,36 @@ def test_a_checkpoint_written_on_a_gpu_continues_on_a_machine_without_one(monkey
 
 
 def test_the_history_records_how_long_each_save_held_training_up(monkeypatch):
-    """The checkpoint cost that issue 11 measures: the time the training thread waits in save_epoch, and 0.0 in the
-    checkpoint's own copy, written before its cost is known (planted: None, or the clock plus the start, recorded
-    instead passed every test, which only counted the entries)."""
+    """The checkpoint cost that issue 11 measures: the time the training thread waits for the previous write and
+    the copy, in the history and in the copy the checkpoint file is written from (planted: None, or the clock
+    plus the start, recorded instead passed every test, which only counted the entries)."""
     clock = FakeClock(monkeypatch, now=100.0)
 
     class SlowWriter:
-        def save(self, checkpoint, is_best):
+        def snapshot(self, checkpoint):
             clock.now += 0.25
+            return copy.deepcopy(checkpoint)
 
+        def start_writing(self, snapshot, is_best):
+            self.written = snapshot
+            clock.now += 1.0  # the thread's start is not part of the cost
+
+    writer = SlowWriter()
     checkpoint, history = {"history": {"checkpoint_seconds": []}}, {"valid_acc": [50.0], "checkpoint_seconds": []}
-    helper_train.save_epoch(SlowWriter(), checkpoint, history)
-    assert history["checkpoint_seconds"] == [0.25] and checkpoint["history"]["checkpoint_seconds"] == [0.0]
+    helper_train.save_epoch(writer, checkpoint, history)
+    assert history["checkpoint_seconds"] == [0.25] and writer.written["history"]["checkpoint_seconds"] == [0.25]
+
+
+def test_a_resumed_run_keeps_the_checkpoint_times_of_the_epochs_before(tmp_path):
+    """The checkpoint's copy of the history used to hold 0.0 for the epoch it saved, and a resumed run loaded that
+    back, so history.json lost a measured time at every resume (a review: [0.00445, 0.0, 0.00507])."""
+    model, optimizer, scheduler = fresh()
+    train_model(model, 2, *loaders(), optimizer, "cpu", scheduler=scheduler, checkpoint_dir=tmp_path)
+    before = json.loads((tmp_path / HISTORY_FILE).read_text())["checkpoint_seconds"]
+    model, optimizer, scheduler = fresh()
+    train_model(model, 3, *loaders(), optimizer, "cpu", scheduler=scheduler, checkpoint_dir=tmp_path)
+    after = json.loads((tmp_path / HISTORY_FILE).read_text())["checkpoint_seconds"]
+    assert after[:2] == before and len(after) == 3 and all(seconds > 0 for seconds in after)
 
 
 class RunsCodeWhenUnpickled:
