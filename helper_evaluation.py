@@ -4,7 +4,7 @@ Read top to bottom:
 
 1. ``set_all_seeds``, ``set_deterministic`` and ``make_pooling_deterministic``:
    reproducible runs, on CPU and CUDA.
-2. ``choose_device``, ``device_policy`` and ``predict_batches``: which device, and the one
+2. ``device_problem``, ``choose_device``, ``device_policy`` and ``predict_batches``: which device, and the one
    loop that runs a model over a loader (mixed precision and channels-last on CUDA). Accuracy, the confusion
    matrix and the example grids are all computed from it.
 3. ``compute_accuracy`` and ``compute_confusion_matrix``: the lecture's functions.
@@ -130,35 +130,45 @@ def make_pooling_deterministic(model: torch.nn.Module) -> int:
 # ---------------------------------------------------------------------------
 
 
+def device_problem(setting: str | torch.device) -> str | None:
+    """What is wrong with the notebooks' ``DEVICE`` setting on this machine, and the fix; None if it can run.
+
+    The lecture's code hard-coded ``"cuda:1"``, the second GPU of its machine, which fails on
+    Colab's single GPU and on every laptop: a device this machine lacks is named with its fix.
+    """
+    if setting == "auto":
+        return None
+    try:
+        device = torch.device(setting)
+    except (RuntimeError, TypeError):
+        return 'not a device: use "auto", "cpu", "cuda", "cuda:0" or "mps".'
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            return ('this machine has no CUDA GPU that PyTorch can use. Set DEVICE = "auto" (or "cpu"); on Colab, '
+                    'choose Runtime -> Change runtime type -> GPU first.')
+        if device.index is not None and device.index >= count:
+            return (f'this machine has {count} CUDA GPU(s), numbered from 0 to {count - 1}. Set DEVICE = "auto" '
+                    'or "cuda:0".')
+    elif device.type == "mps" and not torch.backends.mps.is_available():
+        return 'Apple\'s MPS is not available here. Set DEVICE = "auto".'
+    elif device.type not in ("cpu", "cuda", "mps"):
+        return 'the notebooks run on "cpu", "cuda" or "mps"; use "auto" to choose.'
+    return None
+
+
 def choose_device(setting: str | torch.device = "auto") -> torch.device:
     """The device that the notebooks' ``DEVICE`` setting names: "auto" picks CUDA, else Apple's MPS, else the CPU.
 
-    A named device that this machine does not have is refused here, with the fix, before
-    any data is loaded: the lecture's code hard-coded ``"cuda:1"``, the second GPU of its
-    machine, which fails on Colab's single GPU and on every laptop.
+    A named device that this machine does not have is refused, with the fix (``device_problem``).
     """
+    if (problem := device_problem(setting)) is not None:
+        raise ValueError(f"DEVICE = {setting!r}: {problem}")
     if setting == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
         return torch.device("mps" if torch.backends.mps.is_available() else "cpu")
-    try:
-        device = torch.device(setting)
-    except (RuntimeError, TypeError) as error:
-        raise ValueError(f'DEVICE = {setting!r} is not a device: use "auto", "cpu", "cuda", "cuda:0" or "mps".') \
-            from error
-    if device.type == "cuda":
-        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        if count == 0:
-            raise ValueError(f'DEVICE = {setting!r}, but this machine has no CUDA GPU that PyTorch can use. Set DEVICE '
-                             '= "auto" (or "cpu"); on Colab, choose Runtime -> Change runtime type -> GPU first.')
-        if device.index is not None and device.index >= count:
-            raise ValueError(f'DEVICE = {setting!r}, but this machine has {count} CUDA GPU(s), numbered from 0 '
-                             f'to {count - 1}. Set DEVICE = "auto" or "cuda:0".')
-    elif device.type == "mps" and not torch.backends.mps.is_available():
-        raise ValueError(f'DEVICE = {setting!r}, but Apple\'s MPS is not available here. Set DEVICE = "auto".')
-    elif device.type not in ("cpu", "cuda", "mps"):
-        raise ValueError(f'DEVICE = {setting!r}: the notebooks run on "cpu", "cuda" or "mps"; use "auto" to choose.')
-    return device
+    return torch.device(setting)
 
 
 class DevicePolicy(NamedTuple):

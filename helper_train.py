@@ -42,6 +42,7 @@ from helper_evaluation import (
     DevicePolicy,
     compute_accuracy,
     device_policy,
+    device_problem,
     predict_batches,
     read_history,
     remove_stale_temporary_files,
@@ -152,8 +153,10 @@ def path_problem(name: str, value) -> str | None:
 def setting_problem(name: str, value) -> str | None:
     """What is wrong with one setting of the notebooks' parameters cell, and the fix; None if it can run.
 
-    Settings this function does not know (and DEVICE, which ``choose_device`` checks) pass.
+    Settings this function does not know pass.
     """
+    if name == "DEVICE":
+        return device_problem(value)
     whole = is_whole_number(value)
     if name == "RANDOM_SEED" and not (whole and 0 <= value < 2**32):
         return "a seed is a whole number from 0 to 2**32 - 1 (NumPy's range). The lecture uses 123."
@@ -458,13 +461,14 @@ def stopped_before_first_epoch(history_path: Path) -> str | None:
 
 
 def choose_run_folder(results_dir: str | Path, identity: Mapping[str, str], settings: Mapping[str, object], *,
-                      smoke_test: bool = False, checkpoints: bool = True,
+                      smoke_test: bool = False, checkpoints: bool = True, num_epochs: int | None = None,
                       defaults: Mapping[str, object] = LECTURE_SETTINGS) -> Path:
     """The folder of this configuration under ``results_dir``; print which one and why.
 
     Same settings as an earlier run: the same folder, so training continues from its
-    checkpoint (``checkpoints=False``: starts over there, saying so). Different settings: a
-    new folder, and the earlier runs stay for comparison.
+    checkpoint (``checkpoints=False``: starts over there, saying so; a checkpoint that already
+    holds ``num_epochs`` epochs: nothing to train, also said). Different settings: a new
+    folder, and the earlier runs stay for comparison.
     """
     folder = Path(results_dir) / run_name(identity, settings, smoke_test=smoke_test, defaults=defaults)
     changed = [f"{name}={value!r}" for name, value in changed_settings(settings, defaults).items()]
@@ -478,8 +482,13 @@ def choose_run_folder(results_dir: str | Path, identity: Mapping[str, str], sett
               f"scratch and replaces its {replaced} (its checkpoint and best weights stay)")
     elif checkpoint.exists():
         done = epochs_in_checkpoint(folder)  # 0 for a damaged file, which train_model refuses with its fix
-        print("  a checkpoint of exactly these settings is there: the run continues where it stopped"
-              + (f", after epoch {done}" if done else ""))
+        if num_epochs is not None and done >= num_epochs:
+            print(f"  a checkpoint of exactly these settings is there, after epoch {done}: with NUM_EPOCHS = "
+                  f"{num_epochs} nothing is left to train, so the training cell only loads it (NUM_EPOCHS above "
+                  f"{done} trains on)")
+        else:
+            print("  a checkpoint of exactly these settings is there: the run continues where it stopped"
+                  + (f", after epoch {done}" if done else ""))
     elif stopped := stopped_before_first_epoch(folder / HISTORY_FILE):
         print(f"  an earlier run of these settings stopped before its first epoch ended ({stopped}): this run "
               "starts from scratch and replaces its history and figures")

@@ -46,7 +46,7 @@ def test_a_device_the_machine_has_is_used_as_named(machine):
 
 def test_the_lectures_second_gpu_on_a_one_gpu_machine_names_the_fix(machine):
     machine(gpus=1)
-    with pytest.raises(ValueError, match=r"'cuda:1', but this machine has 1 CUDA GPU\(s\), numbered from 0 to 0\. "
+    with pytest.raises(ValueError, match=r"'cuda:1': this machine has 1 CUDA GPU\(s\), numbered from 0 to 0\. "
                                          r'Set DEVICE = "auto" or "cuda:0"'):
         choose_device("cuda:1")
 
@@ -540,7 +540,7 @@ def test_a_device_of_the_wrong_type_is_refused_with_the_choices(machine, setting
     """torch.device(None) raises TypeError, not RuntimeError: it gets the same message (planted: only RuntimeError
     caught passed, every tested wrong device being a string)."""
     machine(gpus=1)
-    with pytest.raises(ValueError, match=f"DEVICE = {setting!r} is not a device: use \"auto\""):
+    with pytest.raises(ValueError, match=f"DEVICE = {setting!r}: not a device: use \"auto\""):
         choose_device(setting)
 
 
@@ -613,6 +613,23 @@ def test_every_wrong_setting_is_listed_at_once_each_with_its_fix(tmp_path):
         "MY_IMAGE = 'https://example.com/cat.jpg': a web address is not a file: download the picture and give its "
         "path (on Colab: None, then upload).",
     ]
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS)
+def test_a_missing_gpu_is_listed_with_the_other_wrong_settings(notebook, machine):
+    """DEVICE = "cuda" on a machine without one stopped the settings cell before check_settings, so the other
+    mistakes came one run later (a review: "all at once" was not so)."""
+    machine(gpus=0)
+    with pytest.raises(ValueError) as error:
+        run_settings_cells(notebook, DEVICE="cuda", DROPOUT2D=-0.1)
+    assert str(error.value).splitlines()[:3] == [
+        "Change these settings in the parameters cell:",
+        "DEVICE = 'cuda': this machine has no CUDA GPU that PyTorch can use. Set DEVICE = \"auto\" (or \"cpu\"); "
+        "on Colab, choose Runtime -> Change runtime type -> GPU first.",
+        "DROPOUT2D = -0.1: the share of feature maps Dropout2d zeroes is at least 0 and below 1 (1 would zero every "
+        "map, and nothing would be learned). Try 0.1 to 0.3, or 0.0 for the lecture's model."]
+    assert helper_train.setting_problem("DEVICE", "auto") is None and helper_train.setting_problem("DEVICE", "cpu") \
+        is None
 
 
 # --- the notebooks' cells are the lecture's, and do what the parameters cell says ------------------------------------
@@ -811,6 +828,22 @@ def test_compilation_is_weighed_against_the_epochs_a_resumed_run_has_left(notebo
     exec(cell_containing(notebook, "RUN_DIR = choose_run_folder("), namespace)  # again, as on a GPU
     assert calls == [dict(args=(True, torch.device("cuda", 0), epochs_to_train), smoke_test=smoke_test)]
     assert namespace["use_compile"] is decision
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS)
+def test_the_run_folder_line_weighs_the_checkpoint_against_the_students_num_epochs(notebook, machine, tmp_path,
+                                                                                   capsys):
+    """A checkpoint of 7 epochs: NUM_EPOCHS = 7 has nothing left to train, 9 continues (planted: NUM_EPOCHS not
+    passed to choose_run_folder, or the lecture's 50 in its place)."""
+    machine(gpus=0)
+    folder = run_folder_cell(notebook, tmp_path, NUM_EPOCHS=7)["RUN_DIR"]
+    folder.mkdir(parents=True)
+    torch.save({"epochs_done": 7}, folder / helper_train.CHECKPOINT_FILE)
+    capsys.readouterr()
+    assert run_folder_cell(notebook, tmp_path, NUM_EPOCHS=7)["RUN_DIR"] == folder
+    assert "after epoch 7: with NUM_EPOCHS = 7 nothing is left to train" in capsys.readouterr().out
+    run_folder_cell(notebook, tmp_path, NUM_EPOCHS=9)
+    assert "the run continues where it stopped, after epoch 7\n" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("notebook, normalization", [(NOTEBOOKS[0], "mean=std=0.5"),

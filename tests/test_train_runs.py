@@ -422,6 +422,26 @@ def test_a_checkpointed_run_of_the_same_settings_says_it_continues(tmp_path, cap
     assert "the run continues where it stopped, after epoch 30\n" in capsys.readouterr().out
 
 
+@pytest.mark.parametrize("num_epochs, said", [
+    (31, "the run continues where it stopped, after epoch 30\n"),
+    (30, "a checkpoint of exactly these settings is there, after epoch 30: with NUM_EPOCHS = 30 nothing is left to "
+         "train, so the training cell only loads it (NUM_EPOCHS above 30 trains on)\n"),
+    (20, "after epoch 30: with NUM_EPOCHS = 20 nothing is left to train, so the training cell only loads it "
+         "(NUM_EPOCHS above 30 trains on)\n"),  # train_model then says that it holds more epochs than asked
+])
+def test_a_finished_run_is_not_said_to_continue(tmp_path, capsys, num_epochs, said):
+    """A run whose checkpoint holds NUM_EPOCHS epochs or more trains nothing: "the run continues where it stopped"
+    followed by "nothing to train" confused a student (a review)."""
+    identity = identity_of()
+    folder = helper_train.choose_run_folder(tmp_path, identity, {})
+    folder.mkdir()
+    torch.save({"epochs_done": 30}, folder / CHECKPOINT_FILE)
+    capsys.readouterr()
+    helper_train.choose_run_folder(tmp_path, identity, {}, num_epochs=num_epochs)
+    out = capsys.readouterr().out
+    assert said in out and ("continues" in out) == (num_epochs > 30)
+
+
 def test_an_empty_run_folder_counts_as_not_trained_before(tmp_path, capsys):
     """A folder without a history (a run stopped before its first epoch ended) has no earlier run to replace."""
     identity = identity_of()
