@@ -108,6 +108,14 @@ def epoch_ticks(num_epochs: int) -> list[int]:
     return epochs
 
 
+def lone_point_marker(values: Sequence[float]) -> str | None:
+    """A marker for a curve of a single value, which a line alone does not show; None (a plain line) otherwise.
+
+    A run that diverges at its first logging point has one minibatch loss: its loss plot would look empty.
+    """
+    return "o" if len(values) == 1 else None
+
+
 def plot_training_loss(
     minibatch_loss_list: Sequence[float],
     num_epochs: int,
@@ -120,11 +128,13 @@ def plot_training_loss(
     """Minibatch loss per iteration with its running average, and a second x-axis in whole epochs."""
     fig = Figure(figsize=(7, 4.5))
     ax1 = fig.add_subplot(1, 1, 1)
-    ax1.plot(range(len(minibatch_loss_list)), minibatch_loss_list, label="Minibatch loss")
+    ax1.plot(range(len(minibatch_loss_list)), minibatch_loss_list, marker=lone_point_marker(minibatch_loss_list),
+             label="Minibatch loss")
     ax1.plot(*running_average(minibatch_loss_list, averaging_iterations), label="Running average")
     if len(minibatch_loss_list) > 1000:  # the first iterations' large losses would squash the rest
         ax1.set_ylim([0, np.max(minibatch_loss_list[1000:]) * 1.5])
     ax1.set_xlabel("Iterations")
+    ax1.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))  # not 0.2, 0.4, ... for a short run
     ax1.set_ylabel("Loss")
     ax1.legend()
     last_epoch_end = num_epochs * iter_per_epoch  # one past the last iteration: outside the data's limits in short runs
@@ -374,7 +384,8 @@ def plot_live_progress(
     fig = Figure(figsize=(11, 4.2))
     loss_ax, acc_ax = fig.subplots(1, 2)
     epochs = np.arange(len(minibatch_loss_list)) / max(1, iter_per_epoch)
-    loss_ax.plot(epochs, minibatch_loss_list, alpha=0.4, label="Minibatch loss")
+    loss_ax.plot(epochs, minibatch_loss_list, alpha=0.4, marker=lone_point_marker(minibatch_loss_list),
+                 label="Minibatch loss")
     x, average = running_average(minibatch_loss_list, averaging_iterations)
     loss_ax.plot(x / max(1, iter_per_epoch), average, label="Running average")
     loss_ax.set_xlabel("Epochs")

@@ -588,6 +588,24 @@ def test_live_loss_curve_of_one_batch_per_epoch_is_drawn_against_epochs():
     assert list(fig.axes[0].get_lines()[0].get_xdata()) == [0.0, 1.0, 2.0]
 
 
+def test_a_single_minibatch_loss_is_visible_in_both_loss_plots():
+    """A run that diverged at its first logging point has one loss: a line of one point draws nothing, and the loss
+    panel looked empty (a review). It gets a marker; longer curves stay plain lines."""
+    single = plot_training_loss([3.36], num_epochs=1, iter_per_epoch=36).axes[0]
+    live = plot_live_progress([3.36], [], [], 36).axes[0]
+    assert single.get_lines()[0].get_marker() == "o" and live.get_lines()[0].get_marker() == "o"
+    longer = plot_training_loss([3.36, 2.9], num_epochs=1, iter_per_epoch=36).axes[0]
+    assert longer.get_lines()[0].get_marker() == "None"
+    assert plot_live_progress([3.36, 2.9], [], [], 36).axes[0].get_lines()[0].get_marker() == "None"
+
+
+def test_the_iterations_axis_counts_whole_iterations():
+    """A short run's iteration axis read 0.0, 0.2, ... 1.0 (a review): iterations that do not exist."""
+    axes = plot_training_loss([2.5], num_epochs=1, iter_per_epoch=1).axes[0]
+    ticks = [tick for tick in axes.get_xticks() if axes.get_xlim()[0] <= tick <= axes.get_xlim()[1]]
+    assert ticks and all(float(tick).is_integer() for tick in ticks)
+
+
 def test_live_plot_can_be_drawn_before_the_first_epoch():
     """train_model shows the live plot before training starts, when there is no loss or accuracy yet."""
     fig = plot_live_progress([], [], [], 9, subtitle="run lecture-123456")
