@@ -785,8 +785,9 @@ def check_training_batches(num_images: int, validation_fraction: float | None, b
     num_train = num_images - (0 if validation_fraction is None else validation_size(num_images, validation_fraction))
     if batch_size > num_train:
         raise ValueError(
-            f"batch_size={batch_size} is larger than the {num_train:,} training images, and the training loader "
-            f"drops its last incomplete batch, so it would have no batches at all. Use batch_size <= {num_train}."
+            f"batch_size={batch_size} (the notebooks' BATCH_SIZE) is larger than the {num_train:,} training images, "
+            "and the training loader drops its last incomplete batch, so it would have no batches at all. Use "
+            f"batch_size <= {num_train}."
         )
 
 

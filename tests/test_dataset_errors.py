@@ -269,7 +269,8 @@ def test_a_validation_fraction_too_small_is_refused_by_the_split_too():
 
 
 def test_a_batch_larger_than_the_training_set_is_refused(no_reading):
-    with pytest.raises(ValueError, match="larger than the 576 training images.*Use batch_size <= 576"):
+    with pytest.raises(ValueError, match=r"^batch_size=577 \(the notebooks' BATCH_SIZE\) is larger than the 576 "
+                                         r"training images.*Use batch_size <= 576\.$"):
         get_dataloaders_cifar10(577, validation_fraction=0.1, smoke_test=True)
     with pytest.raises(ValueError, match="larger than the 640 training images"):
         get_dataloaders_cifar10(641, smoke_test=True)
