@@ -111,7 +111,8 @@ def epoch_ticks(num_epochs: int) -> list[int]:
 def lone_point_marker(values: Sequence[float]) -> str | None:
     """A marker for a curve of a single value, which a line alone does not show; None (a plain line) otherwise.
 
-    A run that diverges at its first logging point has one minibatch loss: its loss plot would look empty.
+    A run whose loss breaks at its second batch keeps one minibatch loss (the first batch's, the good one before
+    the bad): its loss plot would look empty.
     """
     return "o" if len(values) == 1 else None
 

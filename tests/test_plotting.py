@@ -589,7 +589,7 @@ def test_live_loss_curve_of_one_batch_per_epoch_is_drawn_against_epochs():
 
 
 def test_a_single_minibatch_loss_is_visible_in_both_loss_plots():
-    """A run that diverged at its first logging point has one loss: a line of one point draws nothing, and the loss
+    """A run whose loss broke at its second batch keeps one loss: a line of one point draws nothing, and the loss
     panel looked empty (a review). It gets a marker; longer curves stay plain lines."""
     single = plot_training_loss([3.36], num_epochs=1, iter_per_epoch=36).axes[0]
     live = plot_live_progress([3.36], [], [], 36).axes[0]

@@ -846,7 +846,7 @@ def test_the_history_records_how_long_each_save_held_training_up(monkeypatch):
             return copy.deepcopy(checkpoint)
 
         def start_writing(self, snapshot, is_best):
-            self.written = snapshot
+            self.written = copy.deepcopy(snapshot)  # what the thread writes: nothing added later reaches the file
             clock.now += 1.0  # the thread's start is not part of the cost
 
     writer = SlowWriter()
