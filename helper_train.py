@@ -25,6 +25,7 @@ import math
 import os
 import random
 import re
+import tempfile
 import threading
 import time
 import warnings
@@ -481,14 +482,17 @@ def choose_run_folder(results_dir: str | Path, identity: Mapping[str, str], sett
         print("  a checkpointed run of these settings is there, but checkpoints are off: this run starts from "
               f"scratch and replaces its {replaced} (its checkpoint and best weights stay)")
     elif checkpoint.exists():
-        done = epochs_in_checkpoint(folder)  # 0 for a damaged file, which train_model refuses with its fix
-        if num_epochs is not None and done >= num_epochs:
+        done = epochs_in_checkpoint(folder)  # 0: a file that cannot be read (a checkpoint holds 1 epoch or more)
+        if not done:
+            print("  a checkpoint file is there, but it cannot be read (cut short, damaged, or not this tutorial's): "
+                  "the training cell stops before training and says how to go on")
+        elif num_epochs is not None and done >= num_epochs:
             print(f"  a checkpoint of exactly these settings is there, after epoch {done}: with NUM_EPOCHS = "
                   f"{num_epochs} nothing is left to train, so the training cell only loads it (NUM_EPOCHS above "
                   f"{done} trains on)")
         else:
-            print("  a checkpoint of exactly these settings is there: the run continues where it stopped"
-                  + (f", after epoch {done}" if done else ""))
+            print(f"  a checkpoint of exactly these settings is there: the run continues where it stopped, after epoch "
+                  f"{done}")
     elif stopped := stopped_before_first_epoch(folder / HISTORY_FILE):
         print(f"  an earlier run of these settings stopped before its first epoch ended ({stopped}): this run "
               "starts from scratch and replaces its history and figures")
@@ -1048,11 +1052,16 @@ def load_checkpoint(path: Path, model, optimizer, scheduler, scaler, identity: M
 
 def check_writable_folder(folder: Path, what: str = "the run folder", fix: str = "RESULTS_DIR (or checkpoint_dir)"
                           ) -> None:
-    """Create ``folder`` and write a file in it, or fail now (not after the first epoch), naming what to change."""
+    """Create ``folder`` and write a file in it, or fail now (not after the first epoch), naming what to change.
+
+    The file has a name of its own (and is deleted at once), so that two runs started at the same time in one
+    RESULTS_DIR (both notebooks, say) cannot delete each other's and take their folder for unwritable.
+    """
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        save_atomically(folder / ".write-test", lambda path: Path(path).write_bytes(b"ok"))
-        (folder / ".write-test").unlink()
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-test-") as probe:
+            probe.write(b"ok")
+            probe.flush()
     except OSError as error:
         raise OSError(f"Cannot write to {what} '{folder}' ({error}). Choose another {fix} that you can write to.") \
             from error
