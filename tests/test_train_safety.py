@@ -461,6 +461,30 @@ def test_folder_that_cannot_be_created_fails_before_the_first_epoch(tmp_path, ca
     assert "Batch" not in capsys.readouterr().out
 
 
+def test_checking_that_a_folder_is_writable_leaves_other_runs_files_alone(tmp_path):
+    """Two runs started at once in one RESULTS_DIR each write and delete a probe file. With one fixed name, one run
+    deleted the other's and that run then refused its folder as unwritable (seen when two test processes shared a
+    folder: "No such file or directory: '.../.write-test'"). The check leaves the folder as it found it."""
+    (tmp_path / ".write-test").write_bytes(b"the probe of another run, in flight")
+    helper_train.check_writable_folder(tmp_path)
+    assert [path.name for path in tmp_path.iterdir()] == [".write-test"]
+    errors = []
+
+    def check_repeatedly():
+        for _ in range(200):
+            try:
+                helper_train.check_writable_folder(tmp_path)
+            except OSError as error:
+                errors.append(error)
+
+    threads = [threading.Thread(target=check_repeatedly) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == [] and [path.name for path in tmp_path.iterdir()] == [".write-test"]
+
+
 def test_a_run_folder_is_created_with_the_results_folder_above_it(tmp_path):
     """Before the first run RESULTS_DIR does not exist: the run's folder and the folders above it are made."""
     folder, history_path = helper_train.prepare_run_files(tmp_path / "results" / "lecture-abc123", None)
