@@ -38,6 +38,19 @@ def test_auto_prefers_cuda_then_mps_then_the_cpu(machine, gpus, mps, chosen):
     assert choose_device("auto") == torch.device(chosen)
 
 
+def test_the_messages_for_a_device_the_notebooks_cannot_use_in_full(machine):
+    """The fix each message names (planted: a changed sentence passed, the tests matching a few words)."""
+    machine(gpus=0, mps=False)
+    assert choose_device() == torch.device("cpu")  # the default is "auto"
+    with pytest.raises(ValueError) as error:
+        choose_device("mps")
+    assert str(error.value) == "DEVICE = 'mps': Apple's MPS is not available here. Set DEVICE = \"auto\"."
+    with pytest.raises(ValueError) as error:
+        choose_device("meta")
+    assert str(error.value) == ("DEVICE = 'meta': the notebooks run on \"cpu\", \"cuda\" or \"mps\"; use \"auto\" "
+                                "to choose.")
+
+
 def test_a_device_the_machine_has_is_used_as_named(machine):
     machine(gpus=2)
     assert choose_device("cuda:1") == torch.device("cuda", 1)
