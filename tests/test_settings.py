@@ -457,10 +457,10 @@ def test_the_results_folder_check_leaves_nothing_behind(tmp_path):
 def test_a_results_folder_that_exists_but_refuses_writes_is_refused_with_the_reason(tmp_path, monkeypatch):
     """An existing folder on a read-only disk (or another user's) passes mkdir; only writing a file shows the problem.
     The system's reason is quoted, so the student sees why."""
-    def refuse(path, write):
+    def refuse(*args, **kwargs):
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr(helper_train, "save_atomically", refuse)
+    monkeypatch.setattr(helper_train.tempfile, "NamedTemporaryFile", refuse)  # check_writable_folder's probe file
     problem = setting_problem("RESULTS_DIR", str(tmp_path))
     assert problem is not None and "Cannot write to RESULTS_DIR" in problem and "Permission denied" in problem
 
