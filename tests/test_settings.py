@@ -456,12 +456,19 @@ def test_the_results_folder_check_leaves_nothing_behind(tmp_path):
 
 def test_a_results_folder_that_exists_but_refuses_writes_is_refused_with_the_reason(tmp_path, monkeypatch):
     """An existing folder on a read-only disk (or another user's) passes mkdir; only writing a file shows the problem.
-    The system's reason is quoted, so the student sees why."""
-    def refuse(*args, **kwargs):
-        raise PermissionError(13, "Permission denied")
+    The system's reason is quoted, so the student sees why. Only files in that folder are refused: a probe written
+    anywhere else (the system's temporary folder) would pass it."""
+    read_only = tmp_path / "results"
+    read_only.mkdir()
+    make_temporary_file = tempfile.NamedTemporaryFile
 
-    monkeypatch.setattr(helper_train.tempfile, "NamedTemporaryFile", refuse)  # check_writable_folder's probe file
-    problem = setting_problem("RESULTS_DIR", str(tmp_path))
+    def refuse_in_the_folder(*args, dir=None, **kwargs):
+        if dir is not None and Path(dir) == read_only:
+            raise PermissionError(13, "Permission denied")
+        return make_temporary_file(*args, dir=dir, **kwargs)
+
+    monkeypatch.setattr(helper_train.tempfile, "NamedTemporaryFile", refuse_in_the_folder)
+    problem = setting_problem("RESULTS_DIR", str(read_only))
     assert problem is not None and "Cannot write to RESULTS_DIR" in problem and "Permission denied" in problem
 
 
