@@ -599,6 +599,13 @@ def test_a_single_minibatch_loss_is_visible_in_both_loss_plots():
     assert plot_live_progress([3.36, 2.9], [], [], 36).axes[0].get_lines()[0].get_marker() == "None"
 
 
+def test_the_loss_plot_fills_its_figure():
+    """One panel, not a quarter or half of the figure with the rest left blank (planted: add_subplot(2, 1, 1))."""
+    fig = plot_training_loss(list(np.linspace(2.3, 0.5, 300)), num_epochs=3, iter_per_epoch=100)
+    box = fig.axes[0].get_position()
+    assert box.width > 0.7 and box.height > 0.5
+
+
 def test_the_iterations_axis_counts_whole_iterations():
     """A short run's iteration axis read 0.0, 0.2, ... 1.0 (a review): iterations that do not exist."""
     axes = plot_training_loss([2.5], num_epochs=1, iter_per_epoch=1).axes[0]
