@@ -135,7 +135,7 @@ def plot_training_loss(
     if len(minibatch_loss_list) > 1000:  # the first iterations' large losses would squash the rest
         ax1.set_ylim([0, np.max(minibatch_loss_list[1000:]) * 1.5])
     ax1.set_xlabel("Iterations")
-    ax1.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))  # not 0.2, 0.4, ... for a short run
+    ax1.xaxis.set_major_locator(MaxNLocator(integer=True))  # not 0.2, 0.4, ... for a short run
     ax1.set_ylabel("Loss")
     ax1.legend()
     last_epoch_end = num_epochs * iter_per_epoch  # one past the last iteration: outside the data's limits in short runs

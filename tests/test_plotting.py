@@ -65,6 +65,8 @@ def test_training_loss_plot_zooms_in_on_the_losses_after_the_first_1000_iteratio
     losses = [50.0] * 1000 + list(np.linspace(2.0, 0.5, 750))
     loss_axes = plot_training_loss(losses, num_epochs=10, iter_per_epoch=175).axes[0]
     assert loss_axes.get_ylim() == pytest.approx((0.0, 3.0))  # 1.5 x the largest loss after iteration 1000
+    one_after = plot_training_loss([50.0] * 1000 + [2.0], num_epochs=1, iter_per_epoch=1001).axes[0]
+    assert one_after.get_ylim() == pytest.approx((0.0, 3.0))  # 1001 losses: zoomed on the one after the 1000th
 
 
 @pytest.mark.parametrize("num_iterations", [1, 1000])
