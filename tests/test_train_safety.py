@@ -879,6 +879,34 @@ def test_the_history_records_how_long_each_save_held_training_up(monkeypatch):
     assert history["checkpoint_seconds"] == [0.25] and writer.written["history"]["checkpoint_seconds"] == [0.25]
 
 
+def test_on_a_gpu_the_writer_thread_waits_for_the_copies_before_writing(tmp_path, monkeypatch):
+    """The copies to pinned memory are queued on the GPU without waiting; the thread must wait for an event recorded
+    after them on the training stream, or it could write a half-copied state (planted: no event on CUDA passed
+    every CPU test). The GPU is stood in for: the event records what happens to it."""
+    log = []
+
+    class RecordingEvent:
+        def record(self, stream):
+            log.append(("recorded on", stream))
+
+        def synchronize(self):
+            log.append("waited for the copies")
+
+    real_save = torch.save
+
+    def logging_save(obj, path):
+        log.append("wrote")
+        real_save(obj, path)
+
+    monkeypatch.setattr(helper_train.torch.cuda, "Event", RecordingEvent)
+    monkeypatch.setattr(helper_train.torch.cuda, "current_stream", lambda device: f"the stream of {device}")
+    monkeypatch.setattr(helper_train.torch, "save", logging_save)
+    writer = helper_train.CheckpointWriter(tmp_path, torch.device("cuda", 0))
+    writer.start_writing({"model": {"w": torch.zeros(2)}}, is_best=False)
+    writer.wait()
+    assert log == [("recorded on", "the stream of cuda:0"), "waited for the copies", "wrote"]
+
+
 def test_a_resumed_run_keeps_the_checkpoint_times_of_the_epochs_before(tmp_path):
     """The checkpoint's copy of the history used to hold 0.0 for the epoch it saved, and a resumed run loaded that
     back, so history.json lost a measured time at every resume (a review: [0.00445, 0.0, 0.00507])."""
