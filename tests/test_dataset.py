@@ -1,6 +1,9 @@
 """helper_dataset: reading, splitting, both batch paths, UnNormalize and channel statistics."""
 
 import functools
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -842,3 +845,31 @@ def test_the_number_of_classes_is_the_largest_label_plus_one_even_when_one_is_mi
     data = ImageArrays(np.zeros((3, 32, 32, 3), np.uint8), np.array([0, 2, 2]))
     loader = hd.make_loader(data, None, 3, shuffle=False, drop_last=False, num_workers=0, device=device)
     assert hd.describe_loader(loader)["num_classes"] == 3
+
+
+SPAWNED_EPOCH = """
+import multiprocessing, sys, torch
+sys.path[:0] = [{root!r}, {tests!r}]
+from conftest import lecture_train_transforms
+import helper_dataset as hd
+
+if __name__ == "__main__":
+    multiprocessing.set_start_method(sys.argv[1], force=True)
+    torch.manual_seed(123)
+    data = hd.make_synthetic_cifar10(24)
+    loader = hd.make_loader(data, lecture_train_transforms(), 8, shuffle=True, drop_last=True, num_workers=2,
+                            device=None)
+    print(sum(float(features.double().sum()) * (i + 1) + targets.tolist()[0] for i, (features, targets)
+              in enumerate(loader)))
+"""
+
+
+def test_the_classic_loaders_workers_also_start_by_spawning_with_the_same_batches(tmp_path):
+    """macOS starts worker processes by "spawn" (Python 3.14 on Linux by "forkserver"): everything the workers get must
+    pickle (planted: a lambda as transform), and the seed must give the same batches as with "fork"."""
+    script = tmp_path / "epoch.py"
+    script.write_text(SPAWNED_EPOCH.format(root=str(Path(__file__).parents[1]), tests=str(Path(__file__).parent)))
+    results = [subprocess.run([sys.executable, str(script), method], capture_output=True, text=True, timeout=120)
+               for method in ("fork", "spawn")]
+    assert [result.returncode for result in results] == [0, 0], results[1].stderr[-2000:]
+    assert results[0].stdout == results[1].stdout != ""
