@@ -23,6 +23,7 @@ This module knows nothing about models; from ``helper_evaluation`` it takes only
 
 from __future__ import annotations
 
+import hashlib
 import math
 import numbers
 import operator
@@ -69,6 +70,8 @@ class ImageArrays(NamedTuple):
     ``source`` is part of a training run's identity, so it names the kind of data and
     the split but never an absolute path: moving the data folder does not change it.
     Example: ``"CIFAR-10 torchvision files, training split, 50,000 images, first 45,000"``.
+    An image folder's source also carries a digest of its pixels and labels (``content_digest``):
+    two folders of the same name and size hold other images.
     """
 
     images: np.ndarray
@@ -226,8 +229,22 @@ def read_image_folder(folder: str | os.PathLike) -> ImageArrays:
     paths, labels = list_image_folder(folder)
     images = np.stack([decode_image(path) for path in paths])
     order = np.random.default_rng(FOLDER_SHUFFLE_SEED).permutation(len(paths))
-    source = f"image folder {folder.name}/, {len(paths):,} images"
-    return ImageArrays(images[order], np.asarray(labels, dtype=np.int64)[order], source)
+    images, labels = images[order], np.asarray(labels, dtype=np.int64)[order]
+    source = f"image folder {folder.name}/, {len(paths):,} images, content {content_digest(images, labels)}"
+    return ImageArrays(images, labels, source)
+
+
+def content_digest(images: np.ndarray, labels: np.ndarray) -> str:
+    """Eight hex digits of a SHA-256 of every pixel and label, in order.
+
+    Part of an image folder's ``source``, and so of a run's identity: a JPEG and a PNG export
+    of CIFAR-10, or two subsets of the same size, have the same folder name and image count,
+    and without this a run trained on one would be continued (and evaluated) on the other.
+    The torchvision files need none: torchvision refuses them unless their checksums match.
+    """
+    digest = hashlib.sha256(np.ascontiguousarray(images, dtype=np.uint8).tobytes())
+    digest.update(np.ascontiguousarray(labels, dtype=np.int64).tobytes())
+    return digest.hexdigest()[:8]
 
 
 # 2c. torchvision's files: root/cifar-10-batches-py/, or the archive they come in ------

@@ -1,6 +1,7 @@
 """helper_dataset: reading, splitting, both batch paths, UnNormalize and channel statistics."""
 
 import functools
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -18,6 +19,7 @@ from conftest import (
     write_image_folder,
     write_pickled_cifar10,
 )
+from PIL import Image
 from torchvision import transforms
 
 import helper_dataset as hd
@@ -719,7 +721,8 @@ def test_sources_name_the_data_and_split_without_absolute_paths(tmp_path):
     assert pickled.source == "CIFAR-10 torchvision files, training split, 100 images"
     assert pickled_test.source == "CIFAR-10 torchvision files, test split, 20 images"
     write_image_folder(tmp_path / "folders")
-    assert read_cifar10(tmp_path / "folders", train=False).source == "image folder test/, 30 images"
+    assert re.fullmatch(r"image folder test/, 30 images, content [0-9a-f]{8}", read_cifar10(tmp_path / "folders",
+                                                                                            train=False).source)
     assert make_synthetic_cifar10(640, seed=1).source == "synthetic smoke-test data, seed 1, 640 images"
     train, valid = split_train_valid(ImageArrays(np.zeros((50000, 1, 1, 1), np.uint8), np.arange(50000), "X"), 0.1)
     assert (train.source, valid.source) == ("X, first 45,000", "X, last 5,000")
@@ -730,6 +733,23 @@ def test_moving_the_data_folder_keeps_the_source(tmp_path):
     (tmp_path / "here").rename(tmp_path / "there")
     write_image_folder(tmp_path / "here")
     assert read_cifar10(tmp_path / "here").source == read_cifar10(tmp_path / "there").source
+
+
+def test_two_image_folders_of_one_name_and_size_are_different_data(tmp_path):
+    """A JPEG and a PNG export of CIFAR-10, or two subsets of one size: a run of one must not continue on the other.
+    One pixel changed by one grey level, or one image moved to another class, is other data."""
+    write_image_folder(tmp_path / "png")
+    write_image_folder(tmp_path / "one_pixel")
+    image = tmp_path / "one_pixel" / "train" / "cat" / "001.png"
+    pixels = np.asarray(Image.open(image)).copy()
+    pixels[5, 7, 2] += 1
+    Image.fromarray(pixels).save(image)
+    write_image_folder(tmp_path / "relabelled")
+    cat, deer = tmp_path / "relabelled" / "train" / "cat", tmp_path / "relabelled" / "train" / "deer"  # labels 3, 4
+    (cat / "002.png").rename(deer / "0.png")  # cat's last image, now deer's first: the same pixels in the same order
+    sources = [read_cifar10(tmp_path / name).source for name in ("png", "one_pixel", "relabelled")]
+    assert all(source.startswith("image folder train/, 30 images, content ") for source in sources)
+    assert len(set(sources)) == 3
 
 
 def lecture_loaders(device=None, **options):
