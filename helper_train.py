@@ -1392,7 +1392,7 @@ def resume_if_possible(checkpoint: Path | None, resume: bool, model, optimizer, 
         print(f"The checkpoint '{checkpoint}' holds {epochs_done} epochs, more than num_epochs={num_epochs}: "
               f"nothing to train. The model and the history are those after epoch {epochs_done}, not "
               f"{num_epochs}; to stop at {num_epochs} epoch{'' if num_epochs == 1 else 's'}, train this "
-              "configuration in a new folder.")
+              "configuration from scratch in another folder (in the notebooks: another RESULTS_DIR).")
     return epochs_done
 
 
@@ -1480,7 +1480,7 @@ def train_model(
         return loss
 
     run_info = make_run_info(history_path, run_settings, identity, device, policy.amp_dtype, len(train_loader),
-                             num_epochs)
+                             max(num_epochs, first_epoch))  # a checkpoint of more epochs than asked: the run has them
     writer = CheckpointWriter(folder, device) if folder is not None else None
     live = LivePlot(history, len(train_loader), figure_subtitle) if live_plot and running_in_jupyter() else None
     epochs_saved, epoch = first_epoch, first_epoch

@@ -203,13 +203,20 @@ def test_other_optimizer_or_batch_size_is_refused_with_the_difference_named(tmp_
 
 
 def test_fewer_epochs_than_done_is_reported(tmp_path, capsys):
+    """The history written then records the 2 epochs the run holds, not 1 beside 2 epochs' accuracies."""
     model, optimizer, scheduler, data, _ = setup()
-    train_model(model, 2, *data, optimizer, "cpu", scheduler=scheduler, checkpoint_dir=tmp_path)
+    history_file = tmp_path / "history.json"
+    train_model(model, 2, *data, optimizer, "cpu", scheduler=scheduler, checkpoint_dir=tmp_path,
+                history_file=history_file)
     model, optimizer, scheduler, data, _ = setup()
-    _, _, valid_acc = train_model(model, 1, *data, optimizer, "cpu", scheduler=scheduler, checkpoint_dir=tmp_path)
+    _, _, valid_acc = train_model(model, 1, *data, optimizer, "cpu", scheduler=scheduler, checkpoint_dir=tmp_path,
+                                  history_file=history_file)
     assert len(valid_acc) == 2
     assert "holds 2 epochs, more than num_epochs=1: nothing to train. The model and the history are those after " \
-           "epoch 2, not 1; to stop at 1 epoch, train this configuration in a new folder." in capsys.readouterr().out
+           "epoch 2, not 1; to stop at 1 epoch, train this configuration from scratch in another folder (in the " \
+           "notebooks: another RESULTS_DIR)." in capsys.readouterr().out
+    history = json.loads(history_file.read_text())
+    assert history["num_epochs"] == 2 and len(history["valid_acc"]) == 2
 
 
 # --- divergence ------------------------------------------------------------------------------------
