@@ -17,6 +17,7 @@ run needs is one call to a small function defined above it, whose name says what
 
 from __future__ import annotations
 
+import ast
 import difflib
 import hashlib
 import inspect
@@ -126,6 +127,18 @@ def check_training_settings(num_epochs: int, scheduler_on: str, logging_interval
 
 
 NOTEBOOK_SWITCHES = ("SMOKE_TEST", "DETERMINISTIC", "CHECKPOINTS", "LIVE_PLOT")  # True or False, nothing else
+NUMBER_SETTINGS = ("RANDOM_SEED", "BATCH_SIZE", "NUM_EPOCHS", "NUM_WORKERS", "LEARNING_RATE", "IMAGE_SIZE", "DROPOUT2D")
+
+
+def number_in_quotes(value) -> int | float | None:
+    """The number a text such as ``"0.01"`` or ``"256"`` spells (what a student meant), else None."""
+    if not isinstance(value, str):
+        return None
+    try:
+        number = ast.literal_eval(value)
+    except (ValueError, SyntaxError, MemoryError, RecursionError):
+        return None
+    return number if isinstance(number, (int, float)) and not isinstance(number, bool) else None
 
 
 def is_real_number(value) -> bool:
@@ -158,11 +171,15 @@ def setting_problem(name: str, value) -> str | None:
     """
     if name == "DEVICE":
         return device_problem(value)
+    if name in NUMBER_SETTINGS and (number := number_in_quotes(value)) is not None:
+        problem = setting_problem(name, number)  # and what would still be wrong without the quotes
+        return f"this is text (in quotes), not a number: write {name} = {number!r} without the quotes" + \
+            (f", and then: {problem}" if problem else ".")
     whole = is_whole_number(value)
     if name == "RANDOM_SEED" and not (whole and 0 <= value < 2**32):
         return "a seed is a whole number from 0 to 2**32 - 1 (NumPy's range). The lecture uses 123."
     if name in ("BATCH_SIZE", "NUM_EPOCHS") and not (whole and value >= 1):
-        return "it must be a whole number of at least 1, without quotes. The lecture uses " \
+        return "it must be a whole number of at least 1. The lecture uses " \
                f"{256 if name == 'BATCH_SIZE' else 50}."
     if name == "NUM_WORKERS" and not (whole and value >= 0):
         return "the number of DataLoader worker processes is a whole number of at least 0 (0: load in the notebook)."

@@ -105,7 +105,7 @@ def test_settings_cell_applies_auto_and_refuses_what_cannot_run_before_the_data(
     assert run_settings_cells(notebook, IMAGE_SIZE=32)["IMAGE_SIZE"] == 32
     with pytest.raises(ValueError, match="this machine has no CUDA GPU"):
         run_settings_cells(notebook, DEVICE="cuda:1")
-    for size in (16, 31, 64.0, "64"):
+    for size in (16, 31, 64.0):  # "64" in quotes: see BAD_SETTINGS
         with pytest.raises(ValueError, match=f"IMAGE_SIZE = {size!r}: .* at least 32 pixels. Use 64"):
             run_settings_cells(notebook, IMAGE_SIZE=size)
     sources = [source for source, _ in code_cells(ROOT / notebook)]
@@ -116,14 +116,19 @@ def test_settings_cell_applies_auto_and_refuses_what_cannot_run_before_the_data(
 
 BAD_SETTINGS = [  # (setting, value, part of the message): each is refused by the settings cell, before the data
     ("RANDOM_SEED", -1, "0 to 2\\*\\*32 - 1"), ("RANDOM_SEED", 2**32, "0 to 2"), ("RANDOM_SEED", 1.5, "whole number"),
-    ("RANDOM_SEED", "7", "whole"),
-    ("BATCH_SIZE", 0, "at least 1"), ("BATCH_SIZE", "256", "without quotes"), ("NUM_EPOCHS", 0, "at least 1"),
-    ("NUM_EPOCHS", 2.5, "whole number"), ("NUM_WORKERS", -1, "at least 0"),
+    ("RANDOM_SEED", "7", "text \\(in quotes\\), not a number: write RANDOM_SEED = 7 without the quotes\\.$"),
+    ("BATCH_SIZE", 0, "at least 1"), ("BATCH_SIZE", "256", "write BATCH_SIZE = 256 without the quotes\\.$"),
+    ("BATCH_SIZE", 3.0, "it must be a whole number of at least 1\\. The lecture uses 256\\.$"),
+    ("NUM_EPOCHS", 0, "at least 1"), ("NUM_EPOCHS", 2.5, "whole number"),
+    ("NUM_EPOCHS", "2.5", "NUM_EPOCHS = 2.5 without the quotes, and then: it must be a whole number of at least 1"),
+    ("NUM_WORKERS", -1, "at least 0"), ("NUM_WORKERS", "two", "whole number of at least 0"),
     ("LEARNING_RATE", 0, "above 0 \\(at 0 no weight changes\\)"), ("LEARNING_RATE", -0.1, "above 0"),
-    ("LEARNING_RATE", "0.01", "above 0"), ("LEARNING_RATE", float("nan"), "above 0"),
+    ("LEARNING_RATE", "0.01", "write LEARNING_RATE = 0.01 without the quotes\\.$"),
+    ("LEARNING_RATE", "1e-3", "LEARNING_RATE = 0.001 without"), ("LEARNING_RATE", float("nan"), "above 0"),
     ("LEARNING_RATE", float("inf"), "a finite number"),
     ("DROPOUT2D", -0.1, "at least 0 and below 1"), ("DROPOUT2D", 1.0, "1 would zero every map"),
-    ("DROPOUT2D", "0.2", "below 1"),
+    ("DROPOUT2D", "0.2", "write DROPOUT2D = 0.2 without the quotes\\.$"),
+    ("IMAGE_SIZE", " 64 ", "IMAGE_SIZE = 64 without"),
     ("SMOKE_TEST", "False", 'the string "False" counts as true'), ("CHECKPOINTS", "True", "True or False"),
     ("LIVE_PLOT", 1, "True or False"), ("DETERMINISTIC", "False", "True or False"),
     ("FAST_DATA_PATH", "False", '"auto", True or False'), ("COMPILE", "yes", '"auto", True or False'),
@@ -131,6 +136,13 @@ BAD_SETTINGS = [  # (setting, value, part of the message): each is refused by th
     ("LEARNING_RATE", True, "a finite number above 0"), ("DROPOUT2D", True, "1 would zero every map"),
     ("DROPOUT2D", False, "at least 0 and below 1"),  # True is 1 to Python: Dropout2d(p=True) zeroes every map
 ]
+
+
+@pytest.mark.parametrize("text, number", [("0.01", 0.01), (" 64", 64), ("1e-3", 0.001), ("-1", -1), ("True", None),
+                                          ("[5]", None), ("nan", None), ("0.01.", None), ("", None), (5, None)])
+def test_a_number_in_quotes_is_read_as_the_number_it_spells_and_nothing_else_is(text, number):
+    """Only a number written as text gets "write it without the quotes": "True" or "[5]" would not run without them."""
+    assert helper_train.number_in_quotes(text) == number and type(helper_train.number_in_quotes(text)) is type(number)
 
 
 @pytest.mark.parametrize("notebook", NOTEBOOKS)
@@ -442,10 +454,12 @@ def test_batch_size_and_epochs_messages_quote_each_ones_own_lecture_value():
     assert setting_problem("NUM_EPOCHS", 0).endswith("The lecture uses 50.")
 
 
-@pytest.mark.parametrize("value", [1.5, 2.0, "2", True])
+@pytest.mark.parametrize("value", [1.5, 2.0, "two", True])
 def test_num_workers_must_be_a_whole_number(value):
     """DataLoader(num_workers=1.5) fails only once the data are loaded; "2" (quotes) is refused, not a TypeError."""
     assert "a whole number of at least 0" in setting_problem("NUM_WORKERS", value)
+    assert setting_problem("NUM_WORKERS", "2") == "this is text (in quotes), not a number: write NUM_WORKERS = 2 " \
+                                                  "without the quotes."
 
 
 def test_the_results_folder_check_leaves_nothing_behind(tmp_path):
