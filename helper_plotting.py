@@ -79,16 +79,29 @@ def use_whole_epoch_ticks(axis) -> None:
     axis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
 
 
+def averaging_window(num_values: int, window: int) -> int:
+    """The running average's window: ``window`` values, or half of them for a short run (at least 1).
+
+    Shrunk so that the curve is never longer than the data it averages and still has points to draw.
+    """
+    return max(1, min(window, num_values // 2))
+
+
+def running_average_label(num_values: int, window: int) -> str:
+    """The legend's name for the running average, with its window (shrunk in a short run, so say it)."""
+    batches = averaging_window(num_values, window)
+    return f"Running average ({batches} batch{'' if batches == 1 else 'es'})"
+
+
 def running_average(values: Sequence[float], window: int) -> tuple[np.ndarray, np.ndarray]:
     """Mean of each ``window`` consecutive values, with the x position of the window's last value.
 
-    For short runs the window shrinks to half the number of values, so the curve is
-    never longer than the data it averages and still has points to draw.
+    For short runs the window shrinks (``averaging_window``).
     """
     values = np.asarray(values, dtype=float)
     if len(values) == 0:  # the live plot before the first epoch
         return np.arange(0), values
-    window = max(1, min(window, len(values) // 2))
+    window = averaging_window(len(values), window)
     averaged = np.convolve(values, np.ones(window) / window, mode="valid")
     return np.arange(window - 1, len(values)), averaged
 
@@ -131,7 +144,8 @@ def plot_training_loss(
     ax1 = fig.add_subplot(1, 1, 1)
     ax1.plot(range(len(minibatch_loss_list)), minibatch_loss_list, marker=lone_point_marker(minibatch_loss_list),
              label="Minibatch loss")
-    ax1.plot(*running_average(minibatch_loss_list, averaging_iterations), label="Running average")
+    ax1.plot(*running_average(minibatch_loss_list, averaging_iterations),
+             label=running_average_label(len(minibatch_loss_list), averaging_iterations))
     if len(minibatch_loss_list) > 1000:  # the first iterations' large losses would squash the rest
         ax1.set_ylim([0, np.max(minibatch_loss_list[1000:]) * 1.5])
     ax1.set_xlabel("Iterations")
@@ -388,7 +402,8 @@ def plot_live_progress(
     loss_ax.plot(epochs, minibatch_loss_list, alpha=0.4, marker=lone_point_marker(minibatch_loss_list),
                  label="Minibatch loss")
     x, average = running_average(minibatch_loss_list, averaging_iterations)
-    loss_ax.plot(x / max(1, iter_per_epoch), average, label="Running average")
+    loss_ax.plot(x / max(1, iter_per_epoch), average,
+                 label=running_average_label(len(minibatch_loss_list), averaging_iterations))
     loss_ax.set_xlabel("Epochs")
     use_whole_epoch_ticks(loss_ax.xaxis)
     loss_ax.set_ylabel("Loss")

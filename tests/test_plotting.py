@@ -664,7 +664,19 @@ def test_training_loss_plot_draws_minibatch_i_at_iteration_i_under_its_legend():
     raw, average = loss_axes.get_lines()
     assert list(raw.get_xdata()) == [0, 1, 2, 3, 4, 5] and list(raw.get_ydata()) == losses
     assert list(average.get_xdata()) == [2, 3, 4, 5]
-    assert [text.get_text() for text in loss_axes.get_legend().get_texts()] == ["Minibatch loss", "Running average"]
+    assert [text.get_text() for text in loss_axes.get_legend().get_texts()] == ["Minibatch loss",
+                                                                              "Running average (3 batches)"]
+
+
+@pytest.mark.parametrize("num_losses, label", [(1, "Running average (1 batch)"), (3, "Running average (1 batch)"),
+                                               (108, "Running average (54 batches)"),
+                                               (200, "Running average (100 batches)"),
+                                               (8750, "Running average (100 batches)")])
+def test_the_loss_legend_says_over_how_many_batches_the_average_runs(num_losses, label):
+    """A smoke test's 108 losses are averaged over 54 batches, not the 100 the markdown names: the legend says so."""
+    losses = list(np.linspace(2.3, 0.5, num_losses))
+    for fig in (plot_training_loss(losses, 3, 36), plot_live_progress(losses, [30.0], [28.0], iter_per_epoch=36)):
+        assert [text.get_text() for text in fig.axes[0].get_legend().get_texts()] == ["Minibatch loss", label]
 
 
 def test_training_loss_epoch_axis_is_drawn_below_the_iteration_axis():
@@ -694,7 +706,8 @@ def test_live_loss_panel_counts_epochs_and_run_comparison_names_validation_accur
     """The live loss is drawn against epochs (not iterations); the run comparison draws validation accuracy."""
     live = plot_live_progress([2.3, 2.0, 1.8, 1.5], [30.0, 40.0], [28.0, 35.0], iter_per_epoch=2)
     assert live.axes[0].get_xlabel() == "Epochs"
-    assert [text.get_text() for text in live.axes[0].get_legend().get_texts()] == ["Minibatch loss", "Running average"]
+    assert [text.get_text() for text in live.axes[0].get_legend().get_texts()] == ["Minibatch loss",
+                                                                                 "Running average (2 batches)"]
     runs = plot_run_comparison({"baseline": make_history("baseline", [30.0, 40.0])})
     assert runs.axes[0].get_ylabel() == "Validation accuracy (%)"
     one_epoch = plot_run_comparison({"baseline": make_history("baseline", [30.0])})
