@@ -1179,6 +1179,20 @@ def warn_if_stalled(epoch_losses: list[float], valid_acc: float, num_classes: in
         )
 
 
+def training_time_line(seconds: float, first_epoch: int, history: Mapping) -> str:
+    """The lecture's "Total Training Time" line: this session's time. A resumed run's line also says which
+    epochs that was, and what all the run's epochs took (their sum, as the run table counts it)."""
+    line = f"Total Training Time: {seconds / 60:.2f} min"
+    if first_epoch == 0:
+        return line
+    done = len(history["epoch_seconds"])
+    if done == first_epoch:
+        trained = "nothing left to train"
+    else:
+        trained = f"epoch {done}" if done == first_epoch + 1 else f"epochs {first_epoch + 1} to {done}"
+    return f"{line} (this session: {trained}; the run's {done} epochs: {sum(history['epoch_seconds']) / 60:.2f} min)"
+
+
 def format_duration(seconds: float) -> str:
     """A long time in words a student reads at a glance: minutes up to two hours, then hours."""
     if seconds < 2 * 3600:
@@ -1528,7 +1542,7 @@ def train_model(
                 warn_if_stalled(minibatch_loss_list[-len(train_loader):], valid_acc, num_classes, epoch)
         if writer is not None:
             writer.wait()
-        print(f"Total Training Time: {(time.perf_counter() - start_time) / 60:.2f} min")
+        print(training_time_line(time.perf_counter() - start_time, first_epoch, history))
         run_info["test_acc"] = compute_accuracy(forward, test_loader, device, use_amp=use_amp)
         print(f"Test accuracy {run_info['test_acc']:.2f}%")
         remove_interrupt_weights(folder)

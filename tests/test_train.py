@@ -453,6 +453,20 @@ def test_the_elapsed_and_total_training_times_are_printed_in_minutes(monkeypatch
         "Time elapsed: 3.00 min", "Time elapsed: 6.00 min", "Total Training Time: 6.00 min"]
 
 
+def test_a_resumed_runs_total_training_time_says_which_epochs_it_counts_and_what_the_whole_run_took(
+        monkeypatch, capsys, tmp_path):
+    """The run table sums every epoch of the run; the session's own line counted only its own, unexplained."""
+    clock = FakeClock(monkeypatch)
+    steps_taking(monkeypatch, clock, 10.0, first_step_seconds=10.0)
+    for epochs in (2, 3, 5, 5):
+        run(epochs=epochs, checkpoint_dir=tmp_path)
+    assert re.findall(r"Total Training Time: .*", capsys.readouterr().out) == [
+        "Total Training Time: 6.00 min",
+        "Total Training Time: 3.00 min (this session: epoch 3; the run's 3 epochs: 9.00 min)",
+        "Total Training Time: 6.00 min (this session: epochs 4 to 5; the run's 5 epochs: 15.00 min)",
+        "Total Training Time: 0.00 min (this session: nothing left to train; the run's 5 epochs: 15.00 min)"]
+
+
 @pytest.mark.parametrize("seconds_per_step, expect_warning", [(100.0, True), (50.0, False)])
 def test_a_run_whose_first_steps_are_slow_is_warned_once_with_the_steps_still_to_come(
         monkeypatch, seconds_per_step, expect_warning):
