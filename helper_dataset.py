@@ -341,6 +341,7 @@ def read_torchvision_cifar10(
     error, and in Jupyter a chained traceback would bury it under 190 lines.
     """
     problems = torchvision_file_problems(root)
+    root_existed = Path(root).is_dir()
     reason = "download=False"
     if problems and download:
         reason = download_cifar10(root, download_timeout) or "the download did not restore the files"
@@ -349,6 +350,9 @@ def read_torchvision_cifar10(
         if not (Path(root) / datasets.CIFAR10.base_folder).is_dir():
             problems = []  # nothing there at all: the two ways to fix it say everything
         problems += [line for line in [archive_problem(root, download)] if line]
+        if not root_existed:  # a typo in DATA_ROOT looks like missing data, and the download made the folder
+            made = " (the download made it)" if Path(root).is_dir() else ""
+            problems.append(f"there was no folder '{root}' before{made}: if DATA_ROOT has a typo, correct it")
         raise FileNotFoundError(missing_data_message(root, reason, problems)) from None
     dataset = datasets.CIFAR10(root=str(root), train=train, download=False)
     source = f"CIFAR-10 torchvision files, {'training' if train else 'test'} split, {len(dataset):,} images"

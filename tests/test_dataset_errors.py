@@ -235,6 +235,25 @@ def test_get_dataloaders_with_download_false_does_not_download(tmp_path):
             get_dataloaders_cifar10(16, root=tmp_path, download=False)
 
 
+@pytest.mark.parametrize("download, made", [(True, " (the download made it)"), (False, "")])
+def test_a_data_root_that_did_not_exist_is_said_to_be_new(tmp_path, download, made):
+    """A typo in DATA_ROOT looked like missing data, and left an empty folder of the typo's name behind."""
+    def offline(root, timeout):
+        Path(root).mkdir(exist_ok=True)  # as torchvision's download does before it fails
+        return "no network"
+
+    typo = tmp_path / "dta"
+    with mock.patch.object(hd, "download_cifar10", side_effect=offline):
+        with pytest.raises(FileNotFoundError) as missing:
+            get_dataloaders_cifar10(16, root=typo, download=download)
+    assert f"What is wrong:\n  - there was no folder '{typo}' before{made}: if DATA_ROOT has a typo, correct it.\n" \
+        in str(missing.value)
+    with mock.patch.object(hd, "download_cifar10", side_effect=offline):
+        with pytest.raises(FileNotFoundError) as missing:
+            get_dataloaders_cifar10(16, root=tmp_path, download=download)  # it was there: no such line
+    assert "before" not in str(missing.value)
+
+
 def test_get_dataloaders_passes_its_download_timeout_on(tmp_path):
     waits = []
 
