@@ -69,6 +69,8 @@ def test_missing_data_without_internet_names_the_fix(tmp_path):
         read_cifar10(root, train=True, download=False)
     assert str(error.value) == (
         f"CIFAR-10 could not be read from '{root}' and could not be downloaded (download=False).\n"
+        "What is wrong:\n"
+        f"  - there was no folder '{root}' before: if DATA_ROOT has a typo, correct it.\n"
         "Fix it in one of two ways:\n"
         f"  1. Put intact torchvision files in '{root}/cifar-10-batches-py': data_batch_1 ... data_batch_5, "
         f"test_batch and batches.meta (unpacked from cifar-10-python.tar.gz), or copy an intact "
