@@ -6,6 +6,7 @@ import re
 import warnings
 
 import IPython.display
+import numpy as np
 import pytest
 import torch
 from conftest import FakeClock, TinyNet, lecture_test_transforms, lecture_train_transforms
@@ -329,6 +330,21 @@ def test_stall_warning_fires_for_a_model_that_cannot_learn():
             as caught:
         train_model(model, 2, loader, loader, loader, optimizer, "cpu")
     assert [w.filename for w in caught if w.category is TrainingStalledWarning] == [__file__]  # the caller's line
+
+
+def test_stall_warning_judges_the_validation_accuracy_not_the_training_accuracy():
+    """Training images all of class 0, which equal scores happen to call right (argmax picks 0): 100% training
+    accuracy, 10% validation accuracy, loss ln(10). Still guessing (planted: the training accuracy judged passed)."""
+    set_all_seeds(0)
+    model = Guessing()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    balanced = make_synthetic_cifar10(100, seed=5)  # 10 images per class
+    all_zero = balanced._replace(labels=np.zeros_like(balanced.labels))
+    train, valid = (make_loader(data, transforms.ToTensor(), 20, shuffle=False, drop_last=True, num_workers=0,
+                                device=None) for data in (all_zero, balanced))
+    with pytest.warns(TrainingStalledWarning, match=r"validation accuracy 10.00%"):
+        _, train_acc, _ = train_model(model, 2, train, valid, valid, optimizer, "cpu")
+    assert train_acc == [100.0, 100.0]
 
 
 def test_stall_warning_thresholds_fire_on_the_stuck_smoke_run_and_not_on_slow_learners():

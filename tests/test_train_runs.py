@@ -690,6 +690,9 @@ def test_a_learning_rate_computed_in_float32_matches_the_optimizers_and_a_mismat
     model, optimizer, _, (train_loader, _, _), _ = setup(lr=0.001)
     assert helper_train.settings_mismatches({"learning_rate": np.float32(0.001)}, model, optimizer, train_loader,
                                             64) == []
+    assert helper_train.settings_mismatches({"learning_rate": 0.00105}, model, optimizer, train_loader, 64) == [
+        "  learning_rate = 0.00105 in the run's settings, but the optimizer was built with lr=0.001"]  # not float32's
+    assert len(helper_train.settings_mismatches({"learning_rate": 0.00100001}, model, optimizer, train_loader, 64)) == 1
     with pytest.raises(RunMismatchError, match=r"Run All Above Selected Cell(.|\n)*on purpose(.|\n)*parameters cell"):
         helper_train.check_objects_match_settings({"learning_rate": 0.002}, model, optimizer, train_loader, 64)
 

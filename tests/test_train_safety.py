@@ -603,9 +603,11 @@ def test_damaged_checkpoint_is_refused_and_not_overwritten(tmp_path, damage):
                "flipped byte": flip_a_byte_in_the_weights(data)}[damage]
     path.write_bytes(damaged)
     model, optimizer, _ = fresh()
-    with pytest.raises(RuntimeError, match="damaged or not a file of this tutorial"):
+    with pytest.raises(RuntimeError, match="damaged or not a file of this tutorial") as refused:
         train_model(model, 2, *loaders(), optimizer, "cpu", checkpoint_dir=tmp_path)
     assert path.read_bytes() == damaged
+    assert str(refused.value).endswith(" It was left as it is: delete or rename it (to start training from scratch, "
+                                       "delete the run's checkpoint).")  # the way on, not only what is wrong
 
 
 def test_a_file_holding_other_python_objects_is_refused(tmp_path):
