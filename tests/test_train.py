@@ -356,6 +356,23 @@ def test_stall_warning_thresholds_fire_on_the_stuck_smoke_run_and_not_on_slow_le
     assert rising_accuracy == [] and falling_loss == []
 
 
+@pytest.mark.parametrize("num_classes", [10, 100])
+def test_stall_warning_thresholds_sit_at_one_and_a_half_times_chance_and_nine_tenths_of_ln_c(num_classes):
+    """The documented thresholds, from either side: 1.5 x chance (15% for 10 classes) and 0.9 x ln(C).
+    Planted: 1.2 x chance, 0.95 x ln(C), a chance of 10% whatever the classes."""
+    chance, guessing_loss = 100 / num_classes, math.log(num_classes)
+    stuck_loss, stuck_acc = [0.97 * guessing_loss] * 9, 0.6 * chance  # as the stuck smoke run measured
+
+    def warns(losses, valid_acc):
+        def check():
+            helper_train.warn_if_stalled(losses, valid_acc, num_classes, 1)
+        return shown(TrainingStalledWarning, check) != []
+
+    assert warns(stuck_loss, 1.49 * chance) and not warns(stuck_loss, 1.51 * chance)
+    assert not warns(stuck_loss, 1.5 * chance)  # "under": 750 of 5,000 validation images right is not guessing
+    assert warns([0.91 * guessing_loss] * 9, stuck_acc) and not warns([0.89 * guessing_loss] * 9, stuck_acc)
+
+
 def test_stall_check_judges_the_losses_of_its_epoch_only(monkeypatch):
     """After epoch 2 the check sees epoch 2's 18 losses: epoch 1's high start would make a learning run look stuck."""
     calls = []
