@@ -520,18 +520,23 @@ def trains_and_predicts(model) -> bool:
 
 
 @pytest.mark.parametrize("notebook", NOTEBOOKS)
-@pytest.mark.parametrize("mps, deterministic, runs_on_mps", [(True, False, True), (False, True, True),
-                                                            (False, False, False)])
-def test_the_model_cell_builds_a_model_that_apples_mps_can_train(notebook, machine, monkeypatch, mps, deterministic,
-                                                                  runs_on_mps):
-    """On MPS (DEVICE = "auto" on Apple silicon) the model cell swaps the pooling for the same function as matrix
-    products; elsewhere it keeps the lecture's AdaptiveAvgPool2d unless DETERMINISTIC asks for the swap."""
-    machine(gpus=0, mps=mps)
+@pytest.mark.parametrize("device, deterministic, swapped", [("mps", False, True), ("cuda", True, True),
+                                                           ("cuda", False, False), ("cpu", True, False),
+                                                           ("cpu", False, False)])
+def test_the_model_cell_swaps_the_pooling_only_where_it_must(notebook, machine, monkeypatch, device, deterministic,
+                                                            swapped):
+    """On MPS (no kernel for this pooling) and on CUDA with DETERMINISTIC (no deterministic backward for it) the model
+    cell swaps the pooling for the same function as matrix products; elsewhere it keeps the lecture's
+    AdaptiveAvgPool2d. On a CPU that pooling is deterministic already, and the swap, equal up to the last digits,
+    made a DETERMINISTIC smoke run differ from the default one from its second batch on (validation accuracy
+    51.56% against 62.50% after epoch 1), where the notebook says seeding alone gives identical CPU runs."""
+    machine(gpus=0, mps=device == "mps")
     namespace = run_settings_cells(notebook, DETERMINISTIC=deterministic)
+    namespace["DEVICE"] = torch.device(device)  # only its type matters to the model cell (no CUDA here to name)
     namespace["VGG16"] = cells_defining(ROOT / notebook, "class VGG16(")["VGG16"]
     exec(cell_containing(notebook, "model = VGG16("), namespace)
     without_adaptive_pooling_kernel(monkeypatch)
-    assert trains_and_predicts(namespace["model"]) == runs_on_mps
+    assert trains_and_predicts(namespace["model"]) == swapped
 
 
 def test_the_picture_cell_classifies_with_the_network_the_model_cell_built(machine, monkeypatch, tmp_path, capsys):
