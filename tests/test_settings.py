@@ -249,8 +249,9 @@ def cell_containing(notebook, text):
     return source
 
 
-def run_folder_cell(notebook, results_dir, **overrides):
-    """The settings cells (with RUN_SETTINGS), then the run-folder cell (RUN_DIR), for a tiny model and smoke data."""
+def run_folder_cell(notebook, results_dir, overridden_loader=None, **overrides):
+    """The settings cells (with RUN_SETTINGS), then the run-folder cell (RUN_DIR), for a tiny model and smoke data
+    (or, for training, ``overridden_loader``)."""
     from conftest import TinyNet, lecture_test_transforms, lecture_train_transforms
 
     from helper_dataset import get_dataloaders_cifar10
@@ -263,6 +264,8 @@ def run_folder_cell(notebook, results_dir, **overrides):
         test_transforms=lecture_test_transforms(), smoke_test=True)
     namespace.update(model=model, optimizer=optimizer, train_loader=train_loader, valid_loader=valid_loader,
                      scheduler=torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="max"), USE_AMP=False)
+    if overridden_loader is not None:
+        namespace["train_loader"] = overridden_loader
     exec(cell_containing(notebook, "RUN_DIR = choose_run_folder("), namespace)
     return namespace
 
@@ -278,6 +281,22 @@ def test_raw_32_pixel_images_are_a_run_of_their_own_named_after_the_image_size(n
 def test_a_smoke_run_is_named_against_the_smoke_tests_own_batch_size_and_rate(notebook, name, machine, tmp_path):
     machine(gpus=0)
     assert run_folder_cell(notebook, tmp_path, SMOKE_TEST=True)["RUN_DIR"].name.startswith(name)
+
+
+@pytest.mark.parametrize(("notebook", "named"), [(NOTEBOOKS[0], ""), (NOTEBOOKS[1], "normalization=per-channel_")])
+def test_a_run_on_fewer_training_images_than_the_lectures_is_named_for_them(notebook, named, machine, tmp_path,
+                                                                            capsys):
+    """A review ran a 600-image folder of its own: it became `lecture-5d00b1`, beside the GPU's `lecture-f0274e` in
+    the run table, with "settings that differ from the lecture's: none". The lecture's 45,000 name no run (planted:
+    no train_images, the lecture's count 50,000, the smoke test's 576 not its own default)."""
+    machine(gpus=0)
+    subset = run_folder_cell(notebook, tmp_path)["RUN_DIR"].name  # the smoke data's 576 training images
+    assert subset.startswith(f"{named}train_images=576-")
+    assert "train_images=576 (the six characters" in capsys.readouterr().out
+    lectures = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.zeros(45_000, 1)), batch_size=256)
+    all_of_them = f"{named[:-1]}-" if named else "lecture-"  # the name without train_images
+    assert run_folder_cell(notebook, tmp_path, lectures)["RUN_DIR"].name.startswith(all_of_them)
+    assert run_folder_cell(notebook, tmp_path, SMOKE_TEST=True)["RUN_DIR"].name.startswith(f"smoke-{all_of_them}")
 
 
 @pytest.mark.parametrize("notebook", NOTEBOOKS)
