@@ -287,8 +287,9 @@ def test_a_smoke_run_is_named_against_the_smoke_tests_own_batch_size_and_rate(no
 def test_a_run_on_fewer_training_images_than_the_lectures_is_named_for_them(notebook, named, machine, tmp_path,
                                                                             capsys):
     """A review ran a 600-image folder of its own: it became `lecture-5d00b1`, beside the GPU's `lecture-f0274e` in
-    the run table, with "settings that differ from the lecture's: none". The lecture's 45,000 name no run (planted:
-    no train_images, the lecture's count 50,000, the smoke test's 576 not its own default)."""
+    the run table, with "settings that differ from the lecture's: none". The lecture's 45,000 add nothing to the
+    name, nor do the smoke test's 576 to a smoke run's (planted: no train_images, 50,000 as the lecture's count, no
+    smoke default of 576)."""
     machine(gpus=0)
     subset = run_folder_cell(notebook, tmp_path)["RUN_DIR"].name  # the smoke data's 576 training images
     assert subset.startswith(f"{named}train_images=576-")
