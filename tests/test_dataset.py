@@ -1,6 +1,7 @@
 """helper_dataset: reading, splitting, both batch paths, UnNormalize and channel statistics."""
 
 import functools
+import hashlib
 import re
 import subprocess
 import sys
@@ -752,6 +753,16 @@ def test_two_image_folders_of_one_name_and_size_are_different_data(tmp_path):
     sources = [read_cifar10(tmp_path / name).source for name in ("png", "one_pixel", "relabelled")]
     assert all(source.startswith("image folder train/, 30 images, content ") for source in sources)
     assert len(set(sources)) == 3
+
+
+def test_the_content_digest_is_of_the_values_not_of_how_numpy_stores_them():
+    """The same folder gives the same digest on every machine: labels built from Python ints are int32 on Windows
+    with NumPy 1.x and int64 elsewhere (planted: either dtype dropped, so the stored type was hashed)."""
+    images, labels = np.arange(2 * 2 * 2 * 3, dtype=np.uint8).reshape(2, 2, 2, 3), np.array([3, 4], dtype=np.int64)
+    expected = hashlib.sha256(images.tobytes() + labels.astype("<i8").tobytes()).hexdigest()[:8]
+    assert hd.content_digest(images, labels) == expected
+    assert hd.content_digest(images, labels.astype(np.int32)) == expected
+    assert hd.content_digest(images.astype(np.int64), labels) == expected
 
 
 def lecture_loaders(device=None, **options):
