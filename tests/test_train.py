@@ -371,6 +371,16 @@ def test_stall_warning_thresholds_sit_at_one_and_a_half_times_chance_and_nine_te
     assert warns(stuck_loss, 1.49 * chance) and not warns(stuck_loss, 1.51 * chance)
     assert not warns(stuck_loss, 1.5 * chance)  # "under": 750 of 5,000 validation images right is not guessing
     assert warns([0.91 * guessing_loss] * 9, stuck_acc) and not warns([0.89 * guessing_loss] * 9, stuck_acc)
+    assert not warns([0.9 * guessing_loss], stuck_acc)  # "above": exactly 0.9 x ln(C) is not
+
+
+def test_stall_warning_message_in_full():
+    """What the student reads, with the causes to check (planted: the causes' sentence changed, passed the suite)."""
+    [message] = shown(TrainingStalledWarning, lambda: helper_train.warn_if_stalled([2.24] * 9, 6.25, 10, 1))
+    assert message == (
+        "After 2 epochs the model is still guessing: validation accuracy 6.25% (chance: 10%), loss 2.240 (guessing: "
+        "ln(10) = 2.303). Consider stopping and checking: the learning rate (too high or too low), the weight "
+        "initialization, the input normalization, and the data and labels (shuffled? matching?).")
 
 
 def test_stall_check_judges_the_losses_of_its_epoch_only(monkeypatch):
