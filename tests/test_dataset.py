@@ -82,6 +82,18 @@ def test_missing_data_without_internet_names_the_fix(tmp_path):
     )
 
 
+def test_the_missing_data_message_lists_each_problem_on_its_own_line_and_no_empty_section(tmp_path):
+    """Two damaged files are two lines; with nothing found wrong there is no "What is wrong:" heading over nothing
+    (planted: problems joined by another separator, an empty section shown, passed the suite)."""
+    message = hd.missing_data_message(tmp_path, "offline", ["data_batch_1 is damaged", "test_batch is missing"])
+    assert "What is wrong:\n  - data_batch_1 is damaged.\n  - test_batch is missing.\nFix it in one of two ways:\n" \
+        in message
+    without = hd.missing_data_message(tmp_path, "offline")
+    assert without.startswith(f"CIFAR-10 could not be read from '{tmp_path}' and could not be downloaded (offline).\n"
+                              "Fix it in one of two ways:\n")
+    assert "What is wrong" not in without
+
+
 @pytest.mark.parametrize("suffix", [".png", ".jpg"])
 def test_reads_an_image_folder_in_label_order(tmp_path, suffix):
     write_image_folder(tmp_path, suffix=suffix)
