@@ -746,29 +746,36 @@ def prepare_model(model: torch.nn.Module, device: torch.device) -> torch.nn.Modu
     return model
 
 
-COMPILE_MEASUREMENTS: dict[str, tuple[float, float]] = {"H200": (20.5, 0.49), "H100": (31.7, 0.36)}
+COMPILE_MEASUREMENTS: dict[str, tuple[float, float]] = {"H200": (27.3, 0.43), "H100": (31.7, 0.36)}
 """Per GPU name: (seconds torch.compile takes, seconds it saves per epoch), as measured by the benchmark.
 
-NVIDIA H200, torch 2.11 (reference-run/benchmarks/h200-run1.json): compiling took 20.5 s,
-then an epoch took 1.52 s instead of the uncompiled rung's warm 2.01 s. So 50 epochs gain
-about 4 s net, and runs shorter than 42 epochs lose time.
+Both come from the benchmark's compiled rung against the uncompiled rung below it (the fast path
+in mixed precision, validation batches of 1,024), each after a whole warm-up epoch:
+
+NVIDIA H200, torch 2.11 (reference-run/benchmarks/h200-69cfdc5.json): compiling took 27.3 s,
+then an epoch took 1.79 s instead of 2.23 s. So 50 epochs lose about 6 s, and only runs of
+64 epochs or more gain. (An earlier H200 run, h200-run1.json, measured 20.5 s and 0.49 s.)
 
 NVIDIA H100 80GB HBM3, torch 2.11 (reference-run/benchmarks/h100-78df2f7.json): compiling
 took 31.7 s, then an epoch took 2.03 s instead of 2.39 s. So 50 epochs lose about 14 s, and
 only runs of 89 epochs or more gain.
 
-``COMPILE = "auto"`` compiles only on a GPU listed here, and only when the run is long
-enough for the saving to repay the compilation. A GPU that was never measured is not
-compiled: compilation can also make a run slower, and it takes minutes on 2 CPU cores.
+``COMPILE = "auto"`` compiles only on a GPU listed here, only for what was measured there (mixed
+precision on the fast data path), and only when the run is long enough for the saving to repay
+the compilation. Anything never measured is not compiled: compilation can also make a run
+slower, and it takes minutes on 2 CPU cores.
 """
 
 
 def should_compile(setting: bool | str, device: torch.device | str, epochs_to_train: int, *,
-                   smoke_test: bool = False) -> tuple[bool, str]:
+                   smoke_test: bool = False, use_amp: bool = True) -> tuple[bool, str]:
     """Decide the notebook's COMPILE setting ("auto", True or False); return (compile?, the reason).
 
     ``epochs_to_train``: the epochs this run will train, which for a run resumed from its checkpoint are
     only those left (``NUM_EPOCHS - epochs_in_checkpoint(...)``): compiling must pay off over them.
+    ``use_amp``: whether the run trains in mixed precision on the fast data path (the notebook's
+    ``USE_AMP``), the only setup whose compilation was measured; a float32 run or one on the classic
+    path (where the GPU waits for the data anyway) is not compiled by "auto".
     """
     device = torch.device(device)
     if setting not in ("auto", True, False):
@@ -780,6 +787,9 @@ def should_compile(setting: bool | str, device: torch.device | str, epochs_to_tr
             return False, f"no: COMPILE = \"auto\" compiles only on a CUDA GPU, and this run is on the {device.type}"
         if smoke_test:
             return False, "no: COMPILE = \"auto\" never compiles in a smoke test"
+        if not use_amp:
+            return False, ("no: COMPILE = \"auto\" compiles only mixed-precision runs on the fast data path, where "
+                           "it was measured, and this run is in float32 (set COMPILE = True to compile anyway)")
         name = torch.cuda.get_device_name(device)
         measured = next((value for key, value in COMPILE_MEASUREMENTS.items() if key in name), None)
         if measured is None:

@@ -872,20 +872,25 @@ def test_the_training_cell_hands_every_setting_to_train_model(notebook, machine,
     (False, True, 50, 0),  # finished: nothing to train, so nothing to compile even with COMPILE = True
     (True, True, 30, 3),  # a smoke test: at most 3 epochs, never resumed
 ])
+@pytest.mark.parametrize("use_amp", [False, True])
 def test_compilation_is_weighed_against_the_epochs_a_resumed_run_has_left(notebook, machine, tmp_path, smoke_test,
-                                                                          checkpoints, epochs_done, epochs_to_train):
+                                                                          checkpoints, epochs_done, epochs_to_train,
+                                                                          use_amp):
     """A checkpoint holding 30 of 50 epochs leaves 20 to train, and COMPILE = "auto" must weigh those: on an H200
-    they save 20 x 0.49 s, less than the 20.5 s compilation takes (planted: NUM_EPOCHS passed whatever the
-    checkpoint held, as it was; at least 1 epoch passed; the device or SMOKE_TEST written into the call)."""
+    they save 20 x 0.43 s, less than the 27.3 s compilation takes; and it must know whether the run is in mixed
+    precision, the only setup whose compilation was measured (planted: NUM_EPOCHS passed whatever the checkpoint
+    held, as it was; at least 1 epoch passed; the device, SMOKE_TEST or the precision written into the call)."""
     machine(gpus=0)
     namespace = run_folder_cell(notebook, tmp_path, SMOKE_TEST=smoke_test, CHECKPOINTS=checkpoints, COMPILE=True,
                                 BATCH_SIZE=32)
     namespace["RUN_DIR"].mkdir(parents=True)
     torch.save({"epochs_done": epochs_done}, namespace["RUN_DIR"] / helper_train.CHECKPOINT_FILE)
-    calls, decision = [], stand_in("use_compile")
-    namespace.update(DEVICE=torch.device("cuda", 0), should_compile=recorder(calls, (decision, "the reason")))
+    calls, decision, identity = [], stand_in("use_compile"), namespace["run_identity"]
+    namespace.update(DEVICE=torch.device("cuda", 0), should_compile=recorder(calls, (decision, "the reason")),
+                     USE_AMP=use_amp, describe_run=lambda *args, **kwargs: identity)  # the same folder either way
     exec(cell_containing(notebook, "RUN_DIR = choose_run_folder("), namespace)  # again, as on a GPU
-    assert calls == [dict(args=(True, torch.device("cuda", 0), epochs_to_train), smoke_test=smoke_test)]
+    assert calls == [dict(args=(True, torch.device("cuda", 0), epochs_to_train), smoke_test=smoke_test,
+                          use_amp=use_amp)]
     assert namespace["use_compile"] is decision
 
 
