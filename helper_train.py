@@ -368,6 +368,7 @@ def describe_run(
     caller's ``settings`` (the notebook adds the seed and its named settings). Not the
     number of epochs: more epochs continue the same run.
     """
+    check_device_chosen(device)  # "auto" from a parameters cell run again: say which cell to run, not torch's list
     train, valid = describe_loader(train_loader), describe_loader(valid_loader)
     identity = {
         "model": f"{type(model).__name__}: {model!r}",
@@ -592,17 +593,30 @@ RERUN_CELLS = ("In the notebook, run the cells above the training cell again, fr
                "Colab: Runtime > Run before), then the training cell.")
 
 
-def check_device_chosen(device) -> None:
-    """Refuse the parameters cell's ``DEVICE = "auto"``: it names a choice, not a device.
+def check_device_chosen(device, run_settings: Mapping[str, object] | None = None) -> None:
+    """Refuse the parameters cell's ``DEVICE`` text where the device that the settings cell chose belongs.
 
-    A student who edits the parameters cell and then runs the training cell alone passes
-    "auto", which only the settings cell turns into a device; torch's own error for it
-    lists every device type there is and not the cell to run.
+    The settings cell turns ``DEVICE`` ("auto", "cpu", "cuda:0") into a ``torch.device`` and
+    builds ``RUN_SETTINGS``; the parameters cell sets ``DEVICE`` back to text. So text next to
+    ``run_settings`` means that the parameters cell ran again after the settings cell: the
+    settings, data, model and folder still hold the old values, and training them would
+    silently ignore the change. "auto" is refused everywhere: torch's own error for it lists
+    every device type there is and not the cell to run.
     """
-    if isinstance(device, str) and device.strip().lower() == "auto":
+    if not isinstance(device, str):
+        return
+    if device.strip().lower() == "auto":
         raise ValueError(
             "device='auto' is a setting, not a device: the settings cell turns it into one (choose_device), "
             "and it has not run since the parameters cell. " + RERUN_CELLS
+        )
+    if run_settings is not None:
+        raise ValueError(
+            f"device={device!r} is the parameters cell's DEVICE as text, not the torch.device that the settings "
+            "cell makes of it (choose_device): the parameters cell has run again since the settings cell, so "
+            "RUN_SETTINGS, the data, the model, the optimizer and the run's folder still have the settings of "
+            f"before, and a setting you changed would be ignored. {RERUN_CELLS} (Outside the notebooks: pass "
+            f"device=torch.device({device!r}).)"
         )
 
 
@@ -1491,7 +1505,7 @@ def train_model(
     """
     check_training_settings(num_epochs, scheduler_on, logging_interval)
     check_scheduler_mode(scheduler, scheduler_on)
-    check_device_chosen(device)
+    check_device_chosen(device, run_settings)
     device = torch.device(device)
     policy = device_policy(device, use_amp)
     scaler = make_grad_scaler(device, policy.amp_dtype)

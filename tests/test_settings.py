@@ -29,6 +29,8 @@ def machine(monkeypatch):
         monkeypatch.setattr(torch.cuda, "is_available", lambda: gpus > 0)
         monkeypatch.setattr(torch.cuda, "device_count", lambda: gpus)
         monkeypatch.setattr(torch.backends.mps, "is_available", lambda: mps)
+        if gpus:  # the settings cell prints the GPU's name
+            monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "Pretend GPU")
     return pretend
 
 
@@ -438,6 +440,24 @@ def test_a_model_rebuilt_after_the_run_folder_was_chosen_is_refused_by_the_train
     assert not (namespace["RUN_DIR"] / "history.json").exists()
 
 
+@pytest.mark.parametrize("notebook", NOTEBOOKS)
+@pytest.mark.parametrize("device", ["cpu", "auto"])
+def test_the_parameters_cell_run_again_then_only_the_training_cell_is_refused_whatever_device_it_names(
+        notebook, machine, tmp_path, device):
+    """DROPOUT2D 0.0 -> 0.2, then only the parameters cell and the training cell: the model, RUN_SETTINGS and the
+    folder are all still the old run's, consistent with one another, so only DEVICE (text again) can tell. With
+    DEVICE = "cpu" the old model trained on under the old name, the change ignored without a word (planted:
+    only "auto" refused, as it was)."""
+    machine(gpus=0)
+    namespace = run_folder_cell(notebook, tmp_path, SMOKE_TEST=True, NUM_EPOCHS=1, DEVICE=device)
+    exec(next(source for source, tags in code_cells(ROOT / notebook) if "parameters" in tags), namespace)
+    namespace.update(RESULTS_DIR=str(tmp_path), SMOKE_TEST=True, NUM_EPOCHS=1, DEVICE=device, DROPOUT2D=0.2)
+    with pytest.raises(ValueError, match=r"device=.* (is a setting, not a device|is the parameters cell's DEVICE as "
+                                         r"text)(.|\n)*Run All Above Selected Cell"):
+        training_cell_after(namespace, notebook)
+    assert not (namespace["RUN_DIR"] / "history.json").exists()
+
+
 # --- settings computed with NumPy or pathlib, paths that only look like paths, each message's fix -------
 
 
@@ -628,11 +648,8 @@ def test_mps_is_refused_exactly_where_apples_mps_is_missing(machine, gpus, mps, 
 def test_the_data_path_line_names_the_device_the_images_are_stored_on(notebook, machine, capsys):
     """FAST_DATA_PATH = True on a CPU: the images are on the CPU, and the line said "stored on the GPU"."""
     machine(gpus=0)
-    namespace = run_settings_cells(notebook, FAST_DATA_PATH=True, SMOKE_TEST=True, NUM_WORKERS=0)
-    [data_cell] = [source for source, _ in code_cells(ROOT / notebook) if "get_dataloaders_cifar10(\n" in source]
-    namespace.update(train_transforms=None, test_transforms=None)
     capsys.readouterr()
-    exec(data_cell, namespace)
+    run_settings_cells(notebook, FAST_DATA_PATH=True, SMOKE_TEST=True, NUM_WORKERS=0)
     [line] = [line for line in capsys.readouterr().out.splitlines() if line.startswith("Data path:")]
     assert "GPU" not in line and line.startswith("Data path: fast (images stored on the CPU"), line
 
@@ -824,13 +841,15 @@ def stand_in(name):
 def test_the_data_cell_hands_every_setting_to_the_loaders(notebook, machine, tmp_path, device, fast_data_path,
                                                           precision, data_device, use_amp, smoke_test):
     """BATCH_SIZE, NUM_WORKERS, DATA_ROOT, SMOKE_TEST, FAST_DATA_PATH and PRECISION reach get_dataloaders_cifar10
-    and USE_AMP (planted, each passed every test: a batch size of 256 or 2 workers written into the call, the fast
-    path decided by the device alone, mixed precision on every GPU whatever PRECISION said)."""
-    machine(gpus=0)
+    and USE_AMP, which the settings cell decides with the device (planted, each passed every test: a batch size of
+    256 or 2 workers written into the call, the fast path decided by the device alone, mixed precision on every GPU
+    whatever PRECISION said)."""
+    machine(gpus=1 if device == "cuda" else 0)
     namespace = run_settings_cells(notebook, BATCH_SIZE=32, NUM_WORKERS=3, DATA_ROOT=str(tmp_path / "images"),
-                                   SMOKE_TEST=smoke_test, FAST_DATA_PATH=fast_data_path, PRECISION=precision)
+                                   SMOKE_TEST=smoke_test, FAST_DATA_PATH=fast_data_path, PRECISION=precision,
+                                   DEVICE=device)
     calls, train, test = [], stand_in("train_transforms"), stand_in("test_transforms")
-    namespace.update(DEVICE=torch.device(device), train_transforms=train, test_transforms=test,
+    namespace.update(train_transforms=train, test_transforms=test,
                      get_dataloaders_cifar10=recorder(calls, ("train", "valid", "test")))
     exec(cell_containing(notebook, "get_dataloaders_cifar10(\n"), namespace)
     assert calls == [dict(batch_size=32, num_workers=3, validation_fraction=0.1, train_transforms=train,
@@ -917,12 +936,33 @@ def test_the_run_settings_record_the_students_own_values(notebook, normalization
     DETERMINISTIC are different runs (planted: the lecture's seed, "auto" precision or deterministic=False written
     into RUN_SETTINGS passed every test; train_model can check only the batch size, rate, image size and Dropout2d
     rate against its objects)."""
-    machine(gpus=0)
+    machine(gpus=1)  # on a GPU, where "float32" changes what is trained (see the next test)
     namespace = run_settings_cells(notebook, RANDOM_SEED=7, BATCH_SIZE=32, LEARNING_RATE=0.05, IMAGE_SIZE=32,
                                    DROPOUT2D=0.2, PRECISION="float32", DETERMINISTIC=True)
     assert namespace["RUN_SETTINGS"] == {"seed": 7, "batch_size": 32, "learning_rate": 0.05, "image_size": 32,
                                          "dropout2d": 0.2, "normalization": normalization, "precision": "float32",
                                          "deterministic": True}
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS)
+@pytest.mark.parametrize("gpus, fast_data_path, precision, recorded", [
+    (1, "auto", "auto", "auto"),  # the fast path on a GPU: mixed precision
+    (1, "auto", "float32", "float32"),
+    (1, False, "auto", "float32"),  # the classic path on a GPU trains in float32: filed with the float32 runs
+    (1, False, "float32", "float32"),
+    (0, "auto", "auto", "auto"),  # on a CPU every run is float32: PRECISION changes nothing, nor the folder
+    (0, "auto", "float32", "auto"),
+    (0, True, "float32", "auto"),
+])
+def test_the_run_settings_record_the_precision_the_run_trains_in(notebook, machine, gpus, fast_data_path, precision,
+                                                                   recorded):
+    """The same training is the same run: on a CPU PRECISION = "float32" started a new run of identical training
+    in a folder of its own, and on a GPU the classic path's float32 run was named like the mixed-precision lecture
+    run (planted: the PRECISION setting recorded as written; "float32" for every run without mixed precision)."""
+    machine(gpus=gpus)
+    namespace = run_settings_cells(notebook, FAST_DATA_PATH=fast_data_path, PRECISION=precision)
+    assert namespace["RUN_SETTINGS"]["precision"] == recorded
+    assert namespace["USE_AMP"] is (recorded == "auto" and gpus > 0)
 
 
 @pytest.mark.parametrize("notebook", NOTEBOOKS)

@@ -47,6 +47,8 @@ def loaders(batch_size=32, train_transforms=None):
         test_transforms=lecture_test_transforms(), smoke_test=True,
     )
 
+CPU = torch.device("cpu")  # what the settings cell makes of DEVICE = "cpu": with run_settings, text is refused
+
 
 def setup(lr=0.05, dropout2d=0.0, batch_size=32, seed=0, optimizer="sgd", train_transforms=None):
     """What the notebook builds before training: seeded model, optimizer, scheduler, loaders, settings."""
@@ -67,7 +69,7 @@ def notebook_run(results_dir: Path, epochs=1, **kwargs):
     identity = describe_run(model, optimizer, scheduler, data[0], data[1], device="cpu", settings=settings)
     folder = results_dir / run_name(identity, settings, defaults={**LECTURE_SETTINGS, "seed": 0, "batch_size": 32,
                                                                   "learning_rate": 0.05})
-    history = train_model(model, epochs, *data, optimizer, "cpu", logging_interval=5, scheduler=scheduler,
+    history = train_model(model, epochs, *data, optimizer, CPU, logging_interval=5, scheduler=scheduler,
                           checkpoint_dir=folder, run_settings=settings)
     return folder, model, history
 
@@ -228,7 +230,7 @@ def test_finite_blow_up_stops_before_its_epoch_is_checkpointed_and_a_lower_rate_
     too_high = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda epoch: 1.0 if epoch == 0 else 20.0)
     folder = tmp_path / "too-high"
     with pytest.raises(TrainingDivergedError) as diverged:
-        train_model(model, 3, *data, optimizer, "cpu", scheduler=too_high, checkpoint_dir=folder,
+        train_model(model, 3, *data, optimizer, CPU, scheduler=too_high, checkpoint_dir=folder,
                     run_settings={**settings, "learning_rate": "0.05, then 1.0"})
     message = str(diverged.value)
     assert re.search(r"The loss became [\d.e+]+ \(limit 230\) in epoch 2, batch \d+/18", message), message
@@ -372,7 +374,7 @@ def test_a_run_without_checkpoints_that_diverges_records_why_it_stopped_with_its
     model, optimizer, _, data, settings = setup()
     history_file = tmp_path / "smoke-lecture-abcdef" / HISTORY_FILE
     with pytest.raises(TrainingDivergedError):
-        train_model(model, 3, *data, optimizer, "cpu", history_file=history_file, run_settings=settings)
+        train_model(model, 3, *data, optimizer, CPU, history_file=history_file, run_settings=settings)
     history = json.loads(history_file.read_text())
     assert history["stopped"] == "diverged in epoch 2" and len(history["valid_acc"]) == 1
     assert history["run_name"] == "smoke-lecture-abcdef" and history["settings"] == settings
@@ -603,7 +605,7 @@ def test_objects_built_with_other_settings_are_refused_before_training(tmp_path,
     settings.update({"image_size": 64, setting: value})
     with pytest.raises(RunMismatchError, match=re.escape(f"{setting} = {value!r} in the run's settings, but {says}\n")
                        + r"(.|\n)*Run All Above Selected Cell"):
-        train_model(model, 1, *data, optimizer, "cpu", scheduler=scheduler, checkpoint_dir=tmp_path,
+        train_model(model, 1, *data, optimizer, CPU, scheduler=scheduler, checkpoint_dir=tmp_path,
                     run_settings=settings)
     assert not (tmp_path / HISTORY_FILE).exists() and not (tmp_path / CHECKPOINT_FILE).exists()
     assert not optimizer.state  # not one step was taken
@@ -625,20 +627,41 @@ def test_a_folder_chosen_for_other_objects_is_refused(tmp_path):
     model, optimizer, scheduler, data, settings = setup(dropout2d=0.2)
     settings["dropout2d"] = 0.0  # as the stale RUN_SETTINGS says; only the model changed
     with pytest.raises(RunMismatchError, match=r"chosen for other settings(.|\n)*  model: (.|\n)*Run All Above"):
-        train_model(model, 1, *data, optimizer, "cpu", scheduler=scheduler, history_file=tmp_path / HISTORY_FILE,
+        train_model(model, 1, *data, optimizer, CPU, scheduler=scheduler, history_file=tmp_path / HISTORY_FILE,
                     run_settings={"seed": 0}, run_identity=chosen)
     assert not (tmp_path / HISTORY_FILE).exists()
     model, optimizer, scheduler, data, settings = setup()  # the objects the folder was chosen for
-    _, _, valid_acc = train_model(model, 1, *data, optimizer, "cpu", scheduler=scheduler,
+    _, _, valid_acc = train_model(model, 1, *data, optimizer, CPU, scheduler=scheduler,
                                   history_file=tmp_path / HISTORY_FILE, run_settings=settings, run_identity=chosen)
     assert len(valid_acc) == 1
 
 
 def test_device_auto_from_the_parameters_cell_names_the_settings_cell():
-    """The parameters cell run again, then the training cell: DEVICE is the string "auto" again."""
-    model, optimizer, scheduler, data, _ = setup()
-    with pytest.raises(ValueError, match="settings cell turns it into one"):
+    """The parameters cell run again, then the training cell (or the run-folder cell): DEVICE is "auto" again."""
+    model, optimizer, scheduler, data, settings = setup()
+    with pytest.raises(ValueError, match="settings cell turns it into one(.|\n)*Run All Above Selected Cell"):
         train_model(model, 1, *data, optimizer, "auto", scheduler=scheduler)
+    with pytest.raises(ValueError, match="settings cell turns it into one(.|\n)*Run All Above Selected Cell"):
+        describe_run(model, optimizer, scheduler, data[0], data[1], device="auto", settings=settings)
+
+
+def test_a_named_device_as_text_next_to_the_run_settings_is_refused_before_training(tmp_path):
+    """DEVICE = "cpu" (or "cuda:0"), a setting changed and the parameters cell run again, then the training cell: the
+    text "cpu" next to the old RUN_SETTINGS means the cells between did not run, and training them would ignore the
+    change without a word. Without run_settings (a script), or with the torch.device, training goes ahead."""
+    model, optimizer, scheduler, data, settings = setup()
+    with pytest.raises(ValueError, match=r"device='cpu' is the parameters cell's DEVICE as text(.|\n)*a setting you "
+                                         r"changed would be ignored(.|\n)*Run All Above Selected Cell(.|\n)*"
+                                         r"pass device=torch.device\('cpu'\)"):
+        train_model(model, 1, *data, optimizer, "cpu", scheduler=scheduler, history_file=tmp_path / HISTORY_FILE,
+                    run_settings=settings)
+    assert not (tmp_path / HISTORY_FILE).exists() and not optimizer.state
+    _, _, valid_acc = train_model(model, 1, *data, optimizer, torch.device("cpu"), scheduler=scheduler,
+                                  history_file=tmp_path / HISTORY_FILE, run_settings=settings)
+    assert len(valid_acc) == 1
+    model, optimizer, scheduler, data, _ = setup()
+    _, _, valid_acc = train_model(model, 1, *data, optimizer, "cpu", scheduler=scheduler)
+    assert len(valid_acc) == 1
 
 
 def test_a_model_trained_in_this_session_does_not_start_a_new_run(tmp_path):
