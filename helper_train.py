@@ -904,13 +904,18 @@ def record_losses(pending: list[torch.Tensor], first_batch: int, minibatch_loss_
         return
     values = torch.stack(pending).float().tolist()
     pending.clear()
-    for offset, loss in enumerate(values):
-        if not math.isfinite(loss) or loss > limit:
-            minibatch_loss_list.extend(values[:offset])  # the good batches before it, for the plots
-            what = f"The loss became {loss:.4g}" + ("" if not math.isfinite(loss) else f" (limit {limit:.0f})")
-            raise TrainingDivergedError(divergence_message(what, epoch, first_batch + offset, num_batches,
-                                                           epochs_saved))
-    minibatch_loss_list.extend(values)
+    offset = first_bad_loss(values, limit)
+    minibatch_loss_list.extend(values[:offset])  # up to the first bad one: the good batches, for the plots
+    if offset < len(values):
+        loss = values[offset]
+        what = f"The loss became {loss:.4g}" + ("" if not math.isfinite(loss) else f" (limit {limit:.0f})")
+        raise TrainingDivergedError(divergence_message(what, epoch, first_batch + offset, num_batches,
+                                                       epochs_saved))
+
+
+def first_bad_loss(values: list[float], limit: float) -> int:
+    """The index of the first loss that is NaN, infinite or above ``limit``; ``len(values)`` if none is."""
+    return next((i for i, loss in enumerate(values) if not math.isfinite(loss) or loss > limit), len(values))
 
 
 def check_finite_weights(model: torch.nn.Module, epoch: int, epochs_saved: int) -> None:
@@ -1365,8 +1370,10 @@ def train_one_epoch(step: Callable, model, train_loader, epoch: int, num_epochs:
                 print(f"Epoch: {epoch + 1:03d}/{num_epochs:03d} "
                       f"| Batch {batch_idx:04d}/{num_batches:04d} "
                       f"| Loss: {minibatch_loss_list[-1]:.4f}")
-    except KeyboardInterrupt:  # keep the losses of the batches that did finish, for the plots
-        minibatch_loss_list.extend(torch.stack(pending).float().tolist() if pending else [])
+    except KeyboardInterrupt:  # keep the losses of the batches that did finish, for the plots: up to the first
+        # bad one (a student stopping a diverged run), as record_losses keeps them, so no NaN reaches plot or history
+        values = torch.stack(pending).float().tolist() if pending else []
+        minibatch_loss_list.extend(values[:first_bad_loss(values, loss_limit)])
         raise
     record_losses(pending, batch_idx + 1 - len(pending), minibatch_loss_list, loss_limit, epoch, num_batches,
                   epochs_saved)

@@ -287,6 +287,43 @@ def test_a_logging_point_at_the_last_batch_of_an_epoch_leaves_nothing_to_read_at
     assert len(losses) == 18 and "Batch 0017/0018" in capsys.readouterr().out
 
 
+class StoppedAt:
+    """Batches of one blank image, and Ctrl-C (Jupyter's stop button) when batch ``stop`` is asked for."""
+
+    def __init__(self, num_batches, stop):
+        self.num_batches, self.stop = num_batches, stop
+
+    def __len__(self):
+        return self.num_batches
+
+    def __iter__(self):
+        for index in range(self.num_batches):
+            if index == self.stop:
+                raise KeyboardInterrupt
+            yield torch.zeros(1, 3, 8, 8), torch.zeros(1, dtype=torch.long)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), 500.0])  # 500: above the divergence limit of 230
+def test_a_run_stopped_after_its_loss_went_bad_keeps_only_the_losses_before_it(bad):
+    """A student stops a diverging run between two logging points: the losses kept for the plots and the history end
+    before the first bad one, as when a logging point catches the divergence (planted: every loss kept, as it was:
+    the loss plot of the next cell then failed with "Axis limits cannot be NaN or Inf", and history.json held NaN)."""
+    step_losses = iter([2.3, 2.2, 2.1, 2.0, 1.9, bad, float("nan"), 2.0])
+    losses: list[float] = []
+    with pytest.raises(KeyboardInterrupt):
+        helper_train.train_one_epoch(lambda x, y: torch.tensor(next(step_losses)), TinyNet(), StoppedAt(10, 8), 0, 1,
+                                     50, losses, 230.0, 0)
+    assert losses == pytest.approx([2.3, 2.2, 2.1, 2.0, 1.9])
+
+
+def test_a_run_stopped_with_good_losses_keeps_every_one_of_them():
+    losses: list[float] = []
+    with pytest.raises(KeyboardInterrupt):
+        helper_train.train_one_epoch(lambda x, y: torch.tensor(2.0), TinyNet(), StoppedAt(10, 8), 0, 1, 50, losses,
+                                     230.0, 0)
+    assert losses == [2.0] * 8
+
+
 def test_each_epoch_trains_in_training_mode_also_after_the_student_switched_to_evaluation():
     """VGG-16's dropout only works in training mode: a model left in eval() by an earlier cell must train as usual."""
     model, modes = TinyNet(), []
