@@ -987,6 +987,54 @@ def test_a_training_step_with_the_gradient_scaler_on_is_the_plain_step_and_the_s
     assert loss.grad_fn is None and not loss.requires_grad
 
 
+class MovedTo:
+    """A batch's stand-in: records where it is sent (``.to``) and hands back the tensor it holds."""
+
+    def __init__(self, tensor):
+        self.tensor, self.calls = tensor, []
+
+    def to(self, *args, **kwargs):
+        self.calls.append((args, kwargs))
+        return self.tensor
+
+
+def test_a_training_step_sends_its_batch_to_the_device_without_waiting():
+    """The classic path's batches come from the CPU: each step copies them to the training device, asynchronously
+    from pinned memory (planted, each passed every test on this CPU-only machine: the copy sent to no device or
+    made blocking; on a GPU the first would stop at once, the second would wait for each copy)."""
+    cpu = torch.device("cpu")
+    model = TinyNet()
+    features, targets = MovedTo(torch.randn(4, 3, 8, 8)), MovedTo(torch.tensor([0, 1, 2, 3]))
+    helper_train.training_step(model, features, targets, torch.optim.SGD(model.parameters(), lr=0.1), cpu,
+                               device_policy(cpu), helper_train.make_grad_scaler(cpu, None))
+    assert features.calls == targets.calls == [((cpu,), {"non_blocking": True})]
+
+
+class RecordsItsPrecision(torch.nn.Module):
+    """A linear classifier that records the dtype its layer computed in."""
+
+    def __init__(self):
+        super().__init__()
+        self.linear, self.seen = torch.nn.Linear(3 * 8 * 8, 10), []
+
+    def forward(self, x):
+        logits = self.linear(x.flatten(1))
+        self.seen.append(logits.dtype)
+        return logits
+
+
+@pytest.mark.parametrize("amp_dtype", [torch.bfloat16, None])
+def test_a_training_step_computes_the_forward_pass_in_the_policys_precision(amp_dtype):
+    """bf16 where the run's policy says so (mixed precision on a GPU; here bf16 autocast on the CPU, tiny), float32
+    otherwise (planted: autocast switched off in the training step passed every test; only evaluation was checked)."""
+    cpu, model = torch.device("cpu"), RecordsItsPrecision()
+    policy = helper_train.DevicePolicy(channels_last=False, amp_dtype=amp_dtype)
+    loss = helper_train.training_step(model, torch.randn(4, 3, 8, 8), torch.tensor([0, 1, 2, 3]),
+                                      torch.optim.SGD(model.parameters(), lr=0.1), cpu, policy,
+                                      helper_train.make_grad_scaler(cpu, amp_dtype))
+    assert model.seen == [amp_dtype or torch.float32] and loss.dtype == torch.float32
+
+
 def test_compile_gives_the_time_it_saves_or_the_setting_as_its_reason(monkeypatch):
     """The notebook prints the reason: how much "auto" saves on a measured GPU, or the student's own choice."""
     monkeypatch.setattr(helper_train.torch.cuda, "get_device_name", lambda device=None: "NVIDIA H200")
