@@ -332,6 +332,28 @@ def test_the_picture_cell_says_why_there_are_no_best_weights(tmp_path):
            "yet)" in printed
 
 
+def test_the_example_picture_is_never_left_half_written(tmp_path, monkeypatch):
+    """MY_IMAGE = None: the cell writes the first test image, enlarged, as the picture to classify. A disk that fills
+    up mid-write leaves the earlier picture whole and no temporary file (planted: the PNG saved in place, as it was:
+    the next run would classify half a file)."""
+    earlier = png_bytes("blue")
+    (tmp_path / "example-picture.png").write_bytes(earlier)
+
+    def half_a_save(self, fp, *args, **kwargs):  # only the example picture: the test's own cat.png is saved whole
+        if "example-picture" not in str(fp):
+            return save(self, fp, *args, **kwargs)
+        Path(fp).write_bytes(b"\x89PNG half")
+        raise OSError("No space left on device")
+
+    save = Image.Image.save
+
+    monkeypatch.setattr(Image.Image, "save", half_a_save)
+    with pytest.raises(OSError, match="No space left"):
+        run_picture_cell(tmp_path, MY_IMAGE=None, SMOKE_TEST=True)
+    assert (tmp_path / "example-picture.png").read_bytes() == earlier
+    assert not list(tmp_path.glob(".*.tmp"))
+
+
 def png_bytes(colour) -> bytes:
     buffer = io.BytesIO()
     Image.new("RGB", (40, 40), colour).save(buffer, format="PNG")
