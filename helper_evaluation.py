@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import io
 import json
+import numbers
 import operator
 import os
 import random
@@ -291,8 +292,34 @@ def per_class_accuracy(conf_mat: np.ndarray) -> np.ndarray:
     return np.divide(100.0 * np.diag(conf_mat), row_sums, out=np.full(len(conf_mat), np.nan), where=row_sums > 0)
 
 
+def class_names_in_order(class_names: Sequence[str] | Mapping[int, str], num_classes: int) -> list[str]:
+    """The names of labels 0, 1, ..., as a list: from a list, or from a ``{label: name}`` dict (``class_dict``).
+
+    Iterating a dict gives its labels, not its names, so a table or a figure would show
+    numbers; and a list of the wrong length would name the wrong classes. Both are refused.
+    """
+    if isinstance(class_names, Mapping):
+        missing = [label for label in range(num_classes) if label not in class_names]
+        if missing:
+            raise ValueError(f"class_names has no name for label(s) {missing}: pass one name for each of the "
+                             f"{num_classes} classes, e.g. CIFAR10_CLASSES or dict(enumerate(CIFAR10_CLASSES)).")
+        class_names = [class_names[label] for label in range(num_classes)]
+    names = [str(name) for name in class_names]
+    if len(names) != num_classes:
+        raise ValueError(f"class_names has {len(names)} names for {num_classes} classes: pass one name for each, "
+                         "e.g. CIFAR10_CLASSES.")
+    return names
+
+
+def check_count(name: str, value: object) -> None:
+    """Refuse a count (how many pairs, how many images) that is not a whole number of at least 1."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ValueError(f"{name} must be a whole number of at least 1, got {value!r}.")
+
+
 def most_confused_pairs(conf_mat: np.ndarray, k: int = 5) -> list[tuple[int, int, int]]:
     """The ``k`` largest off-diagonal cells as (true label, predicted label, count), largest first."""
+    check_count("k", k)
     conf_mat = np.asarray(conf_mat)
     pairs = [(int(conf_mat[t, p]), t, p) for t in range(len(conf_mat)) for p in range(len(conf_mat)) if t != p]
     pairs.sort(key=lambda item: (-item[0], item[1], item[2]))
@@ -301,6 +328,8 @@ def most_confused_pairs(conf_mat: np.ndarray, k: int = 5) -> list[tuple[int, int
 
 def print_confusion_summary(conf_mat: np.ndarray, class_names, k: int = 5) -> None:
     """Print per-class accuracy and the ``k`` most confused (true, predicted) pairs as small tables."""
+    class_names = class_names_in_order(class_names, len(conf_mat))  # checked before a line is printed
+    check_count("k", k)
     print(f"{'class':>12} | accuracy")
     for name, accuracy in zip(class_names, per_class_accuracy(conf_mat), strict=True):
         print(f"{name:>12} | {accuracy:6.2f}%")
@@ -644,7 +673,9 @@ def classify_image(
     probable first.
     """
     if not isinstance(image, Image.Image):
-        raise TypeError(f"image must be a PIL image (open a file with PIL.Image.open), not {type(image).__name__}.")
+        raise TypeError(f"image must be a PIL image, not {type(image).__name__}: load a file with "
+                        "helper_dataset.load_image(path), which shows it as a viewer does (a phone photo upright, "
+                        "transparency on white), unlike PIL.Image.open.")
     network_input = transforms(resize_like_cifar10(image))
     one_image = [(network_input[None], torch.zeros(1, dtype=torch.long))]  # a one-image loader; the label is unused
     _, logits, _ = next(iter(predict_batches(model, one_image, device, use_amp=use_amp)))

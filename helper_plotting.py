@@ -26,7 +26,14 @@ from matplotlib.ticker import MaxNLocator
 from matplotlib.transforms import offset_copy
 from PIL import Image
 
-from helper_evaluation import predict_batches, rate_change_epochs, resize_like_cifar10, save_atomically
+from helper_evaluation import (
+    check_count,
+    class_names_in_order,
+    predict_batches,
+    rate_change_epochs,
+    resize_like_cifar10,
+    save_atomically,
+)
 
 
 def save_figure(fig: Figure, results_dir: str | os.PathLike | None, file_name: str) -> None:
@@ -217,13 +224,19 @@ def prediction_title(predicted: int, true: int, class_dict: Mapping[int, str] | 
     Two lines, as in the lecture: on one line, long names such as "automobile (99.8%)"
     run into the neighbouring image's title.
     """
-    names = [class_dict[label] if class_dict is not None else str(label) for label in (int(predicted), int(true))]
+    labels = int(predicted), int(true)
+    if class_dict is not None and (missing := sorted({label for label in labels if label not in class_dict})):
+        raise ValueError(f"class_dict has no name for label(s) {missing}: pass one for every class, "
+                         "e.g. dict(enumerate(CIFAR10_CLASSES)).")
+    names = [class_dict[label] if class_dict is not None else str(label) for label in labels]
     probability = f" ({100 * float(confidence):.1f}%)" if confidence is not None else ""
     return f"P: {names[0]}{probability}\nT: {names[1]}"
 
 
 def draw_image_tensor(ax, image: torch.Tensor) -> None:
-    """Draw one image (C, H, W) with values in [0, 1] on ``ax``: clipped to that range, grey for one channel."""
+    """Draw one image (C, H, W) with values in [0, 1] (or uint8 0 to 255) on ``ax``: clipped, grey for one channel."""
+    if image.dtype == torch.uint8:  # stored images (0 to 255), not yet converted: scale, or every pixel is white
+        image = image / 255
     pixels = image.detach().float().cpu().permute(1, 2, 0).clamp(0, 1).numpy()
     if pixels.shape[-1] == 1:
         ax.imshow(pixels.squeeze(-1), cmap="gray", vmin=0, vmax=1)
@@ -312,6 +325,7 @@ def show_confident_mistakes(
     These are the most instructive errors: ambiguous images, odd viewpoints, and now
     and then a wrong label in the data set itself. ``use_amp`` as in ``show_examples``.
     """
+    check_count("num_images", num_images)  # before the whole loader is run: 0 would read as "no mistakes"
     device = next(model.parameters()).device
     mistakes = None  # (images, confidences, predictions, targets) of the most confident mistakes so far
     for features, logits, targets in predict_batches(model, data_loader, device, use_amp=use_amp):
@@ -480,17 +494,20 @@ def plot_confusion_matrix(
     colorbar: bool = False,
     show_absolute: bool = True,
     show_normed: bool = False,
-    class_names: Sequence[str] | None = None,
+    class_names: Sequence[str] | Mapping[int, str] | None = None,
     *,
     results_dir: str | os.PathLike | None = None,
     subtitle: str | None = None,
 ) -> Figure:
-    """Draw a confusion matrix (rows: true labels, columns: predictions) with counts and/or row fractions."""
+    """Draw a confusion matrix (rows: true labels, columns: predictions) with counts and/or row fractions.
+
+    ``class_names``: a list of names in label order, or the ``{label: name}`` dict (None: label numbers).
+    """
     conf_mat = np.asarray(conf_mat)
     if not (show_absolute or show_normed):
         raise ValueError("Set show_absolute or show_normed (or both): otherwise the cells would be empty.")
-    if class_names is not None and len(class_names) != len(conf_mat):
-        raise ValueError(f"class_names has {len(class_names)} names for a {len(conf_mat)}-class matrix.")
+    if class_names is not None:
+        class_names = class_names_in_order(class_names, len(conf_mat))
     row_sums = conf_mat.sum(axis=1, keepdims=True)
     normed = np.divide(conf_mat, row_sums, out=np.zeros(conf_mat.shape), where=row_sums > 0)
 

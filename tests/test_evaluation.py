@@ -650,3 +650,27 @@ def test_the_confusion_summary_lists_five_pairs_unless_told_otherwise(capsys):
     assert len(most_confused_pairs(conf_mat)) == 5
     print_confusion_summary(conf_mat, ["cat", "dog", "frog", "ship"])
     assert sum(" -> " in line and "true" not in line for line in capsys.readouterr().out.splitlines()) == 5
+
+
+def test_the_confusion_summary_takes_the_class_dict_and_checks_its_names_before_printing_a_line(capsys):
+    """A dict printed its labels 0, 1, 2 in the accuracy table and its names in the pairs table; too few names printed
+    half a table before failing in zip (planted: no conversion, no check up front)."""
+    conf_mat = np.array([[5, 3, 0], [1, 4, 2], [0, 0, 6]])
+    print_confusion_summary(conf_mat, {0: "cat", 1: "dog", 2: "ship"}, k=1)
+    assert capsys.readouterr().out.splitlines()[1:4] == ["         cat |  62.50%", "         dog |  57.14%",
+                                                          "        ship | 100.00%"]
+    with pytest.raises(ValueError, match="class_names has 2 names for 3 classes"):
+        print_confusion_summary(conf_mat, ["cat", "dog"])
+    assert capsys.readouterr().out == ""
+
+
+@pytest.mark.parametrize("k", [0, -1, 1.5, True])
+def test_a_count_of_confused_pairs_below_one_is_refused_not_read_as_none(k, capsys):
+    """k=0 printed "none: every image was classified correctly" for a matrix with 6 mistakes; k=-1 returned all
+    pairs but the last (planted: no check, as it was)."""
+    conf_mat = np.array([[5, 3, 0], [1, 4, 2], [0, 0, 6]])
+    with pytest.raises(ValueError, match=f"k must be a whole number of at least 1, got {k!r}"):
+        most_confused_pairs(conf_mat, k)
+    with pytest.raises(ValueError, match="k must be a whole number"):
+        print_confusion_summary(conf_mat, ["cat", "dog", "ship"], k=k)
+    assert capsys.readouterr().out == ""

@@ -216,7 +216,7 @@ def test_confusion_matrix_plot_shows_fractions_alone_and_shades_by_them_when_ask
 def test_confusion_matrix_plot_refuses_empty_cells_and_the_wrong_number_of_names():
     with pytest.raises(ValueError, match="show_absolute or show_normed"):
         plot_confusion_matrix(np.eye(3, dtype=int), show_absolute=False, show_normed=False)
-    with pytest.raises(ValueError, match="class_names has 3 names for a 10-class matrix"):
+    with pytest.raises(ValueError, match="class_names has 3 names for 10 classes: pass one name for each"):
         plot_confusion_matrix(np.eye(10, dtype=int), class_names=["cat", "dog", "frog"])
 
 
@@ -750,7 +750,7 @@ def test_confusion_matrix_of_ten_classes_has_room_for_every_cell_and_class_name(
 
 
 def test_confusion_matrix_refuses_more_class_names_than_classes():
-    with pytest.raises(ValueError, match="class_names has 4 names for a 3-class matrix"):
+    with pytest.raises(ValueError, match="class_names has 4 names for 3 classes"):
         plot_confusion_matrix(np.eye(3, dtype=int), class_names=["cat", "dog", "frog", "ship"])
 
 
@@ -901,3 +901,41 @@ def test_run_comparison_marks_the_epochs_after_which_a_run_s_learning_rate_chang
 def test_run_comparison_without_a_rate_change_has_no_triangle_in_its_legend():
     fig = plot_run_comparison({"steady": make_history("steady", [31.0, 39.0, 42.0])})
     assert [text.get_text() for text in fig.axes[0].get_legend().get_texts()] == ["steady"]
+
+
+# --- arguments a student may pass in another form: a dict of names, a count of 0, stored uint8 images ---------
+
+
+def test_the_confusion_matrix_names_its_classes_also_from_the_notebooks_class_dict():
+    """The notebook has both CIFAR10_CLASSES and class_dict = {0: "airplane", ...}: either names the ticks (planted:
+    the dict used as it came, whose iteration gives 0, 1, 2: the figure showed numbers without a word)."""
+    names = ["cat", "dog", "ship"]
+    for class_names in (names, dict(enumerate(names))):
+        ax = plot_confusion_matrix(np.eye(3, dtype=int), class_names=class_names).axes[0]
+        assert [label.get_text() for label in ax.get_yticklabels()] == names
+    with pytest.raises(ValueError, match=r"class_names has no name for label\(s\) \[2\]: .*dict\(enumerate\("):
+        plot_confusion_matrix(np.eye(3, dtype=int), class_names={0: "cat", 1: "dog", 5: "ship"})
+
+
+@pytest.mark.parametrize("num_images", [0, -1, 2.5])
+def test_confident_mistakes_refuse_a_count_below_one_before_running_the_model(num_images):
+    """num_images=0 drew "No mistakes in these images" for a model that got 40 of 40 wrong; -1 failed in torch after
+    the whole loader had run (planted: no check, as it was)."""
+    batches = iter(graded_images())  # a one-pass loader: what a check after the predictions would have used up
+    with pytest.raises(ValueError, match=f"num_images must be a whole number of at least 1, got {num_images!r}"):
+        show_confident_mistakes(ConfidentlyWrong(), batches, num_images=num_images)
+    assert len(list(batches)) == 3
+
+
+def test_a_class_dict_without_a_label_the_model_predicts_names_the_missing_label():
+    """A KeyError(0) from deep inside the plot did not say that class_dict lacks a name."""
+    with pytest.raises(ValueError, match=r"class_dict has no name for label\(s\) \[0\]: .*dict\(enumerate\("):
+        show_examples(ConfidentlyWrong(), graded_images(count=5), class_dict={1: "one"})
+
+
+def test_a_stored_uint8_image_is_drawn_at_its_brightness_not_white():
+    """uint8 pixels (0 to 255) were clipped to [0, 1] as they were: anything above 0 drawn white."""
+    fig = Figure()
+    ax = fig.add_subplot()
+    draw_image_tensor(ax, torch.full((3, 2, 2), 51, dtype=torch.uint8))
+    assert ax.get_images()[0].get_array().max() == pytest.approx(0.2)
