@@ -261,6 +261,13 @@ def compute_accuracy(
     return 100.0 * int(correct) / total
 
 
+def check_labels(targets: torch.Tensor, num_classes: int) -> None:
+    """Refuse labels outside 0 .. num_classes - 1: they would land in another class's cell, or in none."""
+    if len(targets) and not (0 <= int(targets.min()) and int(targets.max()) < num_classes):
+        raise ValueError(f"The labels must be 0 to {num_classes - 1}, one for each of the model's {num_classes} "
+                         f"outputs, but this batch has labels from {int(targets.min())} to {int(targets.max())}.")
+
+
 def compute_confusion_matrix(
     model: torch.nn.Module, data_loader: Iterable, device: torch.device | str, *, use_amp: bool | None = None
 ) -> np.ndarray:
@@ -272,6 +279,7 @@ def compute_confusion_matrix(
     matrix = None
     for _, logits, targets in predict_batches(model, data_loader, device, use_amp=use_amp):
         num_classes = logits.shape[1]
+        check_labels(targets, num_classes)
         pairs = (targets.long() * num_classes + logits.argmax(dim=1)).cpu()
         counts = torch.bincount(pairs, minlength=num_classes * num_classes).reshape(num_classes, num_classes)
         matrix = counts if matrix is None else matrix + counts

@@ -191,6 +191,9 @@ def mark_no_epochs(ax) -> None:
 
 def draw_accuracy_curves(ax, train_acc_list: Sequence[float], valid_acc_list: Sequence[float]) -> None:
     """Training and validation accuracy per epoch on ``ax`` (markers, so a one-epoch run is visible too)."""
+    if len(train_acc_list) != len(valid_acc_list):
+        raise ValueError(f"train_acc_list has {len(train_acc_list)} epochs but valid_acc_list has "
+                         f"{len(valid_acc_list)}: pass the two lists that train_model returned for one run.")
     epochs = np.arange(1, len(train_acc_list) + 1)
     ax.plot(epochs, train_acc_list, marker="o", label="Training")
     ax.plot(epochs, valid_acc_list, marker="o", label="Validation")

@@ -674,3 +674,15 @@ def test_a_count_of_confused_pairs_below_one_is_refused_not_read_as_none(k, caps
     with pytest.raises(ValueError, match="k must be a whole number"):
         print_confusion_summary(conf_mat, ["cat", "dog", "ship"], k=k)
     assert capsys.readouterr().out == ""
+
+
+@pytest.mark.parametrize("labels", [[1, 2, 4], [-1, 0, 1]])
+def test_labels_outside_the_models_classes_are_refused_by_name_not_counted_elsewhere(labels):
+    """Labels 1 to 10 for 10 outputs failed with "shape '[10, 10]' is invalid for input of size 108", and a label of
+    -1 with bincount's "only supports 1-d non-negative integral inputs" (planted: no check, as it was)."""
+    batch = [(torch.tensor([[0.0], [1.0], [2.0]]), torch.tensor(labels))]
+    with pytest.raises(ValueError, match=f"labels must be 0 to 3, one for each of the model's 4 outputs, but this "
+                                         f"batch has labels from {min(labels)} to {max(labels)}"):
+        compute_confusion_matrix(FixedPredictions(4), batch, "cpu")
+    edge = [(torch.tensor([[0.0], [3.0]]), torch.tensor([0, 3]))]  # 0 and 3: the first and the last class
+    assert compute_confusion_matrix(FixedPredictions(4), edge, "cpu").trace() == 2

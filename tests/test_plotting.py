@@ -939,3 +939,9 @@ def test_a_stored_uint8_image_is_drawn_at_its_brightness_not_white():
     ax = fig.add_subplot()
     draw_image_tensor(ax, torch.full((3, 2, 2), 51, dtype=torch.uint8))
     assert ax.get_images()[0].get_array().max() == pytest.approx(0.2)
+
+
+def test_accuracy_lists_of_different_lengths_are_refused_by_name():
+    """matplotlib's "x and y must have same first dimension" did not say which list was short."""
+    with pytest.raises(ValueError, match="train_acc_list has 2 epochs but valid_acc_list has 1"):
+        plot_accuracy([50.0, 60.0], [50.0])
