@@ -201,7 +201,7 @@ def draw_accuracy_curves(ax, train_acc_list: Sequence[float], valid_acc_list: Se
     use_whole_epoch_ticks(ax.xaxis)
     ax.set_ylabel("Accuracy (%)")
     ax.legend()
-    if len(train_acc_list) == 0 and len(valid_acc_list) == 0:
+    if len(train_acc_list) == 0:  # the lists have the same length (checked above)
         mark_no_epochs(ax)
 
 

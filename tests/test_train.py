@@ -316,6 +316,11 @@ def test_a_run_stopped_after_its_loss_went_bad_keeps_only_the_losses_before_it(b
     assert losses == pytest.approx([2.3, 2.2, 2.1, 2.0, 1.9])
 
 
+def test_a_loss_at_the_divergence_limit_is_still_good_and_the_first_above_it_is_bad():
+    assert helper_train.first_bad_loss([2.3, 230.0, 230.5, float("nan")], 230.0) == 2
+    assert helper_train.first_bad_loss([2.3, 2.2], 230.0) == 2  # none: the length
+
+
 def test_a_run_stopped_with_good_losses_keeps_every_one_of_them():
     losses: list[float] = []
     with pytest.raises(KeyboardInterrupt):

@@ -645,6 +645,25 @@ def test_device_auto_from_the_parameters_cell_names_the_settings_cell():
         describe_run(model, optimizer, scheduler, data[0], data[1], device="auto", settings=settings)
 
 
+def test_the_two_messages_for_the_parameters_cells_device_say_what_happened_and_what_to_run():
+    """Each sentence in full (planted: a changed sentence passed, the other tests matching a few words)."""
+    with pytest.raises(ValueError) as auto:
+        helper_train.check_device_chosen(" Auto")
+    assert str(auto.value) == ("device='auto' is a setting, not a device: the settings cell turns it into one "
+                               "(choose_device), and it has not run since the parameters cell. "
+                               + helper_train.RERUN_CELLS)
+    with pytest.raises(ValueError) as named:
+        helper_train.check_device_chosen("cuda:0", {"seed": 123})
+    assert str(named.value) == (
+        "device='cuda:0' is the parameters cell's DEVICE as text, not the torch.device that the settings cell makes "
+        "of it (choose_device): the parameters cell has run again since the settings cell, so RUN_SETTINGS, the "
+        "data, the model, the optimizer and the run's folder still have the settings of before, and a setting you "
+        f"changed would be ignored. {helper_train.RERUN_CELLS} (Outside the notebooks: pass "
+        "device=torch.device('cuda:0').)")
+    helper_train.check_device_chosen(torch.device("cpu"), {"seed": 123})  # the settings cell's device passes
+    helper_train.check_device_chosen("cpu")  # text without run settings: a script's choice
+
+
 def test_a_named_device_as_text_next_to_the_run_settings_is_refused_before_training(tmp_path):
     """DEVICE = "cpu" (or "cuda:0"), a setting changed and the parameters cell run again, then the training cell: the
     text "cpu" next to the old RUN_SETTINGS means the cells between did not run, and training them would ignore the
