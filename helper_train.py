@@ -1357,6 +1357,7 @@ def train_one_epoch(step: Callable, model, train_loader, epoch: int, num_epochs:
     """
     model.train()
     num_batches = len(train_loader)
+    losses_before = len(minibatch_loss_list)  # the earlier epochs'
     pending: list[torch.Tensor] = []  # losses of the batches since the last logging point, on the device
     batch_idx = -1
     try:
@@ -1370,10 +1371,13 @@ def train_one_epoch(step: Callable, model, train_loader, epoch: int, num_epochs:
                 print(f"Epoch: {epoch + 1:03d}/{num_epochs:03d} "
                       f"| Batch {batch_idx:04d}/{num_batches:04d} "
                       f"| Loss: {minibatch_loss_list[-1]:.4f}")
-    except KeyboardInterrupt:  # keep the losses of the batches that did finish, for the plots: up to the first
-        # bad one (a student stopping a diverged run), as record_losses keeps them, so no NaN reaches plot or history
-        values = torch.stack(pending).float().tolist() if pending else []
-        minibatch_loss_list.extend(values[:first_bad_loss(values, loss_limit)])
+    except KeyboardInterrupt:  # keep the losses of the batches that did finish, for the plots; if one is bad, the
+        # run diverged before the student stopped it, and it ends as a diverged run: said so, no NaN kept or saved
+        try:
+            record_losses(pending, len(minibatch_loss_list) - losses_before, minibatch_loss_list, loss_limit, epoch,
+                          num_batches, epochs_saved)
+        except TrainingDivergedError as diverged:
+            raise diverged from None  # the divergence is the news, not the Ctrl-C that came after it
         raise
     record_losses(pending, batch_idx + 1 - len(pending), minibatch_loss_list, loss_limit, epoch, num_batches,
                   epochs_saved)

@@ -304,21 +304,20 @@ class StoppedAt:
 
 
 @pytest.mark.parametrize("bad", [float("nan"), float("inf"), 500.0])  # 500: above the divergence limit of 230
-def test_a_run_stopped_after_its_loss_went_bad_keeps_only_the_losses_before_it(bad):
-    """A student stops a diverging run between two logging points: the losses kept for the plots and the history end
-    before the first bad one, as when a logging point catches the divergence (planted: every loss kept, as it was:
-    the loss plot of the next cell then failed with "Axis limits cannot be NaN or Inf", and history.json held NaN)."""
+def test_a_run_stopped_after_its_loss_went_bad_ends_as_the_divergence_it_is(bad):
+    """A student stops a run between two logging points after its loss went bad: the losses kept for the plots and
+    the history end before the first bad one, and the run is reported as diverged at that batch, as a logging
+    point would have (planted: every loss kept, as it was: the loss plot of the next cell then failed with "Axis
+    limits cannot be NaN or Inf"; and the bad losses dropped without a word, the NaN weights passed off as an
+    interrupted run's)."""
     step_losses = iter([2.3, 2.2, 2.1, 2.0, 1.9, bad, float("nan"), 2.0])
-    losses: list[float] = []
-    with pytest.raises(KeyboardInterrupt):
-        helper_train.train_one_epoch(lambda x, y: torch.tensor(next(step_losses)), TinyNet(), StoppedAt(10, 8), 0, 1,
+    losses = [2.5] * 3  # an earlier epoch's
+    with pytest.raises(helper_train.TrainingDivergedError, match=f"The loss became {bad:.4g}.* in epoch 2, "
+                                                                 r"batch 5/10: training diverged") as error:
+        helper_train.train_one_epoch(lambda x, y: torch.tensor(next(step_losses)), TinyNet(), StoppedAt(10, 8), 1, 2,
                                      50, losses, 230.0, 0)
-    assert losses == pytest.approx([2.3, 2.2, 2.1, 2.0, 1.9])
-
-
-def test_a_loss_at_the_divergence_limit_is_still_good_and_the_first_above_it_is_bad():
-    assert helper_train.first_bad_loss([2.3, 230.0, 230.5, float("nan")], 230.0) == 2
-    assert helper_train.first_bad_loss([2.3, 2.2], 230.0) == 2  # none: the length
+    assert losses == pytest.approx([2.5] * 3 + [2.3, 2.2, 2.1, 2.0, 1.9])
+    assert error.value.__suppress_context__  # the traceback shows the divergence, not the Ctrl-C after it
 
 
 def test_a_run_stopped_with_good_losses_keeps_every_one_of_them():

@@ -189,6 +189,29 @@ def test_interrupt_returns_the_history_so_far_and_saves(tmp_path, capsys):
     assert history["stopped"] == "interrupted after 1 of 3 epochs"  # the run table and the comparison show it
 
 
+def test_a_run_stopped_after_its_loss_became_nan_ends_as_diverged_not_as_interrupted(tmp_path, monkeypatch):
+    """The loss went NaN in epoch 2 and the student pressed stop before the next logging point: the run is recorded
+    as diverged at that batch, its NaN weights are not saved as an interrupted run's, and the checkpoint keeps the
+    last good epoch (planted: the bad losses dropped at the interrupt and the run reported as interrupted)."""
+    model, optimizer, scheduler = fresh()
+    train_loader, valid_loader, test_loader = loaders()
+    steps, original = [], helper_train.training_step
+
+    def nan_from_step_21(*args):
+        steps.append(1)
+        loss = original(*args)
+        return torch.full_like(loss, float("nan")) if len(steps) > 20 else loss  # epoch 2, batch 2 (18 per epoch)
+
+    monkeypatch.setattr(helper_train, "training_step", nan_from_step_21)
+    with pytest.raises(helper_train.TrainingDivergedError, match=r"The loss became nan in epoch 2, batch 2/18"):
+        train_model(model, 3, InterruptAt(train_loader, epoch=2, batch=4), valid_loader, test_loader, optimizer,
+                    "cpu", scheduler=scheduler, checkpoint_dir=tmp_path)
+    history = json.loads((tmp_path / "history.json").read_text())
+    assert history["stopped"] == "diverged in epoch 2" and len(history["minibatch_loss"]) == 18 + 2
+    assert not (tmp_path / INTERRUPTED_MODEL_FILE).exists()
+    assert torch.load(tmp_path / CHECKPOINT_FILE, weights_only=True)["epochs_done"] == 1
+
+
 def test_an_interrupted_run_without_checkpoints_says_it_cannot_be_continued(tmp_path, capsys):
     """A smoke test (no checkpoints) stopped in epoch 2: running the training cell again would not continue it."""
     model, optimizer, scheduler = fresh()
