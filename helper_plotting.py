@@ -221,19 +221,29 @@ def plot_accuracy(
     return fig
 
 
-def prediction_title(predicted: int, true: int, class_dict: Mapping[int, str] | None, confidence=None) -> str:
+def prediction_title(predicted: int, true: int, class_dict: Mapping[int, str] | Sequence[str] | None,
+                     confidence=None) -> str:
     """``P: cat`` over ``T: dog`` (class numbers without ``class_dict``), with the prediction's probability if given.
 
     Two lines, as in the lecture: on one line, long names such as "automobile (99.8%)"
     run into the neighbouring image's title.
     """
-    labels = int(predicted), int(true)
-    if class_dict is not None and (missing := sorted({label for label in labels if label not in class_dict})):
-        raise ValueError(f"class_dict has no name for label(s) {missing}: pass one for every class, "
-                         "e.g. dict(enumerate(CIFAR10_CLASSES)).")
-    names = [class_dict[label] if class_dict is not None else str(label) for label in labels]
+    names = [class_name(class_dict, int(label)) if class_dict is not None else str(int(label))
+             for label in (predicted, true)]
     probability = f" ({100 * float(confidence):.1f}%)" if confidence is not None else ""
     return f"P: {names[0]}{probability}\nT: {names[1]}"
+
+
+def class_name(class_dict: Mapping[int, str] | Sequence[str], label: int) -> str:
+    """The name of ``label`` from a ``{label: name}`` dict or a list of names (``CIFAR10_CLASSES``).
+
+    A missing name is reported as such, not as a bare ``KeyError`` from inside the figure.
+    """
+    try:
+        return class_dict[label]
+    except (KeyError, IndexError):
+        raise ValueError(f"class_dict has no name for label {label}: pass one for every class, "
+                         "e.g. dict(enumerate(CIFAR10_CLASSES)).") from None
 
 
 def draw_image_tensor(ax, image: torch.Tensor) -> None:
@@ -265,9 +275,9 @@ def image_grid(
     """
     fig = Figure(figsize=(2.2 * ncols, 2.8 * nrows + 0.6))
     axes = fig.subplots(nrows, ncols, squeeze=False)
-    images = images.detach().float().cpu()
+    images = images.detach().cpu()  # uint8 stays uint8 for draw_image_tensor, which scales it
     if unnormalizer is not None:
-        images = unnormalizer(images)
+        images = unnormalizer(images.float())
     for index, ax in enumerate(axes.ravel()):
         ax.axis("off")
         if index >= len(images):

@@ -928,11 +928,21 @@ def test_confident_mistakes_refuse_a_count_below_one_before_running_the_model(nu
     assert len(list(batches)) == 3
 
 
-def test_a_class_dict_without_a_label_the_model_predicts_names_the_missing_label():
-    """A KeyError(0) from deep inside the plot did not say that class_dict lacks a name."""
-    with pytest.raises(ValueError, match=r"class_dict has no name for label\(s\) \[0\]: pass one for every class, "
-                                         r"e.g. dict\(enumerate\(CIFAR10_CLASSES\)\).$"):
-        show_examples(ConfidentlyWrong(), graded_images(count=5), class_dict={1: "one"})
+def test_a_class_dict_without_a_label_of_the_grid_names_the_missing_label():
+    """A KeyError(0) from deep inside the plot did not say that class_dict lacks a name; a missing true label as much
+    as a missing prediction (the model predicts 0 for images labelled 1)."""
+    for class_dict, missing in (({1: "one"}, 0), ({0: "zero"}, 1), (["zero"], 1)):
+        with pytest.raises(ValueError, match=f"class_dict has no name for label {missing}: pass one for every class, "
+                                             r"e.g. dict\(enumerate\(CIFAR10_CLASSES\)\).$"):
+            show_examples(ConfidentlyWrong(), graded_images(count=5), class_dict=class_dict)
+
+
+def test_the_list_of_class_names_serves_as_class_dict_as_it_always_did():
+    """show_examples(..., class_dict=CIFAR10_CLASSES) worked before the missing-name check; it must still (planted:
+    the check asking whether the label is among the names, as a first version of it did)."""
+    for class_dict in (CIFAR10_CLASSES, list(CIFAR10_CLASSES), dict(enumerate(CIFAR10_CLASSES))):
+        fig = show_examples(ConfidentlyWrong(), graded_images(count=5), class_dict=class_dict)
+        assert [ax.get_title() for ax in fig.axes if ax.get_title()] == ["P: airplane\nT: automobile"] * 5
 
 
 def test_a_stored_uint8_image_is_drawn_at_its_brightness_not_white():
@@ -941,9 +951,13 @@ def test_a_stored_uint8_image_is_drawn_at_its_brightness_not_white():
     ax = fig.add_subplot()
     draw_image_tensor(ax, torch.full((3, 2, 2), 51, dtype=torch.uint8))
     assert ax.get_images()[0].get_array().max() == pytest.approx(0.2)
+    grid = helper_plotting.image_grid(torch.full((2, 3, 2, 2), 51, dtype=torch.uint8), ["a", "b"], None, 1, 2)
+    assert [ax.get_images()[0].get_array().max() for ax in grid.axes if ax.get_images()] == pytest.approx([0.2] * 2)
 
 
 def test_accuracy_lists_of_different_lengths_are_refused_by_name():
     """matplotlib's "x and y must have same first dimension" did not say which list was short."""
     with pytest.raises(ValueError, match="train_acc_list has 2 epochs but valid_acc_list has 1"):
         plot_accuracy([50.0, 60.0], [50.0])
+    with pytest.raises(ValueError, match="train_acc_list has 0 epochs but valid_acc_list has 1"):
+        plot_accuracy([], [50.0])
