@@ -44,7 +44,7 @@ from torch.utils.data import DataLoader, Dataset, RandomSampler
 from torchvision import datasets, transforms
 from torchvision.datasets.utils import check_integrity, download_and_extract_archive
 
-from helper_evaluation import device_policy
+from helper_evaluation import check_device_chosen, device_policy
 
 CIFAR10_CLASSES = (
     "airplane",
@@ -875,6 +875,7 @@ def get_dataloaders_cifar10(
     The settings are checked against the number of training images before any image is
     read, so a mistake costs seconds, not a decode of 50,000 files.
     """
+    check_device_chosen(device)  # "auto" from a parameters cell run again: say which cell to run, before any image
     batch_size = check_batch_size(batch_size)
     eval_batch_size = batch_size if eval_batch_size is None else check_batch_size(eval_batch_size, "eval_batch_size")
     check_validation_fraction(validation_fraction)

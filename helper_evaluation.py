@@ -172,6 +172,38 @@ def choose_device(setting: str | torch.device = "auto") -> torch.device:
     return torch.device(setting)
 
 
+RERUN_CELLS = ("In the notebook, run the cells above the training cell again, from the settings cell down "
+               "(Jupyter: select the training cell, then Run > Run All Above Selected Cell; "
+               "Colab: Runtime > Run before), then the training cell.")
+
+
+def check_device_chosen(device, run_settings: Mapping[str, object] | None = None) -> None:
+    """Refuse the parameters cell's ``DEVICE`` text where the device that the settings cell chose belongs.
+
+    The settings cell turns ``DEVICE`` ("auto", "cpu", "cuda:0") into a ``torch.device`` and
+    builds ``RUN_SETTINGS``; the parameters cell sets ``DEVICE`` back to text. So text next to
+    ``run_settings`` means that the parameters cell ran again after the settings cell: the
+    settings, data, model and folder still hold the old values, and training them would
+    silently ignore the change. "auto" is refused everywhere: torch's own error for it lists
+    every device type there is and not the cell to run.
+    """
+    if not isinstance(device, str):
+        return
+    if device.strip().lower() == "auto":
+        raise ValueError(
+            "device='auto' is a setting, not a device: the settings cell turns it into one (choose_device), "
+            "and it has not run since the parameters cell. " + RERUN_CELLS
+        )
+    if run_settings is not None:
+        raise ValueError(
+            f"device={device!r} is the parameters cell's DEVICE as text, not the torch.device that the settings "
+            "cell makes of it (choose_device): the parameters cell has run again since the settings cell, so "
+            "RUN_SETTINGS, the data, the model, the optimizer and the run's folder still have the settings of "
+            f"before, and a setting you changed would be ignored. {RERUN_CELLS} (Outside the notebooks: pass "
+            f"device=torch.device({device!r}).)"
+        )
+
+
 class DevicePolicy(NamedTuple):
     """How tensors are laid out and computed on one device: decided in one place, used everywhere."""
 

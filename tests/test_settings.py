@@ -458,6 +458,22 @@ def test_the_parameters_cell_run_again_then_only_the_training_cell_is_refused_wh
     assert not (namespace["RUN_DIR"] / "history.json").exists()
 
 
+@pytest.mark.parametrize("notebook", NOTEBOOKS)
+@pytest.mark.parametrize("gpus, fast_data_path", [(1, "auto"), (0, True)])  # the fast path: on a GPU, or asked for
+def test_the_data_cell_run_straight_after_the_parameters_cell_names_the_settings_cell(notebook, machine, gpus,
+                                                                                       fast_data_path):
+    """BATCH_SIZE changed, then the parameters cell and the data cell on the fast path: DEVICE is "auto" again, and
+    torch's own error listed every device type there is (planted: the data cell deciding the path from DEVICE.type
+    again, which stopped on "'str' object has no attribute 'type'"; get_dataloaders_cifar10 without the check)."""
+    machine(gpus=gpus)
+    namespace = run_settings_cells(notebook, FAST_DATA_PATH=fast_data_path, SMOKE_TEST=True, NUM_WORKERS=0)
+    exec(next(source for source, tags in code_cells(ROOT / notebook) if "parameters" in tags), namespace)
+    namespace.update(FAST_DATA_PATH=fast_data_path, SMOKE_TEST=True, NUM_WORKERS=0, BATCH_SIZE=32,
+                     train_transforms=None, test_transforms=None)
+    with pytest.raises(ValueError, match=r"device='auto' is a setting, not a device(.|\n)*Run All Above Selected"):
+        exec(cell_containing(notebook, "get_dataloaders_cifar10(\n"), namespace)
+
+
 # --- settings computed with NumPy or pathlib, paths that only look like paths, each message's fix -------
 
 

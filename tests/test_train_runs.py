@@ -1,5 +1,6 @@
 """A run has an identity: settings-aware checkpoints, one folder per configuration, divergence caught in time."""
 
+import copy
 import json
 import os
 import re
@@ -662,6 +663,8 @@ def test_the_two_messages_for_the_parameters_cells_device_say_what_happened_and_
         "device=torch.device('cuda:0').)")
     helper_train.check_device_chosen(torch.device("cpu"), {"seed": 123})  # the settings cell's device passes
     helper_train.check_device_chosen("cpu")  # text without run settings: a script's choice
+    with pytest.raises(ValueError, match="DEVICE as text"):
+        helper_train.check_device_chosen("cpu", {})  # run settings, if empty
 
 
 def test_a_named_device_as_text_next_to_the_run_settings_is_refused_before_training(tmp_path):
@@ -669,15 +672,20 @@ def test_a_named_device_as_text_next_to_the_run_settings_is_refused_before_train
     text "cpu" next to the old RUN_SETTINGS means the cells between did not run, and training them would ignore the
     change without a word. Without run_settings (a script), or with the torch.device, training goes ahead."""
     model, optimizer, scheduler, data, settings = setup()
+    train_model(model, 1, *data, optimizer, CPU, scheduler=scheduler, checkpoint_dir=tmp_path, run_settings=settings)
+    history = (tmp_path / HISTORY_FILE).read_bytes()
+    model, optimizer, scheduler, data, settings = setup()  # as the cells above the training cell last made them
+    fresh_weights = copy.deepcopy(model.state_dict())
     with pytest.raises(ValueError, match=r"device='cpu' is the parameters cell's DEVICE as text(.|\n)*a setting you "
                                          r"changed would be ignored(.|\n)*Run All Above Selected Cell(.|\n)*"
                                          r"pass device=torch.device\('cpu'\)"):
-        train_model(model, 1, *data, optimizer, "cpu", scheduler=scheduler, history_file=tmp_path / HISTORY_FILE,
+        train_model(model, 2, *data, optimizer, "cpu", scheduler=scheduler, checkpoint_dir=tmp_path,
                     run_settings=settings)
-    assert not (tmp_path / HISTORY_FILE).exists() and not optimizer.state
-    _, _, valid_acc = train_model(model, 1, *data, optimizer, torch.device("cpu"), scheduler=scheduler,
-                                  history_file=tmp_path / HISTORY_FILE, run_settings=settings)
-    assert len(valid_acc) == 1
+    assert (tmp_path / HISTORY_FILE).read_bytes() == history and not optimizer.state  # nothing loaded or trained
+    assert all(torch.equal(value, fresh_weights[name]) for name, value in model.state_dict().items())
+    _, _, valid_acc = train_model(model, 2, *data, optimizer, CPU, scheduler=scheduler, checkpoint_dir=tmp_path,
+                                  run_settings=settings)
+    assert len(valid_acc) == 2  # the checkpoint's epoch and one more
     model, optimizer, scheduler, data, _ = setup()
     _, _, valid_acc = train_model(model, 1, *data, optimizer, "cpu", scheduler=scheduler)
     assert len(valid_acc) == 1
