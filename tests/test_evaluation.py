@@ -656,7 +656,7 @@ def test_the_confusion_summary_takes_the_class_dict_and_checks_its_names_before_
     """A dict printed its labels 0, 1, 2 in the accuracy table and its names in the pairs table; too few names printed
     half a table before failing in zip (planted: no conversion, no check up front)."""
     conf_mat = np.array([[5, 3, 0], [1, 4, 2], [0, 0, 6]])
-    print_confusion_summary(conf_mat, {0: "cat", 1: "dog", 2: "ship"}, k=1)
+    print_confusion_summary(conf_mat, {2: "ship", 0: "cat", 1: "dog"}, k=1)  # in label order, not the dict's
     assert capsys.readouterr().out.splitlines()[1:4] == ["         cat |  62.50%", "         dog |  57.14%",
                                                           "        ship | 100.00%"]
     with pytest.raises(ValueError, match="class_names has 2 names for 3 classes"):
@@ -684,5 +684,8 @@ def test_labels_outside_the_models_classes_are_refused_by_name_not_counted_elsew
     with pytest.raises(ValueError, match=f"labels must be 0 to 3, one for each of the model's 4 outputs, but this "
                                          f"batch has labels from {min(labels)} to {max(labels)}"):
         compute_confusion_matrix(FixedPredictions(4), batch, "cpu")
+    with pytest.raises(ValueError, match="labels from 0 to 4"):  # a bad label in a later batch counts as much
+        compute_confusion_matrix(FixedPredictions(4), [(torch.tensor([[0.0]]), torch.tensor([0]))] * 2
+                                 + [(torch.tensor([[0.0], [1.0]]), torch.tensor([0, 4]))], "cpu")
     edge = [(torch.tensor([[0.0], [3.0]]), torch.tensor([0, 3]))]  # 0 and 3: the first and the last class
     assert compute_confusion_matrix(FixedPredictions(4), edge, "cpu").trace() == 2

@@ -969,16 +969,19 @@ def test_the_run_settings_record_the_students_own_values(notebook, normalization
     (0, "auto", "auto", "auto"),  # on a CPU every run is float32: PRECISION changes nothing, nor the folder
     (0, "auto", "float32", "auto"),
     (0, True, "float32", "auto"),
+    ("mps", "auto", "auto", "auto"),  # a Mac: float32, and the classic path unless asked for
+    ("mps", "auto", "float32", "auto"),
 ])
 def test_the_run_settings_record_the_precision_the_run_trains_in(notebook, machine, gpus, fast_data_path, precision,
                                                                    recorded):
     """The same training is the same run: on a CPU PRECISION = "float32" started a new run of identical training
     in a folder of its own, and on a GPU the classic path's float32 run was named like the mixed-precision lecture
     run (planted: the PRECISION setting recorded as written; "float32" for every run without mixed precision)."""
-    machine(gpus=gpus)
+    machine(gpus=0, mps=True) if gpus == "mps" else machine(gpus=gpus)
     namespace = run_settings_cells(notebook, FAST_DATA_PATH=fast_data_path, PRECISION=precision)
     assert namespace["RUN_SETTINGS"]["precision"] == recorded
-    assert namespace["USE_AMP"] is (recorded == "auto" and gpus > 0)
+    assert namespace["USE_AMP"] is (recorded == "auto" and gpus == 1)
+    assert namespace["use_fast_path"] is (fast_data_path is True or (fast_data_path == "auto" and gpus == 1))
 
 
 @pytest.mark.parametrize("notebook", NOTEBOOKS)
