@@ -1039,6 +1039,23 @@ def test_a_training_step_computes_the_forward_pass_in_the_policys_precision(amp_
     assert model.seen == [amp_dtype or torch.float32] and loss.dtype == torch.float32
 
 
+@pytest.mark.parametrize("use_amp", [False, True])
+def test_every_accuracy_of_a_run_is_computed_in_the_runs_precision(monkeypatch, use_amp):
+    """Training, validation and test accuracy in the precision the run trains in: a float32 run (use_amp=False) on a
+    GPU must not be judged in mixed precision (planted, each passed every test on this CPU: use_amp dropped from the
+    training or the validation accuracy, which then decides automatically: mixed precision on every GPU)."""
+    calls, original = [], helper_train.compute_accuracy
+
+    def recorded(model, loader, device, *, use_amp=None):
+        calls.append(use_amp)
+        return original(model, loader, device, use_amp=use_amp)
+
+    monkeypatch.setattr(helper_train, "compute_accuracy", recorded)
+    model = TinyNet()
+    train_model(model, 2, *smoke_loaders(), torch.optim.SGD(model.parameters(), lr=0.01), "cpu", use_amp=use_amp)
+    assert calls == [use_amp] * 5  # 2 epochs x (training, validation), then the test set
+
+
 def test_compile_gives_the_time_it_saves_or_the_setting_as_its_reason(monkeypatch):
     """The notebook prints the reason: how much "auto" saves on a measured GPU, or the student's own choice."""
     monkeypatch.setattr(helper_train.torch.cuda, "get_device_name", lambda device=None: "NVIDIA H200")
