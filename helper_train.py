@@ -1327,17 +1327,16 @@ def train_one_epoch(step: Callable, model, train_loader, epoch: int, num_epochs:
     """
     model.train()
     num_batches = len(train_loader)
-    losses_before = len(minibatch_loss_list)  # the earlier epochs'
+    losses_before = len(minibatch_loss_list)  # the earlier epochs': the rest count this epoch's recorded batches
     pending: list[torch.Tensor] = []  # losses of the batches since the last logging point, on the device
-    batch_idx = -1
     try:
         for batch_idx, (features, targets) in enumerate(train_loader):
             pending.append(step(features, targets))
             if pace is not None:
                 pace.after_step(batch_idx, pending[-1])
             if not batch_idx % logging_interval:
-                record_losses(pending, batch_idx + 1 - len(pending), minibatch_loss_list, loss_limit, epoch,
-                              num_batches, epochs_saved)
+                record_losses(pending, len(minibatch_loss_list) - losses_before, minibatch_loss_list, loss_limit,
+                              epoch, num_batches, epochs_saved)
                 print(f"Epoch: {epoch + 1:03d}/{num_epochs:03d} "
                       f"| Batch {batch_idx:04d}/{num_batches:04d} "
                       f"| Loss: {minibatch_loss_list[-1]:.4f}")
@@ -1349,8 +1348,8 @@ def train_one_epoch(step: Callable, model, train_loader, epoch: int, num_epochs:
         except TrainingDivergedError as diverged:
             raise diverged from None  # the divergence is the news, not the Ctrl-C that came after it
         raise
-    record_losses(pending, batch_idx + 1 - len(pending), minibatch_loss_list, loss_limit, epoch, num_batches,
-                  epochs_saved)
+    record_losses(pending, len(minibatch_loss_list) - losses_before, minibatch_loss_list, loss_limit, epoch,
+                  num_batches, epochs_saved)
 
 
 def evaluate_epoch(forward, train_loader, valid_loader, device, use_amp, epoch: int, num_epochs: int,
