@@ -295,9 +295,12 @@ def compute_accuracy(
 
 def check_labels(targets: torch.Tensor, num_classes: int) -> None:
     """Refuse labels outside 0 .. num_classes - 1: they would land in another class's cell, or in none."""
-    if len(targets) and not (0 <= int(targets.min()) and int(targets.max()) < num_classes):
+    if not len(targets):
+        return
+    lowest, highest = int(targets.min()), int(targets.max())  # one read each, on a GPU too
+    if not (0 <= lowest and highest < num_classes):
         raise ValueError(f"The labels must be 0 to {num_classes - 1}, one for each of the model's {num_classes} "
-                         f"outputs, but this batch has labels from {int(targets.min())} to {int(targets.max())}.")
+                         f"outputs, but this batch has labels from {lowest} to {highest}.")
 
 
 def compute_confusion_matrix(
@@ -368,13 +371,12 @@ def most_confused_pairs(conf_mat: np.ndarray, k: int = 5) -> list[tuple[int, int
 
 def print_confusion_summary(conf_mat: np.ndarray, class_names, k: int = 5) -> None:
     """Print per-class accuracy and the ``k`` most confused (true, predicted) pairs as small tables."""
-    class_names = class_names_in_order(class_names, len(conf_mat))  # checked before a line is printed
-    check_count("k", k)
+    class_names = class_names_in_order(class_names, len(conf_mat))  # both checked before a line is printed
+    pairs = most_confused_pairs(conf_mat, k)
     print(f"{'class':>12} | accuracy")
     for name, accuracy in zip(class_names, per_class_accuracy(conf_mat), strict=True):
         print(f"{name:>12} | {accuracy:6.2f}%")
     print(f"\nMost confused (true -> predicted), of {int(np.sum(conf_mat)):,} images:")
-    pairs = most_confused_pairs(conf_mat, k)
     for true, predicted, count in pairs:
         print(f"{class_names[true]:>12} -> {class_names[predicted]:<12} {count:6d} images")
     if not pairs:
