@@ -9,7 +9,7 @@ import IPython.display
 import numpy as np
 import pytest
 import torch
-from conftest import FakeClock, TinyNet, lecture_test_transforms, lecture_train_transforms
+from conftest import FakeClock, InterruptAt, TinyNet, lecture_test_transforms, lecture_train_transforms
 from matplotlib.figure import Figure
 from torchvision import transforms
 
@@ -287,20 +287,9 @@ def test_a_logging_point_at_the_last_batch_of_an_epoch_leaves_nothing_to_read_at
     assert len(losses) == 18 and "Batch 0017/0018" in capsys.readouterr().out
 
 
-class StoppedAt:
-    """Batches of one blank image, and Ctrl-C (Jupyter's stop button) when batch ``stop`` is asked for."""
-
-    def __init__(self, num_batches, stop):
-        self.num_batches, self.stop = num_batches, stop
-
-    def __len__(self):
-        return self.num_batches
-
-    def __iter__(self):
-        for index in range(self.num_batches):
-            if index == self.stop:
-                raise KeyboardInterrupt
-            yield torch.zeros(1, 3, 8, 8), torch.zeros(1, dtype=torch.long)
+def stopped_at_batch_8():
+    """Ten batches of one blank image, and Ctrl-C (Jupyter's stop button) when batch 8 is asked for."""
+    return InterruptAt([(torch.zeros(1, 3, 8, 8), torch.zeros(1, dtype=torch.long))] * 10, epoch=1, batch=8)
 
 
 @pytest.mark.parametrize("bad", [float("nan"), float("inf"), 500.0])  # 500: above the divergence limit of 230
@@ -314,8 +303,8 @@ def test_a_run_stopped_after_its_loss_went_bad_ends_as_the_divergence_it_is(bad)
     losses = [2.5] * 3  # an earlier epoch's
     with pytest.raises(helper_train.TrainingDivergedError, match=f"The loss became {bad:.4g}.* in epoch 2, "
                                                                  r"batch 5/10: training diverged") as error:
-        helper_train.train_one_epoch(lambda x, y: torch.tensor(next(step_losses)), TinyNet(), StoppedAt(10, 8), 1, 2,
-                                     50, losses, 230.0, 0)
+        helper_train.train_one_epoch(lambda x, y: torch.tensor(next(step_losses)), TinyNet(), stopped_at_batch_8(),
+                                     1, 2, 50, losses, 230.0, 0)
     assert losses == pytest.approx([2.5] * 3 + [2.3, 2.2, 2.1, 2.0, 1.9])
     assert error.value.__suppress_context__  # the traceback shows the divergence, not the Ctrl-C after it
 
@@ -323,8 +312,8 @@ def test_a_run_stopped_after_its_loss_went_bad_ends_as_the_divergence_it_is(bad)
 def test_a_run_stopped_with_good_losses_keeps_every_one_of_them():
     losses: list[float] = []
     with pytest.raises(KeyboardInterrupt):
-        helper_train.train_one_epoch(lambda x, y: torch.tensor(2.0), TinyNet(), StoppedAt(10, 8), 0, 1, 50, losses,
-                                     230.0, 0)
+        helper_train.train_one_epoch(lambda x, y: torch.tensor(2.0), TinyNet(), stopped_at_batch_8(), 0, 1, 50,
+                                     losses, 230.0, 0)
     assert losses == [2.0] * 8
 
 
