@@ -135,8 +135,10 @@ def test_benchmark_runs_end_to_end_on_a_few_cpu_images(tmp_path):
     profile = results["profiles"][0]
     per_image = results["flops_per_image"]  # profiled: 4 training steps of 8 (of the 10 asked), 4 validation images
     assert profile["flops"]["conv"] == 32 * per_image["train_conv"] + 4 * per_image["eval_conv"]
-    assert profile["rung"] == "+eval-1024" and max(profile["seconds_by_group"], key=profile["seconds_by_group"].get) \
-        == "convolutions"
+    # which group takes longest is a timing, and on this CPU, with batches of 8, the linear layers sometimes do (CI
+    # failed so once): the profile must time both groups; time_by_group's own test checks how events are grouped
+    assert profile["rung"] == "+eval-1024" and {"convolutions", "linear layers"} <= set(profile["seconds_by_group"])
+    assert all(seconds > 0 for seconds in profile["seconds_by_group"].values())
     assert "the CPU computed for" in done.stdout and "TFLOP/s" in done.stdout
 
 
