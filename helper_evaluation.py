@@ -126,6 +126,19 @@ def make_pooling_deterministic(model: torch.nn.Module) -> int:
     return replaced
 
 
+def needs_deterministic_pooling(device: torch.device | str, deterministic: bool) -> bool:
+    """Whether the model cell must call ``make_pooling_deterministic``: on Apple's MPS, and on CUDA when deterministic.
+
+    MPS cannot compute the 2x2-to-3x3 adaptive pooling at all; CUDA computes its backward
+    with atomic additions, whose order (and so the last bits) changes from run to run. The
+    device must be the one the settings cell chose: the parameters cell's "auto", left by
+    running the parameters cell and then this one, is refused with the cells to run.
+    """
+    check_device_chosen(device)
+    device_type = torch.device(device).type
+    return device_type == "mps" or (deterministic and device_type == "cuda")
+
+
 # ---------------------------------------------------------------------------
 # 2. One prediction loop
 # ---------------------------------------------------------------------------

@@ -459,6 +459,26 @@ def test_the_parameters_cell_run_again_then_only_the_training_cell_is_refused_wh
 
 
 @pytest.mark.parametrize("notebook", NOTEBOOKS)
+def test_the_model_cell_run_straight_after_the_parameters_cell_names_the_settings_cell(notebook, machine):
+    """DROPOUT2D changed, then the parameters cell and the model cell, where the Dropout2d rate is used: DEVICE is
+    "auto" again, and the cell stopped on "'str' object has no attribute 'type'" (planted: the cell deciding from
+    DEVICE.type again; needs_deterministic_pooling without its check, which fails in torch.device("auto")). A named
+    device is the device it names, so there the model is built, with the new rate."""
+    machine(gpus=0)
+    namespace = run_settings_cells(notebook)
+    namespace["VGG16"] = cells_defining(ROOT / notebook, "class VGG16(")["VGG16"]
+    parameters = next(source for source, tags in code_cells(ROOT / notebook) if "parameters" in tags)
+    exec(parameters, namespace)
+    namespace["DROPOUT2D"] = 0.2
+    with pytest.raises(ValueError, match=r"device='auto' is a setting, not a device(.|\n)*from the settings cell down"):
+        exec(cell_containing(notebook, "model = VGG16("), namespace)
+    namespace["DEVICE"] = "cpu"
+    exec(cell_containing(notebook, "model = VGG16("), namespace)
+    assert namespace["model"].feature_dropout.p == 0.2
+    assert isinstance(namespace["model"].avgpool, torch.nn.AdaptiveAvgPool2d)
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS)
 @pytest.mark.parametrize("gpus, fast_data_path", [(1, "auto"), (0, True)])  # the fast path: on a GPU, or asked for
 def test_the_data_cell_run_straight_after_the_parameters_cell_names_the_settings_cell(notebook, machine, gpus,
                                                                                        fast_data_path):
