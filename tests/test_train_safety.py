@@ -932,6 +932,56 @@ def test_on_a_gpu_the_writer_thread_waits_for_the_copies_before_writing(tmp_path
     assert log == [("recorded on", "the stream of cuda:0"), "waited for the copies", "wrote"]
 
 
+class OnGpu(torch.Tensor):
+    """A CPU tensor that says it is on the GPU: copy_to_host's GPU path, on a machine without one."""
+
+    @property
+    def device(self):
+        return torch.device("cuda", 0)
+
+
+@pytest.fixture
+def pinned_allocations(monkeypatch):
+    """Record each ``torch.empty(..., pin_memory=...)`` of helper_train (pinning itself needs a GPU driver)."""
+    real_empty, pinned = torch.empty, []
+
+    def empty(*args, pin_memory=False, **kwargs):
+        pinned.append(pin_memory)
+        return real_empty(*args, **kwargs)
+
+    monkeypatch.setattr(helper_train.torch, "empty", empty)
+    return pinned
+
+
+def test_gpu_tensors_are_copied_into_pinned_buffers_that_every_epoch_reuses(pinned_allocations):
+    """Each GPU tensor of the state gets a pinned CPU buffer of its own, allocated once and refilled every epoch
+    (allocating 400 MB of pinned memory per epoch costs more than the copy); CPU tensors are cloned. Planted and
+    caught: the GPU tensors cloned like CPU ones (a 400 MB second copy on the GPU), a new buffer every epoch, two
+    tensors of one shape in a dict or a list sharing a buffer (one written as the other), a buffer of the old dtype
+    or shape reused (values silently converted), the copy not made at all."""
+    weights, bias = torch.ones(3).as_subclass(OnGpu), torch.zeros(3).as_subclass(OnGpu)
+    states = [torch.full((3,), 5.0).as_subclass(OnGpu), torch.full((3,), 6.0).as_subclass(OnGpu)]
+    state = {"model": {"w": weights, "b": bias}, "optimizer": {"state": states, "lr": 0.01}, "rng": torch.arange(2),
+             "python_rng": (3, (1, 2), None)}  # random.getstate(): tuples stay tuples
+    buffers = {}
+    first = helper_train.copy_to_host(state, buffers)
+    weights.add_(1.0)  # the next epoch trains while the thread writes the copy
+    assert torch.equal(first["model"]["w"], torch.ones(3)) and torch.equal(first["model"]["b"], torch.zeros(3))
+    assert [state.tolist() for state in first["optimizer"]["state"]] == [[5.0] * 3, [6.0] * 3]
+    assert first["optimizer"]["lr"] == 0.01 and torch.equal(first["rng"], torch.arange(2))
+    assert first["python_rng"] == (3, (1, 2), None)
+    assert pinned_allocations == [True] * 4  # the four GPU tensors; the CPU tensor is cloned
+    second = helper_train.copy_to_host(state, buffers)  # after the first write has finished
+    assert torch.equal(second["model"]["w"], torch.full((3,), 2.0))
+    assert second["model"]["w"].data_ptr() == first["model"]["w"].data_ptr() and len(pinned_allocations) == 4
+    state["model"]["w"] = torch.tensor([1, 2, 3]).as_subclass(OnGpu)  # the same shape, another dtype
+    third = helper_train.copy_to_host(state, buffers)
+    assert third["model"]["w"].dtype == torch.int64 and torch.equal(third["model"]["w"], torch.tensor([1, 2, 3]))
+    state["model"]["w"] = torch.tensor([[1, 2, 3], [4, 5, 6]]).as_subclass(OnGpu)  # the same dtype, another shape
+    assert helper_train.copy_to_host(state, buffers)["model"]["w"].tolist() == [[1, 2, 3], [4, 5, 6]]
+    assert len(pinned_allocations) == 6
+
+
 def test_a_resumed_run_keeps_the_checkpoint_times_of_the_epochs_before(tmp_path):
     """The checkpoint's copy of the history used to hold 0.0 for the epoch it saved, and a resumed run loaded that
     back, so history.json lost a measured time at every resume (a review: [0.00445, 0.0, 0.00507])."""
