@@ -535,6 +535,10 @@ SUPPORTED_BATCH_TRANSFORMS = (
 )
 
 
+CLASSIC_PATH_FIX = ("Set FAST_DATA_PATH = False to use the classic DataLoader path, which applies every torchvision "
+                    "transform.")
+
+
 class BatchStep(NamedTuple):
     """One torchvision transform, translated to work on a whole (N, C, H, W) batch at once.
 
@@ -592,7 +596,8 @@ def resize_step(transform: transforms.Resize, scaled: bool) -> BatchStep:
     they shrink: torchvision ignores ``antialias=False`` there (with a warning), so we do too.
     """
     if transform.interpolation != transforms.InterpolationMode.BILINEAR:
-        raise ValueError("The batched path supports Resize with bilinear interpolation only.")
+        raise ValueError("The fast data path resizes with bilinear interpolation only, not "
+                         f"{transform.interpolation.value}. {CLASSIC_PATH_FIX}")
     if transform.max_size is not None:  # refused as torchvision refuses them, but when the loader is built
         if not isinstance(transform.size, int) and len(transform.size) != 1:
             raise ValueError("Resize's max_size needs a single size (the shorter side's), as in torchvision.")
@@ -615,10 +620,16 @@ def resize_step(transform: transforms.Resize, scaled: bool) -> BatchStep:
 def random_crop_step(transform: transforms.RandomCrop) -> BatchStep:
     """A crop at an independent random position for every image of the batch."""
     if transform.padding is not None or transform.pad_if_needed:
-        raise ValueError("The batched path supports RandomCrop without padding only.")
+        raise ValueError(f"The fast data path supports RandomCrop without padding only. {CLASSIC_PATH_FIX}")
 
     def random_crop(batch, generator):
         size = pair(transform.size)
+        if size[0] > batch.shape[2] or size[1] > batch.shape[3]:
+            raise ValueError(
+                f"A RandomCrop of {size[0]}x{size[1]} is larger than the {batch.shape[2]}x{batch.shape[3]} images it "
+                "gets. Resize them first, larger than the crop (the lecture: Resize((70, 70)), then RandomCrop((64, "
+                "64))), or crop a smaller size."
+            )
         count = batch.shape[0]
         top = torch.randint(0, batch.shape[2] - size[0] + 1, (count,), generator=generator)
         left = torch.randint(0, batch.shape[3] - size[1] + 1, (count,), generator=generator)
@@ -684,9 +695,8 @@ def batched_step(transform: Callable, scaled: bool) -> BatchStep:
     if isinstance(transform, t.Normalize):
         return normalize_step(transform)
     raise ValueError(
-        f"The on-device batch loader cannot apply {type(transform).__name__}. Supported transforms: "
-        f"{', '.join(SUPPORTED_BATCH_TRANSFORMS)}. Use the classic DataLoader path "
-        "(FAST_DATA_PATH = False) for other transforms."
+        f"The fast data path cannot apply {type(transform).__name__}. Supported transforms: "
+        f"{', '.join(SUPPORTED_BATCH_TRANSFORMS)}. {CLASSIC_PATH_FIX}"
     )
 
 
@@ -751,6 +761,9 @@ class DeviceBatchLoader:
         self.images = torch.cat([self.apply(steps[:fixed], images[i : i + chunk_size], None)
                                  for i in range(0, len(images), chunk_size)]).contiguous()
         self.labels = torch.as_tensor(data.labels, dtype=torch.int64).to(self.device)
+        # a trial on one image with a generator of its own: a transform that cannot apply (a crop larger than
+        # the images) is refused now, and torch's global RNG, which orders the epochs, is not touched
+        self.apply(self.steps, self.images[:1], torch.Generator().manual_seed(0))
         self.batch_size = batch_size
         self.shuffle = shuffle
         self.drop_last = drop_last

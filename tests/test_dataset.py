@@ -26,6 +26,7 @@ from torchvision import transforms
 import helper_dataset as hd
 from helper_dataset import (
     CIFAR10_CLASSES,
+    CLASSIC_PATH_FIX,
     ArrayDataset,
     DeviceBatchLoader,
     ImageArrays,
@@ -355,16 +356,45 @@ def test_batched_normalization_with_each_channels_own_mean_and_std_matches_torch
 @pytest.mark.parametrize("crop", [transforms.RandomCrop(32, padding=4), transforms.RandomCrop(40, pad_if_needed=True)],
                          ids=["padding", "pad_if_needed"])
 def test_batched_random_crop_with_padding_is_refused(crop):
-    """The usual CIFAR-10 augmentation pads by 4: cropping 32 of 32 without it would silently do nothing."""
-    with pytest.raises(ValueError, match="RandomCrop without padding"):
+    """The usual CIFAR-10 augmentation pads by 4: cropping 32 of 32 without it would silently do nothing. The message
+    names the setting that applies it (planted: the fix dropped, passed)."""
+    with pytest.raises(ValueError) as error:
         DeviceBatchLoader(random_images(4), transforms.Compose([crop, transforms.ToTensor()]), 4, "cpu")
+    assert str(error.value) == ("The fast data path supports RandomCrop without padding only. " + CLASSIC_PATH_FIX)
 
 
 def test_batched_resize_with_another_interpolation_is_refused():
     """Resize(..., NEAREST) must not be served silently as bilinear."""
     nearest = transforms.Resize(70, interpolation=transforms.InterpolationMode.NEAREST)
-    with pytest.raises(ValueError, match="bilinear interpolation only"):
+    with pytest.raises(ValueError) as error:
         DeviceBatchLoader(random_images(4), transforms.Compose([nearest, transforms.ToTensor()]), 4, "cpu")
+    assert str(error.value) == ("The fast data path resizes with bilinear interpolation only, not nearest. "
+                                + CLASSIC_PATH_FIX)
+
+
+def test_the_fix_for_a_transform_the_fast_path_lacks_is_the_classic_path():
+    assert CLASSIC_PATH_FIX == ("Set FAST_DATA_PATH = False to use the classic DataLoader path, which applies every "
+                                "torchvision transform.")
+
+
+@pytest.mark.parametrize("crops, sizes", [([transforms.RandomCrop(64)], "64x64 is larger than the 32x32"),
+                                          ([transforms.CenterCrop(40), transforms.RandomCrop((36, 48))],
+                                           "36x48 is larger than the 40x40")])
+def test_a_random_crop_larger_than_its_images_is_refused_when_the_loader_is_built(crops, sizes):
+    """Without the Resize to 70x70 the crop of 64 is cut from 32x32 images: torch's own error ("random_ expects 'from'
+    to be less than 'to', but got from=0 >= to=-31") came at the first training batch. The trial that finds it
+    draws from a generator of its own, not from the global RNG that orders the epochs (planted: no trial; the trial
+    with the global RNG; only the height checked; a crop of the whole image refused)."""
+    with pytest.raises(ValueError) as error:
+        DeviceBatchLoader(random_images(4), transforms.Compose([*crops, transforms.ToTensor()]), 2, "cpu")
+    assert str(error.value) == (f"A RandomCrop of {sizes} images it gets. Resize them first, larger than the crop (the "
+                                "lecture: Resize((70, 70)), then RandomCrop((64, 64))), or crop a smaller size.")
+    fits = transforms.Compose([transforms.RandomCrop(32), transforms.RandomHorizontalFlip(), transforms.ToTensor()])
+    torch.manual_seed(0)
+    DeviceBatchLoader(random_images(4), fits, 2, "cpu")
+    after_building = torch.rand(3)
+    torch.manual_seed(0)
+    assert torch.equal(after_building, torch.rand(3))
 
 
 def test_transforms_without_to_tensor_are_refused():
@@ -712,8 +742,11 @@ def test_device_loader_order_follows_the_global_seed():
 
 def test_unsupported_transform_names_the_supported_ones():
     data = random_images(4)
-    with pytest.raises(ValueError, match="ColorJitter.*Supported transforms: Resize"):
+    with pytest.raises(ValueError) as error:
         DeviceBatchLoader(data, transforms.Compose([transforms.ColorJitter(), transforms.ToTensor()]), 2, "cpu")
+    assert str(error.value) == (
+        "The fast data path cannot apply ColorJitter. Supported transforms: Resize (bilinear), RandomCrop (no "
+        "padding), CenterCrop, RandomHorizontalFlip, ToTensor, Normalize. " + CLASSIC_PATH_FIX)
 
 
 def test_loaders_built_with_a_device_are_device_loaders():
