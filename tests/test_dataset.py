@@ -167,8 +167,12 @@ def test_image_files_are_listed_in_name_order_whatever_order_the_file_system_giv
 
 def test_image_folder_with_wrong_class_names_is_rejected(tmp_path):
     write_image_folder(tmp_path, classes=[*CIFAR10_CLASSES[:9], "lorry"])
-    with pytest.raises(ValueError, match="ten CIFAR-10 class folders"):
+    with pytest.raises(ValueError) as error:
         read_cifar10(tmp_path, train=True)
+    found = sorted([*CIFAR10_CLASSES[:9], "lorry"])  # in the order a student lists them, "lorry" among them
+    assert str(error.value) == (f"'{tmp_path / 'train'}' must contain exactly the ten CIFAR-10 class folders "
+                                f"{list(CIFAR10_CLASSES)}; found {found}. Rename the folders so that each label "
+                                "matches CIFAR-10's label order.")
 
 
 def test_synthetic_data_is_balanced_and_deterministic():
@@ -176,6 +180,24 @@ def test_synthetic_data_is_balanced_and_deterministic():
     np.testing.assert_array_equal(a.images, b.images)
     assert a.images.dtype == np.uint8 and a.images.shape == (100, 32, 32, 3)
     assert np.bincount(a.labels).tolist() == [10] * 10
+
+
+def test_the_smoke_tests_class_colours_are_far_apart():
+    """Ten colours at least 127 apart in one channel: two classes of one colour could not be told apart, and the smoke
+    test's accuracy would stop near 90% (planted: the deer as black as the horse passed every test)."""
+    colours = np.asarray(hd.SMOKE_COLOURS, dtype=np.int64)
+    assert colours.shape == (10, 3)
+    distances = np.abs(colours[:, None] - colours[None, :]).max(axis=-1)
+    assert distances[~np.eye(10, dtype=bool)].min() >= 127
+
+
+def test_each_seed_gives_other_synthetic_images_and_the_smoke_tests_test_set_is_not_its_training_set():
+    """The smoke test's training and test sets are drawn with seeds 1 and 2 (planted: the seed ignored, which made
+    the test images copies of the first training images, passed every test)."""
+    one, two = make_synthetic_cifar10(100, seed=1), make_synthetic_cifar10(100, seed=2)
+    assert not np.array_equal(one.labels, two.labels) and not np.array_equal(one.images, two.images)
+    train, test = read_cifar10(train=True, smoke_test=True), read_cifar10(train=False, smoke_test=True)
+    assert not np.array_equal(train.images[: len(test.images)], test.images)
 
 
 def test_each_synthetic_image_shows_its_class_colours():
@@ -276,8 +298,10 @@ def test_bad_validation_fraction_is_rejected(fraction):
 
 @pytest.mark.parametrize("batch_size", [0, -5, 2.5, "256", True])
 def test_bad_batch_size_is_rejected(batch_size):
-    with pytest.raises(ValueError, match="batch_size"):
+    with pytest.raises(ValueError) as error:
         get_dataloaders_cifar10(batch_size, smoke_test=True)
+    assert str(error.value) == f"batch_size must be a positive whole number such as 256 (without quotes), got " \
+                               f"{batch_size!r}."
 
 
 def test_unnormalize_inverts_normalize_without_modifying_its_input():
@@ -531,19 +555,49 @@ def test_shuffled_loader_draws_a_new_order_every_epoch(device):
     assert sorted(first) == sorted(second) == list(range(64)) and first != second
 
 
-def test_a_device_loader_epoch_takes_one_number_from_the_global_rng_whatever_its_augmentations():
-    """Each epoch draws one seed, as DataLoader's sampler does, and shuffles, crops and flips with a generator seeded
-    with it: the dropout masks that follow do not change when a student adds or removes an augmentation (planted: the
-    shuffle, the crops or the flips drawn from the global RNG directly passed every test)."""
-    flips_and_crops = transforms.Compose([transforms.RandomCrop(28), transforms.RandomHorizontalFlip(),
-                                          transforms.ToTensor()])
-    loader = DeviceBatchLoader(random_images(16), flips_and_crops, 8, "cpu", shuffle=True, drop_last=True)
+TRAINING_STEPS = [transforms.RandomCrop(28), transforms.RandomHorizontalFlip(), transforms.ToTensor()]
+EVALUATION_STEPS = [transforms.CenterCrop(28), transforms.ToTensor()]
+
+
+@pytest.mark.parametrize("device, steps, shuffle", [("cpu", TRAINING_STEPS, True), ("cpu", EVALUATION_STEPS, False),
+                                                    (None, EVALUATION_STEPS, False)],
+                         ids=["fast-training", "fast-evaluation", "classic-evaluation"])
+def test_a_loader_epoch_takes_one_number_from_the_global_rng_whatever_its_augmentations(device, steps, shuffle):
+    """Each epoch of the fast path draws one seed, as DataLoader's sampler does, and shuffles, crops and flips with a
+    generator seeded with it: the dropout masks that follow do not change when a student adds or removes an
+    augmentation (planted: the shuffle, the crops or the flips drawn from the global RNG directly passed every test).
+    An evaluation pass, neither shuffled nor augmented, draws one number too, on either path, as DataLoader does for
+    its workers' seeds (planted: a fast evaluation loader that drew none passed every test)."""
+    loader = hd.make_loader(random_images(16), transforms.Compose(steps), 8, shuffle=shuffle, drop_last=shuffle,
+                            num_workers=0, device=device)
     torch.manual_seed(0)
     list(loader)
     after_epoch = torch.rand(3)
     torch.manual_seed(0)
     hd.seed_from_global_rng()
     assert torch.equal(after_epoch, torch.rand(3))
+
+
+def test_the_classic_loaders_workers_draw_new_crops_every_epoch_from_the_students_seed():
+    """DataLoader seeds each worker's torch RNG from the global RNG at every epoch, so the random crops change from
+    epoch to epoch and follow the seed. A worker_init_fn that seeds the workers itself (common advice, for NumPy)
+    would repeat one epoch's crops forever and ignore RANDOM_SEED (planted: worker_init_fn=seed_worker with
+    torch.manual_seed(1234 + worker_id) passed every test)."""
+    crop = transforms.Compose([transforms.RandomCrop(64), transforms.ToTensor()])
+    loader = hd.make_loader(position_images(64), crop, 16, shuffle=False, drop_last=False, num_workers=2, device=None)
+
+    def one_epoch():
+        features, targets = zip(*loader, strict=True)
+        return crop_offsets_by_label(torch.cat(features), torch.cat(targets))
+
+    torch.manual_seed(1)
+    first, second = one_epoch(), one_epoch()
+    same = sum(a == b for a, b in zip(first, second, strict=True))
+    assert same <= 8, f"{same} of 64 images were cropped at the same place in both epochs (expected about 1.3)"
+    torch.manual_seed(2)
+    assert one_epoch() != first
+    torch.manual_seed(1)
+    assert one_epoch() == first
 
 
 def test_device_loader_orders_do_not_repeat_over_many_epochs():

@@ -42,7 +42,9 @@ def test_a_damaged_image_in_the_folder_is_named(tmp_path, suffix, how):
     with pytest.raises(ValueError) as error:
         read_cifar10(tmp_path, train=True)
     message = str(error.value)
-    assert str(bad) in message and "damaged" in message and "Delete or replace" in message
+    assert message.startswith(f"'{bad}' is damaged (truncated or corrupt; PIL says: ")
+    assert message.endswith("). Delete or replace this file (if it belongs to a data set folder, re-export or "
+                            "re-copy the data set).")
 
 
 @pytest.mark.parametrize(("max_pixels", "what"), [(100, "error"), (1000, "warning")])
@@ -53,7 +55,9 @@ def test_a_decompression_bomb_is_refused_by_name(tmp_path, monkeypatch, max_pixe
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", max_pixels)
     with pytest.raises(ValueError, match="decompression bomb") as error:
         load_image(path)
-    assert str(path) in str(error.value), what
+    assert str(error.value).startswith(f"'{path}' is refused as a possible decompression bomb ("), what
+    assert str(error.value).endswith("). The network sees 64x64 pixels: replace it with a smaller image, or delete it "
+                                     "(re-export the data set if it came from one).")
 
 
 def test_an_image_that_is_not_32x32_is_named_with_its_size(tmp_path):
@@ -98,7 +102,8 @@ def test_an_empty_class_folder_is_named_before_any_image_is_decoded(tmp_path):
     with mock.patch.object(hd, "decode_image", side_effect=AssertionError("decoded an image first")):
         with pytest.raises(FileNotFoundError) as error:
             get_dataloaders_cifar10(2, validation_fraction=0.1, root=tmp_path)
-    assert str(tmp_path / "test" / "cat") in str(error.value)
+    assert str(error.value) == (f"No PNG or JPEG images in {str(tmp_path / 'test' / 'cat')!r}. Every class needs its "
+                                "images: copy them there (one image per file), or re-export the data set.")
     with pytest.raises(FileNotFoundError, match="No PNG or JPEG images in .*cat"):
         read_cifar10(tmp_path, train=False)
 
@@ -120,8 +125,10 @@ def test_one_image_folder_without_the_other_names_the_missing_one(tmp_path, pres
 def test_data_root_that_is_a_file_is_refused(tmp_path):
     root = tmp_path / "data"
     root.write_text("oops")
-    with pytest.raises(NotADirectoryError, match="'.*data' is a file, not a folder"):
+    with pytest.raises(NotADirectoryError) as error:
         get_dataloaders_cifar10(16, root=root)
+    assert str(error.value) == (f"DATA_ROOT '{root}' is a file, not a folder. Set DATA_ROOT to the folder that holds "
+                                "(or will hold) CIFAR-10, for example 'data'.")
 
 
 # --- torchvision's files and archive -------------------------------------------------------
@@ -136,7 +143,8 @@ def test_a_truncated_torchvision_file_is_named(tmp_path):
         with pytest.raises(FileNotFoundError) as error:
             read_cifar10(tmp_path, train=True, download=False)
     message = str(error.value)
-    assert f"'{folder / 'data_batch_3'}' is damaged" in message
+    assert f"'{folder / 'data_batch_3'}' is damaged (its MD5 checksum is not torchvision's: truncated or changed)" \
+        in message
     assert f"'{folder / 'test_batch'}' is missing" in message
     assert "data_batch_2'" not in message  # only the files that are wrong
     assert "Put intact torchvision files in" in message
@@ -278,8 +286,11 @@ def no_reading():
 
 
 def test_a_validation_fraction_too_small_for_one_image_is_refused(no_reading):
-    with pytest.raises(ValueError, match=r"validation set would be empty. Use at least 1/640"):
+    with pytest.raises(ValueError) as error:
         get_dataloaders_cifar10(16, validation_fraction=0.001, smoke_test=True)
+    assert str(error.value) == ("validation_fraction=0.001 of 640 training images is less than one image, so the "
+                                "validation set would be empty. Use at least 1/640 (for example 0.1), or "
+                                "validation_fraction=None for no validation set.")
 
 
 def test_a_validation_fraction_too_small_is_refused_by_the_split_too():
