@@ -93,6 +93,73 @@ def tiny_net():
     return TinyNet()
 
 
+# --- stand-ins for a GPU on a machine without one ---------------------------------------------
+
+
+class MovedTo:
+    """A batch's stand-in: records where it is sent (``.to``) and hands back the tensor it holds."""
+
+    def __init__(self, tensor):
+        self.tensor, self.calls = tensor, []
+
+    def to(self, *args, **kwargs):
+        self.calls.append((args, kwargs))
+        return self.tensor
+
+
+class StrictOnGpu(torch.Tensor):
+    """A CPU tensor that behaves like a CUDA one where it matters: an operation mixing it with a CPU tensor (other than
+    a 0-d scalar) fails, and NumPy refuses it, until ``.cpu()`` returns a plain tensor."""
+
+    @classmethod
+    def __torch_function__(cls, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        values = []
+        for value in [*args, *kwargs.values()]:
+            values.extend(value if isinstance(value, (list, tuple)) else [value])
+        tensors = [value for value in values if isinstance(value, torch.Tensor)]
+        if (func not in (torch.Tensor.cpu, torch.Tensor.to) and any(isinstance(t, cls) for t in tensors)
+                and any(type(t) is torch.Tensor and t.dim() > 0 for t in tensors)):
+            raise RuntimeError(f"{func.__name__}: expected all tensors to be on the same device, cuda:0 and cpu")
+        return super().__torch_function__(func, types, args, kwargs)
+
+    def numpy(self, *args, **kwargs):
+        raise TypeError("can't convert cuda:0 device type tensor to numpy. Use Tensor.cpu() first.")
+
+    def cpu(self, *args, **kwargs):
+        return super().cpu(*args, **kwargs).as_subclass(torch.Tensor)
+
+
+class TinyNetOnGpu(TinyNet):
+    """TinyNet whose logits stand in for a GPU's (``StrictOnGpu``)."""
+
+    def forward(self, x):
+        return super().forward(x.as_subclass(torch.Tensor)).as_subclass(StrictOnGpu)
+
+
+def batches_on_gpu(count: int = 3, size: int = 6) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """``count`` batches of random 8x8 images and labels, standing in for batches on a GPU (``StrictOnGpu``)."""
+    generator = torch.Generator().manual_seed(0)
+    return [(torch.rand(size, 3, 8, 8, generator=generator).as_subclass(StrictOnGpu),
+             torch.randint(0, 10, (size,), generator=generator).as_subclass(StrictOnGpu)) for _ in range(count)]
+
+
+@pytest.fixture
+def host_reads(monkeypatch) -> list[str]:
+    """The reads of a tensor's value by Python (``item``, ``tolist``, ``float()``, ``int()``, ``bool()``, an index):
+    on a GPU each one waits until all queued work is done. The list grows by one name per read."""
+    reads: list[str] = []
+    for name in ("item", "tolist", "__float__", "__int__", "__index__", "__bool__"):
+        original = getattr(torch.Tensor, name)
+
+        def counting(self, *args, _original=original, _name=name, **kwargs):
+            reads.append(_name)
+            return _original(self, *args, **kwargs)
+
+        monkeypatch.setattr(torch.Tensor, name, counting)
+    return reads
+
+
 def random_images(count: int, seed: int = 0) -> ImageArrays:
     """Unstructured uint8 images: every pixel value occurs, a hard case for resizing."""
     rng = np.random.default_rng(seed)

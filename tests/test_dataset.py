@@ -13,6 +13,7 @@ import torch
 from conftest import (
     MEAN,
     STD,
+    MovedTo,
     checksums_of,
     lecture_test_transforms,
     lecture_train_transforms,
@@ -598,6 +599,69 @@ def test_the_classic_loaders_workers_draw_new_crops_every_epoch_from_the_student
     assert one_epoch() != first
     torch.manual_seed(1)
     assert one_epoch() == first
+
+
+LECTURE_AUGMENTATION = transforms.Compose([transforms.Resize((70, 70)), transforms.RandomCrop((64, 64)),
+                                           transforms.RandomHorizontalFlip(), transforms.ToTensor(),
+                                           transforms.Normalize((0.5,) * 3, (0.25,) * 3)])
+
+
+def loader_on_meta_device(images: int = 20) -> DeviceBatchLoader:
+    """The fast path on PyTorch's "meta" device, which computes shapes but no values: a stand-in for a GPU, where a
+    tensor left on the CPU makes the batch fail (meta and CPU tensors do not mix either)."""
+    return DeviceBatchLoader(random_images(images), LECTURE_AUGMENTATION, 8, "meta", shuffle=True, drop_last=True,
+                             channels_last=False)
+
+
+def test_the_fast_path_keeps_its_images_and_makes_every_batch_on_its_device():
+    """Planted, each passed every CPU test: the images or the labels not moved to the device (every batch would
+    copy them there, or fail to mix with the model's device); the epoch's generator made on the device (CUDA
+    generators cannot feed the CPU draws, and differ from the CPU ones)."""
+    loader = loader_on_meta_device()
+    assert loader.images.device.type == loader.labels.device.type == "meta"
+    batches = list(loader)
+    assert len(batches) == 2
+    assert all(x.device.type == y.device.type == "meta" and x.shape == (8, 3, 64, 64) for x, y in batches)
+
+
+class RecordsTheDeviceOfItsIndex(torch.Tensor):
+    """The stored images' stand-in: records on which device each epoch's order indexes them."""
+
+    seen: list = []
+
+    def __getitem__(self, index):
+        RecordsTheDeviceOfItsIndex.seen.append(index.device.type)
+        return super().__getitem__(index).as_subclass(torch.Tensor)
+
+
+def test_the_fast_paths_epoch_order_indexes_the_images_on_their_device(monkeypatch):
+    """The shuffled order is drawn on the CPU and moved to the device once per epoch (planted: not moved, which on a
+    GPU copies every batch's indices there, waiting each time, passed every CPU test)."""
+    loader = loader_on_meta_device()
+    loader.images = loader.images.as_subclass(RecordsTheDeviceOfItsIndex)
+    loader.labels = loader.labels.as_subclass(RecordsTheDeviceOfItsIndex)
+    monkeypatch.setattr(RecordsTheDeviceOfItsIndex, "seen", [])
+    list(loader)
+    assert RecordsTheDeviceOfItsIndex.seen == ["meta"] * 4  # images and labels of two batches
+
+
+def test_the_random_numbers_of_each_batch_go_to_the_batchs_device_without_waiting(monkeypatch):
+    """Per batch, the crop offsets and the flip mask are drawn on the CPU (the same numbers on every device) and sent
+    to the batch's device in one non-blocking copy each (planted: the flip mask left on the CPU, which fails in
+    torch.where on a GPU; the offsets indexed from the CPU, a blocking copy per batch; both passed every CPU test)."""
+    loader, sent, real = loader_on_meta_device(), [], hd.to_device_without_waiting
+    monkeypatch.setattr(hd, "to_device_without_waiting",
+                        lambda tensor, device: sent.append((tuple(tensor.shape), device)) or real(tensor, device))
+    list(loader)
+    assert sent == [((2, 8), torch.device("meta")), ((8,), torch.device("meta"))] * 2  # offsets, then the mask
+
+
+def test_random_numbers_are_sent_to_the_device_without_waiting():
+    """A plain .to("cuda") waits until the GPU has finished its queued work, once per batch (planted:
+    non_blocking dropped, passed every CPU test)."""
+    numbers = MovedTo(torch.zeros(2))
+    hd.to_device_without_waiting(numbers, torch.device("cuda", 0))
+    assert numbers.calls == [((torch.device("cuda", 0),), {"non_blocking": True})]
 
 
 def test_device_loader_orders_do_not_repeat_over_many_epochs():

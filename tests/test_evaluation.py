@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import TinyNet
+from conftest import MovedTo, TinyNet, TinyNetOnGpu, batches_on_gpu
 
 import helper_evaluation
 from helper_evaluation import (
@@ -689,3 +689,29 @@ def test_labels_outside_the_models_classes_are_refused_by_name_not_counted_elsew
                                  + [(torch.tensor([[0.0], [1.0]]), torch.tensor([0, 4]))], "cpu")
     edge = [(torch.tensor([[0.0], [3.0]]), torch.tensor([0, 3]))]  # 0 and 3: the first and the last class
     assert compute_confusion_matrix(FixedPredictions(4), edge, "cpu").trace() == 2
+
+
+# --- review 6: the GPU's branches, stood in for on this CPU-only machine --------------------------------------------
+
+
+def test_the_prediction_loop_sends_each_batch_to_the_device_without_waiting():
+    """As the training step does (planted: non_blocking dropped, passed every CPU test)."""
+    cpu = torch.device("cpu")
+    features, targets = MovedTo(torch.randn(4, 3, 8, 8)), MovedTo(torch.tensor([0, 1, 2, 3]))
+    next(helper_evaluation.predict_batches(TinyNet(), [(features, targets)], cpu))
+    assert features.calls == [((cpu,), {"non_blocking": True})]
+
+
+def test_an_accuracy_is_read_from_the_device_once_not_once_per_batch(host_reads):
+    """Every epoch computes two accuracies; a read per batch would make the CPU wait for the GPU at every batch
+    (planted: the count turned into a Python int per batch passed every test)."""
+    batches = [(torch.randn(4, 3, 8, 8), torch.tensor([0, 1, 2, 3])) for _ in range(5)]
+    compute_accuracy(TinyNet(), batches, "cpu")
+    assert len(host_reads) == 1
+
+
+def test_a_confusion_matrix_of_predictions_on_a_gpu_is_counted_on_the_cpu():
+    """np.bincount-style counting needs the pairs on the CPU (planted: .cpu() dropped, which fails on a GPU when the
+    counts meet the CPU matrix, passed every CPU test)."""
+    matrix = compute_confusion_matrix(TinyNetOnGpu(), batches_on_gpu(), "cpu")
+    assert type(matrix) is np.ndarray and matrix.shape == (10, 10) and matrix.sum() == 18

@@ -9,7 +9,7 @@ import warnings
 import numpy as np
 import pytest
 import torch
-from conftest import MEAN, STD, TinyNet, lecture_test_transforms
+from conftest import MEAN, STD, TinyNet, TinyNetOnGpu, batches_on_gpu, lecture_test_transforms
 from IPython.core.pylabtools import print_figure
 from matplotlib.figure import Figure
 from PIL import Image
@@ -274,6 +274,17 @@ def test_confident_mistakes_shows_the_most_confident_wrong_predictions(tmp_path)
     shown = [float(ax.get_images()[0].get_array().mean()) for ax in fig.axes if ax.get_images()]
     assert shown == sorted(shown, reverse=True) and shown[0] == pytest.approx(1.0)  # brightest first
     assert (tmp_path / "confident_mistakes.png").exists()
+
+
+def test_confident_mistakes_of_a_model_on_a_gpu_are_those_it_finds_on_the_cpu():
+    """The mistakes are picked on the CPU, mask included (planted: the mask left on the GPU while it indexes the CPU
+    copies, which fails on a GPU, passed every CPU test)."""
+    on_gpu, on_cpu = TinyNetOnGpu(), TinyNet()
+    on_cpu.load_state_dict(on_gpu.state_dict())
+    plain = [(x.as_subclass(torch.Tensor), y.as_subclass(torch.Tensor)) for x, y in batches_on_gpu()]
+    titles = [[ax.get_title() for ax in fig.axes] for fig in (show_confident_mistakes(on_gpu, batches_on_gpu()),
+                                                              show_confident_mistakes(on_cpu, plain))]
+    assert titles[0] == titles[1] and len([title for title in titles[0] if title.startswith("P: ")]) == 15
 
 
 def test_show_examples_titles_show_the_models_prediction_over_the_true_label():

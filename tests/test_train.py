@@ -1,5 +1,6 @@
 """helper_train.train_model on a tiny learnable task."""
 
+import contextlib
 import json
 import math
 import re
@@ -9,7 +10,7 @@ import IPython.display
 import numpy as np
 import pytest
 import torch
-from conftest import FakeClock, InterruptAt, TinyNet, lecture_test_transforms, lecture_train_transforms
+from conftest import FakeClock, InterruptAt, MovedTo, TinyNet, lecture_test_transforms, lecture_train_transforms
 from matplotlib.figure import Figure
 from torchvision import transforms
 
@@ -980,21 +981,11 @@ def test_a_training_step_with_the_gradient_scaler_on_is_the_plain_step_and_the_s
     assert loss.grad_fn is None and not loss.requires_grad
 
 
-class MovedTo:
-    """A batch's stand-in: records where it is sent (``.to``) and hands back the tensor it holds."""
-
-    def __init__(self, tensor):
-        self.tensor, self.calls = tensor, []
-
-    def to(self, *args, **kwargs):
-        self.calls.append((args, kwargs))
-        return self.tensor
-
-
 def test_a_training_step_sends_its_batch_to_the_device_without_waiting():
-    """The classic path's batches come from the CPU: each step copies them to the training device, asynchronously
-    from pinned memory (planted, each passed every test on this CPU-only machine: the copy sent to no device or
-    made blocking; on a GPU the first would stop at once, the second would wait for each copy)."""
+    """The classic path's batches come from the CPU: each step copies them to the training device, without waiting
+    where the loader pins its batches (the notebooks' DataLoader does not, as in the lecture: there the copy waits
+    anyway; the fast path's batches are on the device already). Planted, each passed every test on this CPU-only
+    machine: the copy sent to no device or made blocking; on a GPU the first would stop at once."""
     cpu = torch.device("cpu")
     model = TinyNet()
     features, targets = MovedTo(torch.randn(4, 3, 8, 8)), MovedTo(torch.tensor([0, 1, 2, 3]))
@@ -1016,10 +1007,11 @@ class RecordsItsPrecision(torch.nn.Module):
         return logits
 
 
-@pytest.mark.parametrize("amp_dtype", [torch.bfloat16, None])
+@pytest.mark.parametrize("amp_dtype", [torch.bfloat16, torch.float16, None])
 def test_a_training_step_computes_the_forward_pass_in_the_policys_precision(amp_dtype):
-    """bf16 where the run's policy says so (mixed precision on a GPU; here bf16 autocast on the CPU, tiny), float32
-    otherwise (planted: autocast switched off in the training step passed every test; only evaluation was checked)."""
+    """bf16 or float16 where the run's policy says so (mixed precision on a GPU, float16 on a T4; here autocast on the
+    CPU, tiny), float32 otherwise (planted: autocast switched off in the training step passed every test; only
+    evaluation was checked; so did bf16 for every mixed-precision policy, which a T4 cannot compute)."""
     cpu, model = torch.device("cpu"), RecordsItsPrecision()
     policy = helper_train.DevicePolicy(channels_last=False, amp_dtype=amp_dtype)
     loss = helper_train.training_step(model, torch.randn(4, 3, 8, 8), torch.tensor([0, 1, 2, 3]),
@@ -1095,3 +1087,66 @@ def test_the_compile_trial_runs_training_and_evaluation_on_a_whole_batch_as_trai
     compiled = helper_train.compile_for_training(TinyNet(), train_loader, torch.device("cpu"), policy)
     batch = tuple(next(iter(train_loader))[0].shape)
     assert compiled.seen == [(True, batch, True, torch.float16), (False, batch, True, torch.float16)]
+
+
+# --- review 6: the GPU's branches, stood in for on this CPU-only machine --------------------------------------------
+
+
+def test_a_run_in_float16_scales_its_gradients(monkeypatch):
+    """A T4 trains in float16, whose small gradients underflow to zero without the gradient scaler (planted: the
+    scaler made only for use_amp=True, so off for the notebook's automatic choice, passed every CPU test). Here the
+    policy of a T4 stands in: float16 unless use_amp=False."""
+    scalers, make_grad_scaler = [], helper_train.make_grad_scaler
+    monkeypatch.setattr(helper_train, "device_policy", lambda device, use_amp=None: helper_train.DevicePolicy(
+        channels_last=False, amp_dtype=None if use_amp is False else torch.float16))
+    monkeypatch.setattr(helper_train, "make_grad_scaler",
+                        lambda device, amp_dtype: scalers.append(make_grad_scaler(device, amp_dtype)) or scalers[-1])
+    model = TinyNet()
+    train_model(model, 1, *smoke_loaders(), torch.optim.SGD(model.parameters(), lr=0.01), "cpu")
+    assert [scaler.is_enabled() for scaler in scalers] == [True]
+
+
+def test_the_compile_trial_on_a_gpu_sends_its_batch_there_and_spares_the_gpus_random_numbers(monkeypatch):
+    """The trial batch must go to the GPU (planted: not sent, so the trial failed and every run silently trained
+    uncompiled on the classic path), and its random numbers are drawn aside on the GPU too (planted: fork_rng of the
+    CPU only, so dropout on the GPU started from another state than without compilation). Both passed every CPU test.
+    torch.compile and fork_rng are stood in for."""
+    forked, gpu = [], torch.device("cuda", 0)
+
+    @contextlib.contextmanager
+    def fork_rng(devices=None, **kwargs):
+        forked.append(devices)
+        yield
+
+    class Compiled(torch.nn.Module):
+        def __init__(self, model):
+            super().__init__()
+            self.model = model
+
+        def forward(self, x):
+            return self.model(x)
+
+    monkeypatch.setattr(helper_train.torch, "compile", Compiled)
+    monkeypatch.setattr(helper_train.torch.random, "fork_rng", fork_rng)
+    batch = MovedTo(torch.randn(4, 3, 8, 8))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # autocast("cuda") on a machine without CUDA
+        compiled = helper_train.compile_for_training(TinyNet(), [(batch, torch.zeros(4, dtype=torch.long))], gpu,
+                                                     helper_train.DevicePolicy(False, None))
+    assert isinstance(compiled, Compiled)
+    assert forked == [[gpu]] and batch.calls == [((gpu,), {})]
+
+
+@pytest.mark.parametrize("amp_dtype, expected", [(torch.float16, "float16"), (torch.bfloat16, "bfloat16"),
+                                                 (None, "float32")])
+def test_the_history_records_the_precision_the_run_trained_in(amp_dtype, expected):
+    """A T4's run is float16, not bf16 (planted: "bfloat16" for every mixed-precision run passed every test)."""
+    info = helper_train.make_run_info(None, None, {}, torch.device("cuda", 0), amp_dtype, 10, 2)
+    assert info["precision"] == expected and info["device"] == "cuda:0"
+
+
+def test_the_check_for_finite_weights_reads_the_device_once(host_reads):
+    """After every epoch: one read for all parameters (planted: a read per parameter tensor, 32 waits for the GPU per
+    epoch for VGG-16, passed every test)."""
+    helper_train.check_finite_weights(TinyNet(), 0, 0)
+    assert len(host_reads) == 1
