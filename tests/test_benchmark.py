@@ -282,7 +282,7 @@ def test_the_script_reports_speed_ups_over_the_classic_path_and_uses_the_sizes_i
         "seconds": epoch_seconds[rung.name], "images_per_s": 1.0, "tflop_per_s": 1.0, "peak_gpu_gib": None})
     data_path = itertools.chain([(1.0, 36)], [(2.0, 36)], [(1.0, 36)], [(0.5, 36)])  # warm-up, then timed, per path
     monkeypatch.setattr(benchmark_epoch, "time_data_only", lambda *args: next(data_path))
-    monkeypatch.setattr(torch.backends.cudnn, "benchmark", torch.backends.cudnn.benchmark)
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)  # restored afterwards; the script turns it on
     monkeypatch.setattr(sys, "argv", ["benchmark_epoch.py", "--device", "cpu", "--epoch-images", "40", "--data-images",
                                       "24", "--batch-size", "8", "--workers", "0", "--rungs", "+on-device",
                                       "--json", str(tmp_path / "benchmark.json")])
@@ -292,3 +292,58 @@ def test_the_script_reports_speed_ups_over_the_classic_path_and_uses_the_sizes_i
     assert results["rungs"]["+on-device"]["ratio_to_classic"] == 4.0
     assert results["data_only_classic_images_per_s"] == 18.0 and results["data_only_+eval-1024_images_per_s"] == 72.0
     assert results["data_only_ratio"] == 4.0
+    assert torch.backends.cudnn.benchmark is True  # as the notebooks: off, cuDNN's slower default convolutions
+
+
+# --- review 6: the GPU's branches, stood in for on this CPU-only machine --------------------------------------------
+
+
+def test_the_clock_waits_for_the_named_gpu_and_for_nothing_on_a_cpu(monkeypatch):
+    """GPU work is queued: without waiting for it, a rung would be timed by how fast Python queues (planted: no
+    synchronization passed every CPU test)."""
+    waited = []
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda device=None: waited.append(device))
+    benchmark_epoch.synchronize(torch.device("cuda", 1))
+    benchmark_epoch.synchronize(CPU)
+    assert waited == [torch.device("cuda", 1)]
+
+
+def test_a_rung_in_float16_scales_its_gradients_as_the_notebooks_do(monkeypatch):
+    """On a T4 the mixed rungs are float16, which the notebooks train with the gradient scaler (planted: the scaler
+    made without the rung's precision passed every CPU test). A T4's precision is stood in for."""
+    scalers, make_grad_scaler = [], benchmark_epoch.make_grad_scaler
+    monkeypatch.setattr(benchmark_epoch, "autocast_dtype", lambda device, use_amp=None: torch.float16)
+    monkeypatch.setattr(benchmark_epoch, "make_grad_scaler",
+                        lambda device, amp_dtype: scalers.append(make_grad_scaler(device, amp_dtype)) or scalers[-1])
+    for rung in ("+mixed", "+channels-last"):
+        model = TinyNet()
+        run_epoch(model, torch.optim.SGD(model.parameters(), lr=0.01), batches(2), batches(1), CPU, RUNG[rung], 2)
+    assert [scaler.is_enabled() for scaler in scalers] == [True, False]
+
+
+def test_the_evaluation_pass_counts_on_the_device_without_reading_it(host_reads):
+    """The benchmark's evaluation, like the notebooks', reads its count once, after the pass (planted: a read per
+    batch passed every CPU test)."""
+    correct = benchmark_epoch.count_correct(TinyNet(), batches(4), CPU, RUNG["+no-sync"], None)
+    assert host_reads == [] and isinstance(correct, torch.Tensor)
+
+
+def test_a_rung_on_a_gpu_warms_up_for_a_whole_epoch_and_reports_its_own_peak_memory(monkeypatch):
+    """cuDNN tries its algorithms for every new shape, evaluation's too: the warm-up is a whole epoch; the peak memory
+    is the rung's own, counted from a reset (planted: a one-batch warm-up on the GPU, or no reset, so that every rung
+    reported the largest peak before it: both passed every CPU test). The GPU's memory counters are stood in for."""
+    calls, gpu = [], torch.device("cuda", 0)
+    monkeypatch.setattr(torch.cuda, "empty_cache", lambda: calls.append("empty_cache"))
+    monkeypatch.setattr(torch.cuda, "reset_peak_memory_stats", lambda device=None: calls.append(("reset", device)))
+    monkeypatch.setattr(torch.cuda, "max_memory_allocated", lambda device=None: calls.append(("peak", device)) or 2**31)
+    monkeypatch.setattr(benchmark_epoch, "build_model", lambda VGG16, device, rung, deterministic=False: (TinyNet(),
+                                                                                                          None))
+    loaders = build_loaders(random_cifar10(40), RUNG["+on-device"], CPU, 8, 0, NOTEBOOK)
+    monkeypatch.setattr(benchmark_epoch, "build_loaders", lambda *args: loaders)
+    monkeypatch.setattr(benchmark_epoch, "run_epoch",
+                        lambda *args, max_batches=None: calls.append(("epoch", max_batches)) or 1.0)
+    args = SimpleNamespace(batch_size=8, workers=0, repeats=2, flops_per_image={
+        "train_conv": 1.0, "train_linear": 1.0, "eval_conv": 1.0, "eval_linear": 1.0})
+    result = time_rung(TinyNet, None, RUNG["+on-device"], gpu, args, NOTEBOOK)
+    assert calls == ["empty_cache", ("reset", gpu), ("epoch", None), ("epoch", None), ("epoch", None), ("peak", gpu)]
+    assert result["peak_gpu_gib"] == 2.0
