@@ -794,6 +794,17 @@ class DeviceBatchLoader:
             yield batch.contiguous(memory_format=self.memory_format), self.labels[index]
 
 
+def check_batch_transforms(transform: Callable | None, image_shape: tuple[int, int, int] = (3, 32, 32)) -> None:
+    """Refuse, before any image is read, transforms that the fast path cannot apply to CIFAR-10's 32x32 images.
+
+    Translating them finds a transform it lacks; running them on one blank image finds a crop
+    larger than the images. The blank image's random crop and flip come from a generator of
+    its own: torch's global RNG, which orders the epochs, is not touched.
+    """
+    blank = torch.zeros((1, *image_shape), dtype=torch.uint8)
+    DeviceBatchLoader.apply(batched_steps(transform), blank, torch.Generator().manual_seed(0))
+
+
 # ---------------------------------------------------------------------------
 # 5. The lecture's entry point
 # ---------------------------------------------------------------------------
@@ -893,6 +904,9 @@ def get_dataloaders_cifar10(
     eval_batch_size = batch_size if eval_batch_size is None else check_batch_size(eval_batch_size, "eval_batch_size")
     check_validation_fraction(validation_fraction)
     check_training_batches(count_training_images(root, smoke_test=smoke_test), validation_fraction, batch_size)
+    if device is not None:  # the fast path: a transform it lacks is named now, not after reading 60,000 images
+        for transform in (train_transforms, test_transforms):
+            check_batch_transforms(transform)
     reading = dict(download=download, smoke_test=smoke_test, download_timeout=download_timeout)
     train_data = read_cifar10(root, train=True, **reading)
     test_data = read_cifar10(root, train=False, **reading)

@@ -13,6 +13,7 @@ import pytest
 import torchvision
 from conftest import checksums_of, write_image_folder, write_pickled_cifar10
 from PIL import Image
+from torchvision import transforms
 
 import helper_dataset as hd
 from helper_dataset import get_dataloaders_cifar10, load_image, read_cifar10
@@ -283,6 +284,28 @@ def no_reading():
     """Fail the test if any image is read: these settings must be refused first."""
     with mock.patch.object(hd, "read_cifar10", side_effect=AssertionError("read the data first")):
         yield
+
+
+COLOUR_JITTER = transforms.Compose([transforms.ColorJitter(), transforms.ToTensor()])
+CROP_WITHOUT_RESIZE = transforms.Compose([transforms.RandomCrop(64), transforms.ToTensor()])
+
+
+@pytest.mark.parametrize("train_transforms, test_transforms, refusal", [
+    (COLOUR_JITTER, None, "The fast data path cannot apply ColorJitter."),
+    (None, CROP_WITHOUT_RESIZE, "A RandomCrop of 64x64 is larger than the 32x32 images it gets.")])
+def test_a_transform_the_fast_path_cannot_apply_is_refused_before_any_image_is_read(no_reading, train_transforms,
+                                                                                     test_transforms, refusal):
+    """Reading 60,000 images from folders takes a minute; the transforms are known before (planted: the check left
+    to the loaders, after the reading; only the training transforms checked: both passed every test)."""
+    with pytest.raises(ValueError) as error:
+        get_dataloaders_cifar10(16, train_transforms=train_transforms, test_transforms=test_transforms,
+                                smoke_test=True, device="cpu")
+    assert str(error.value).startswith(refusal)
+
+
+def test_the_classic_path_takes_the_transforms_the_fast_path_refuses():
+    train_loader = get_dataloaders_cifar10(16, train_transforms=COLOUR_JITTER, smoke_test=True, num_workers=0)[0]
+    assert next(iter(train_loader))[0].shape == (16, 3, 32, 32)
 
 
 def test_a_validation_fraction_too_small_for_one_image_is_refused(no_reading):
