@@ -761,9 +761,7 @@ class DeviceBatchLoader:
         self.images = torch.cat([self.apply(steps[:fixed], images[i : i + chunk_size], None)
                                  for i in range(0, len(images), chunk_size)]).contiguous()
         self.labels = torch.as_tensor(data.labels, dtype=torch.int64).to(self.device)
-        # a trial on one image with a generator of its own: a transform that cannot apply (a crop larger than
-        # the images) is refused now, and torch's global RNG, which orders the epochs, is not touched
-        self.apply(self.steps, self.images[:1], torch.Generator().manual_seed(0))
+        self.try_steps(self.steps, self.images[:1])  # a crop larger than the images is refused now
         self.batch_size = batch_size
         self.shuffle = shuffle
         self.drop_last = drop_last
@@ -777,6 +775,15 @@ class DeviceBatchLoader:
         for step in steps:
             batch = step.apply(batch, generator)
         return batch
+
+    @staticmethod
+    def try_steps(steps: list[BatchStep], image: torch.Tensor) -> None:
+        """Run ``steps`` on one image, so that a step that cannot apply (a crop larger than the image) raises now.
+
+        Its random crop and flip come from a generator of its own: torch's global RNG, which
+        orders the epochs, is not touched.
+        """
+        DeviceBatchLoader.apply(steps, image, torch.Generator().manual_seed(0))
 
     def __len__(self) -> int:
         count = len(self.labels) / self.batch_size
@@ -797,12 +804,10 @@ class DeviceBatchLoader:
 def check_batch_transforms(transform: Callable | None, image_shape: tuple[int, int, int] = (3, 32, 32)) -> None:
     """Refuse, before any image is read, transforms that the fast path cannot apply to CIFAR-10's 32x32 images.
 
-    Translating them finds a transform it lacks; running them on one blank image finds a crop
-    larger than the images. The blank image's random crop and flip come from a generator of
-    its own: torch's global RNG, which orders the epochs, is not touched.
+    Translating them finds a transform it lacks; trying them on one blank image finds a crop
+    larger than the images.
     """
-    blank = torch.zeros((1, *image_shape), dtype=torch.uint8)
-    DeviceBatchLoader.apply(batched_steps(transform), blank, torch.Generator().manual_seed(0))
+    DeviceBatchLoader.try_steps(batched_steps(transform), torch.zeros((1, *image_shape), dtype=torch.uint8))
 
 
 # ---------------------------------------------------------------------------
