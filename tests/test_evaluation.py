@@ -715,3 +715,114 @@ def test_a_confusion_matrix_of_predictions_on_a_gpu_is_counted_on_the_cpu():
     counts meet the CPU matrix, passed every CPU test)."""
     matrix = compute_confusion_matrix(TinyNetOnGpu(), batches_on_gpu(), "cpu")
     assert type(matrix) is np.ndarray and matrix.shape == (10, 10) and matrix.sum() == 18
+
+
+# --- review 7: planted bugs in helper_evaluation that passed every test ---------------------------------------------
+
+
+def test_an_accuracy_counts_exactly_in_a_batch_whose_share_of_correct_predictions_is_no_round_number():
+    """7 of 23 correct is 30.43...%, not 6 of 23 (planted: the count taken as the batch's mean accuracy times its size,
+    which rounds down, passed every test: their batches of 3 gave exact products)."""
+    predictions = torch.tensor([0] * 7 + [1] * 16, dtype=torch.float32)[:, None]
+    assert compute_accuracy(FixedPredictions(), [(predictions, torch.zeros(23, dtype=torch.long))], "cpu") \
+        == 100.0 * 7 / 23
+
+
+def test_an_empty_batch_adds_nothing_to_the_confusion_matrix():
+    """A batch without images (a filtered loader) has no labels to check (planted: the check run on it, which stopped
+    in torch's min() of an empty tensor, passed every test)."""
+    loader = [(torch.zeros(0, 1), torch.zeros(0, dtype=torch.long)),
+              (torch.tensor([[0.0], [1.0], [2.0]]), torch.tensor([0, 2, 2]))]
+    np.testing.assert_array_equal(compute_confusion_matrix(FixedPredictions(3), loader, "cpu"),
+                                  [[1, 0, 0], [0, 0, 0], [0, 1, 1]])
+
+
+def test_the_most_confused_pairs_take_a_numpy_integer_for_k():
+    """k computed with NumPy (np.int64) is a whole number (planted: only Python ints accepted passed every test)."""
+    conf = np.array([[5, 2, 1], [0, 4, 3], [1, 0, 6]])
+    assert most_confused_pairs(conf, k=np.int64(2)) == [(1, 2, 3), (0, 1, 2)]
+
+
+def test_class_names_of_the_wrong_count_are_refused_with_the_names_to_pass():
+    """Planted: each message's fix dropped, passed every test (only the count was checked)."""
+    conf = np.eye(3, dtype=int)
+    with pytest.raises(ValueError, match=re.escape("pass one name for each of the 3 classes, e.g. CIFAR10_CLASSES or "
+                                                   "dict(enumerate(CIFAR10_CLASSES)).")):
+        print_confusion_summary(conf, {0: "a", 1: "b"})
+    with pytest.raises(ValueError, match=re.escape("pass one name for each, e.g. CIFAR10_CLASSES.")):
+        print_confusion_summary(conf, ["a", "b"])
+
+
+def test_the_layer_shape_table_runs_its_example_without_gradients():
+    """The example pass builds no autograd graph (planted: no_grad dropped passed every test)."""
+    seen = []
+
+    class Probe(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.linear = torch.nn.Linear(2, 2)
+
+        def forward(self, x):
+            seen.append(torch.is_grad_enabled())
+            return self.linear(x)
+
+    print_layer_shapes(Probe(), (1, 2))
+    assert seen == [False]
+
+
+def test_the_layer_shape_tables_input_row_shows_the_size_as_a_tuple(capsys):
+    """Planted: torch.Size printed for a size given as a list passed every test."""
+    print_layer_shapes(torch.nn.Sequential(torch.nn.Linear(2, 3)), [1, 2])
+    assert re.fullmatch(r"\(input\)\s+\(1, 2\)\s*", capsys.readouterr().out.splitlines()[1])
+
+
+def test_the_deterministic_pooling_matrix_is_made_on_the_inputs_device_in_its_dtype():
+    """On a GPU a matrix made on the CPU cannot multiply the feature map (planted: the device dropped passed every
+    CPU test; the meta device stands in)."""
+    like = torch.zeros(1, device="meta", dtype=torch.float64)
+    matrix = DeterministicAdaptiveAvgPool2d.pooling_matrix(4, 3, like)
+    assert matrix.device.type == "meta" and matrix.dtype == torch.float64
+
+
+@pytest.mark.parametrize("device, deterministic, needed", [(torch.device("cuda", 0), True, True),
+                                                           (torch.device("mps", 0), False, True),
+                                                           (torch.device("cuda", 0), False, False)])
+def test_the_pooling_is_replaced_on_an_indexed_device_too(device, deterministic, needed):
+    """DEVICE = "cuda:0" is a CUDA device (planted: its name compared with "cuda" passed every test)."""
+    assert helper_evaluation.needs_deterministic_pooling(device, deterministic) is needed
+
+
+def test_a_reader_of_the_old_file_keeps_reading_the_old_contents(tmp_path):
+    """The new file is renamed into place: a reader of the old one (the run table reading history.json while training
+    writes it) never sees half of each (planted: copied over the old file, then deleted, passed every test)."""
+    path = tmp_path / "history.json"
+    path.write_text("old")
+    with open(path) as reader:
+        save_atomically(path, lambda temporary: Path(temporary).write_text("new contents"))
+        assert reader.read() == "old"
+    assert path.read_text() == "new contents"
+
+
+def test_the_temporary_file_is_on_the_disk_before_it_replaces_the_target(tmp_path, monkeypatch):
+    """Flushed first, so that a power cut cannot leave an empty file in the target's place (planted: the target flushed
+    after the rename passed every test)."""
+    target, flushed, flush_to_disk = tmp_path / "model.pt", [], helper_evaluation.flush_to_disk
+    target.write_text("old")
+
+    def recording(path):
+        flushed.append((Path(path).name, target.read_text()))
+        flush_to_disk(path)
+
+    monkeypatch.setattr(helper_evaluation, "flush_to_disk", recording)
+    save_atomically(target, lambda path: Path(path).write_text("new"))
+    assert len(flushed) == 1 and flushed[0][0] != "model.pt" and flushed[0][1] == "old"
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="counts open files through Linux's /proc")
+def test_saving_leaves_no_file_open(tmp_path):
+    """Every save opens the temporary file to flush it (planted: the handle never closed, which on Windows also makes
+    the rename fail, passed every test)."""
+    before = len(os.listdir("/proc/self/fd"))
+    for index in range(5):
+        save_atomically(tmp_path / f"file{index}", lambda path: Path(path).write_text("x"))
+    assert len(os.listdir("/proc/self/fd")) == before

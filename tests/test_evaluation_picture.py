@@ -1,8 +1,10 @@
 """helper_evaluation.classify_image: the model's top guesses for a picture of your own, and loading that picture."""
 
+import errno
 import io
 import os
 import random
+import re
 import sys
 import types
 from pathlib import Path
@@ -441,7 +443,23 @@ def test_an_uploaded_file_pil_cannot_read_is_refused_before_it_is_saved(tmp_path
     """An iPhone's HEIC photo was saved and MY_IMAGE set to it before load_image refused it ("replace it"): the cell
     run again did not open the dialog, it refused the same file again."""
     colab_upload["IMG_0001.HEIC"] = b"\x00\x00\x00\x18ftypheic" + bytes(100)
-    with pytest.raises(ValueError, match="'IMG_0001.HEIC' is not a picture PIL can read .*Run this cell again and "
-                                         "choose another.$"):
+    with pytest.raises(ValueError, match=re.escape("'IMG_0001.HEIC' is not a picture PIL can read (PNG or JPEG "
+                                                   "expected; an iPhone's HEIC photo can be exported as JPEG). Run "
+                                                   "this cell again and choose another.")):
         run_picture_cell(tmp_path, MY_IMAGE=None, RUN_DIR=tmp_path / "run")
     assert not (tmp_path / "run").exists()
+
+
+def test_an_upload_whose_write_fails_midway_leaves_no_half_picture(tmp_path, monkeypatch):
+    """A full disk while the photo is written: no half photo is left for MY_IMAGE to name (planted: written in place,
+    not through save_atomically, passed every test)."""
+    data, write_bytes = png_bytes("red"), Path.write_bytes
+
+    def half_then_disk_full(self, content):
+        write_bytes(self, content[: len(content) // 2])
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(Path, "write_bytes", half_then_disk_full)
+    with pytest.raises(OSError):
+        helper_evaluation.save_uploaded_picture({"photo.png": data}, tmp_path)
+    assert list(tmp_path.iterdir()) == []

@@ -259,3 +259,24 @@ def test_run_table_says_after_which_epochs_the_learning_rate_changed(capsys, rat
         del history["learning_rate"]
     print_run_table({"run": history})
     assert table_rows(capsys)[1][-1] == shown
+
+
+# --- review 7: planted bugs in helper_evaluation that passed every test ---------------------------------------------
+
+
+def test_two_consecutive_changes_of_the_learning_rate_are_both_shown(capsys):
+    """Epochs 1 and 2 are "1-2", not one of them (planted: ranges merged only from three epochs on passed every test,
+    none of which had a range of exactly two)."""
+    print_run_table({"warm-up": {"valid_acc": [50.0] * 6,
+                                 "learning_rate": [0.001, 0.002, 0.004, 0.004, 0.004, 0.004]}})
+    assert capsys.readouterr().out.splitlines()[1].split()[-1] == "1-2"
+
+
+@pytest.mark.parametrize("history", [{"valid_acc": [], "num_epochs": 0, "test_acc": None},
+                                     {"valid_acc": [40.0], "num_epochs": -5, "test_acc": None}])
+def test_an_impossible_number_of_planned_epochs_is_shown_as_unknown(history):
+    """train_model refuses fewer than one epoch; a history edited by hand says nothing about the run's outcome
+    (planted: the guard removed passed every test)."""
+    from helper_evaluation import outcome_cell
+
+    assert outcome_cell(history) == "-"
