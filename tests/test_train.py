@@ -923,6 +923,51 @@ def test_live_plot_waits_longer_once_a_drawing_took_longer(monkeypatch):
     assert updates == [25.0, 131.0]
 
 
+def test_live_plot_counts_its_first_drawing_from_the_end_of_the_drawing(monkeypatch):
+    """The first drawing takes 0-1 s: the next is due 20 drawing times after it ended, at 21 s, not at 11 s (a share
+    of 10%) nor at 20 s (counted from its start). Planted, each passed every test: LIVE_PLOT_MAX_SHARE = 0.1; the
+    first drawing's end taken as its start."""
+    clock = FakeClock(monkeypatch)
+    live, history, updates = live_plot_drawing_at(monkeypatch, clock, draw_seconds=1.0)
+    for now in (15.0, 20.5, 21.0):
+        clock.now = now
+        live.redraw(history, last_epoch=False)
+    assert updates == [21.0]
+
+
+def test_live_plot_counts_building_the_figure_as_drawing_time(monkeypatch):
+    """Building the figure (four curves, tight_layout) is most of a drawing: 4 s to build it and 1 s to update give
+    5 s, so the next drawing is due 100 s later (planted: only the update timed passed every test)."""
+    clock = FakeClock(monkeypatch)
+    live, history, updates = live_plot_drawing_at(monkeypatch, clock, draw_seconds=1.0)
+    plot_live_progress = helper_train.plot_live_progress
+
+    def slow_figure(*args, **kwargs):
+        clock.now += 4.0
+        return plot_live_progress(*args, **kwargs)
+
+    monkeypatch.setattr(helper_train, "plot_live_progress", slow_figure)
+    for now in (50.0, 88.0, 188.0):  # drawn at 50-55 s (5 s): due at 155 s; then at 188-193 s
+        clock.now = now
+        live.redraw(history, last_epoch=False)
+    assert updates == [54.0, 192.0]
+
+
+def test_live_plot_catches_up_after_an_interrupt_in_the_first_epoch(monkeypatch):
+    """Stopped before the first epoch ended: the losses so far are drawn (planted: drawn only once an epoch had
+    ended passed every test, whose interrupts came later)."""
+    drawn = []
+
+    class Handle:
+        def update(self, fig):
+            drawn.append(list(fig.axes[0].lines[0].get_ydata()))
+
+    monkeypatch.setattr(IPython.display, "display", lambda fig, display_id=False: Handle())
+    live = helper_train.LivePlot({"minibatch_loss": [], "train_acc": [], "valid_acc": []}, 18, None)
+    live.catch_up({"minibatch_loss": [2.3, 2.2], "train_acc": [], "valid_acc": []})
+    assert drawn == [[2.3, 2.2]]
+
+
 def test_a_second_ctrl_c_while_the_plot_catches_up_skips_the_drawing(monkeypatch):
     """The student presses stop twice: the first interrupt is being handled, the history must still come back."""
     class Handle:
