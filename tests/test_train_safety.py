@@ -580,9 +580,11 @@ def test_checkpoint_from_another_model_is_refused_and_kept(tmp_path):
             self.classifier = torch.nn.Linear(16 * 4 * 4, 10)
 
     model, optimizer, _ = fresh(model=WiderNet())
-    with pytest.raises(RunMismatchError, match="other settings(.|\n)*model: TinyNet: .* -> WiderNet"):
+    with pytest.raises(RunMismatchError, match="other settings(.|\n)*model: TinyNet: .* -> WiderNet") as error:
         train_model(model, 2, *loaders(), optimizer, "cpu", checkpoint_dir=tmp_path)
     assert (tmp_path / CHECKPOINT_FILE).read_bytes() == before
+    assert str(error.value).startswith(f"The checkpoint '{tmp_path / CHECKPOINT_FILE}' belongs to a run with other "
+                                       "settings")  # planted: the path not passed on (None) passed every test
 
 
 def test_a_checkpoint_whose_weights_do_not_fit_the_model_is_refused_with_the_way_out(tmp_path):
@@ -597,8 +599,10 @@ def test_a_checkpoint_whose_weights_do_not_fit_the_model_is_refused_with_the_way
     path = tmp_path / CHECKPOINT_FILE
     torch.save(helper_train.make_checkpoint(model, optimizer, None, scaler, 1, helper_train.new_history(), {}), path)
     model, optimizer, _ = fresh(model=WithSpare(4))
-    with pytest.raises(RunMismatchError, match="saved from a different model(.|\n)*delete this checkpoint"):
+    with pytest.raises(RunMismatchError, match="saved from a different model(.|\n)*delete this checkpoint") as error:
         helper_train.load_checkpoint(path, model, optimizer, None, scaler)
+    assert f"'{path}' was saved from a different model, so it cannot continue this one (Error(s) in loading " \
+           "state_dict for WithSpare:)" in str(error.value)  # planted: torch's reason dropped passed every test
 
 
 def flip_a_byte_in_the_weights(data: bytes) -> bytes:
