@@ -605,6 +605,25 @@ def test_a_checkpoint_whose_weights_do_not_fit_the_model_is_refused_with_the_way
            "state_dict for WithSpare:)" in str(error.value)  # planted: torch's reason dropped passed every test
 
 
+@pytest.mark.parametrize("saved_with_scheduler", [False, True])
+def test_a_checkpoint_loads_with_or_without_a_scheduler_on_either_side(tmp_path, saved_with_scheduler):
+    """load_checkpoint without an identity (a script, not the notebooks) restores a scheduler only where both the
+    checkpoint and the run have one; the other state loads either way (planted: `or` for `and`, which called
+    load_state_dict on None, passed every test)."""
+    def scheduler_of(optimizer):
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="max")
+
+    model, optimizer, _ = fresh()
+    scaler = helper_train.make_grad_scaler(torch.device("cpu"), None)
+    saved = scheduler_of(optimizer) if saved_with_scheduler else None
+    path = tmp_path / CHECKPOINT_FILE
+    torch.save(helper_train.make_checkpoint(model, optimizer, saved, scaler, 3, helper_train.new_history(), {}), path)
+    model, optimizer, _ = fresh()
+    loading = None if saved_with_scheduler else scheduler_of(optimizer)
+    epochs_done, _ = helper_train.load_checkpoint(path, model, optimizer, loading, scaler)
+    assert epochs_done == 3
+
+
 def flip_a_byte_in_the_weights(data: bytes) -> bytes:
     """Damage the middle of the largest tensor's bytes, as a bad disk sector would; the zip structure stays."""
     import io
