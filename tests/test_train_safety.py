@@ -624,6 +624,37 @@ def test_a_checkpoint_loads_with_or_without_a_scheduler_on_either_side(tmp_path,
     assert epochs_done == 3
 
 
+def resume_from(tmp_path, epochs_done: int, saved_history: dict, num_epochs: int) -> dict:
+    """Save a checkpoint of ``epochs_done`` epochs, resume it with ``num_epochs``; return the resumed history."""
+    model, optimizer, _ = fresh()
+    scaler = helper_train.make_grad_scaler(torch.device("cpu"), None)
+    path = tmp_path / CHECKPOINT_FILE
+    torch.save(helper_train.make_checkpoint(model, optimizer, None, scaler, epochs_done, saved_history, {}), path)
+    model, optimizer, _ = fresh()
+    history = helper_train.new_history()
+    assert helper_train.resume_if_possible(path, True, model, optimizer, None, scaler, history, num_epochs, {}) \
+        == epochs_done
+    return history
+
+
+@pytest.mark.parametrize("epochs_done, num_epochs, said", [
+    (2, 2, "already holds all 2 epochs: nothing left to train (raise num_epochs to train longer)."),
+    (3, 2, "holds 3 epochs, more than num_epochs=2: nothing to train. The model and the history are those after "
+           "epoch 3, not 2; to stop at 2 epochs, train this configuration from scratch in another folder (in the "
+           "notebooks: another RESULTS_DIR).")])
+def test_a_checkpoint_with_nothing_left_to_train_says_what_to_do(tmp_path, capsys, epochs_done, num_epochs, said):
+    """Planted: the advice in the first message changed, and "epoch" without its plural, both passed every test."""
+    resume_from(tmp_path, epochs_done, helper_train.new_history(), num_epochs)
+    assert said in capsys.readouterr().out
+
+
+def test_a_checkpoint_whose_history_has_a_list_this_version_lacks_keeps_it(tmp_path):
+    """A checkpoint written by a later version, with a record this one does not know, resumes with it (planted:
+    setdefault(name, None), which failed on it, passed every test)."""
+    history = resume_from(tmp_path, 1, {**helper_train.new_history(), "valid_loss": [0.7]}, 2)
+    assert history["valid_loss"] == [0.7]
+
+
 def flip_a_byte_in_the_weights(data: bytes) -> bytes:
     """Damage the middle of the largest tensor's bytes, as a bad disk sector would; the zip structure stays."""
     import io
