@@ -341,9 +341,14 @@ def test_a_recorded_run_never_starts_from_an_already_trained_model(tmp_path, cap
     train_model(model, 2, InterruptAt(train_loader, epoch=1, batch=3), valid_loader, test_loader, optimizer, "cpu",
                 scheduler=scheduler, checkpoint_dir=tmp_path)
     assert not (tmp_path / CHECKPOINT_FILE).exists()
-    with pytest.raises(RuntimeError, match="already taken steps.*from the top"):
+    with pytest.raises(RuntimeError) as error:
         train_model(model, 2, train_loader, valid_loader, test_loader, optimizer, "cpu", scheduler=scheduler,
                     checkpoint_dir=tmp_path)
+    assert str(error.value) == (  # planted: each of its sentences changed passed every test, which matched two words
+        "This optimizer has already taken steps (it holds momentum from an earlier training) and there is no "
+        "checkpoint of this run to continue, so the run would start from an already-trained model. Build a fresh "
+        "model and optimizer first: in the notebook, run it again from the top, or from the Reproducibility cell "
+        "(the seeds) down.")
     model, optimizer, scheduler, data, _ = setup()  # a fresh model, as running the notebook from the top gives
     _, _, valid_acc = train_model(model, 2, *data, optimizer, "cpu", scheduler=scheduler, checkpoint_dir=tmp_path)
     assert len(valid_acc) == 2
