@@ -841,6 +841,19 @@ def check_training_batches(num_images: int, validation_fraction: float | None, b
         )
 
 
+def check_data_settings(root: str | os.PathLike, batch_size: int, validation_fraction: float | None, *,
+                        smoke_test: bool = False) -> None:
+    """Refuse a batch size, validation fraction or image folder that cannot work, before any image is decoded.
+
+    Listing the files takes a moment; decoding 50,000 images takes seconds to minutes. The
+    data cell (``get_dataloaders_cifar10``) makes these checks first, and so does the
+    standardized notebook's statistics cell, which reads the training images before it.
+    """
+    check_validation_fraction(validation_fraction)
+    check_training_batches(count_training_images(root, smoke_test=smoke_test), validation_fraction,
+                           check_batch_size(batch_size))
+
+
 def make_loader(
     data: ImageArrays,
     transform: Callable | None,
@@ -907,8 +920,7 @@ def get_dataloaders_cifar10(
     check_device_chosen(device)  # "auto" from a parameters cell run again: say which cell to run, before any image
     batch_size = check_batch_size(batch_size)
     eval_batch_size = batch_size if eval_batch_size is None else check_batch_size(eval_batch_size, "eval_batch_size")
-    check_validation_fraction(validation_fraction)
-    check_training_batches(count_training_images(root, smoke_test=smoke_test), validation_fraction, batch_size)
+    check_data_settings(root, batch_size, validation_fraction, smoke_test=smoke_test)
     if device is not None:  # the fast path: a transform it lacks is named now, not after reading 60,000 images
         for transform in (train_transforms, test_transforms):
             check_batch_transforms(transform)

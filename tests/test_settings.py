@@ -12,6 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
+import helper_dataset
 import helper_evaluation
 import helper_plotting
 import helper_train
@@ -393,6 +394,31 @@ def test_standardized_notebook_computes_the_channel_statistics_over_the_training
     expected = compute_channel_mean_std(read_cifar10(train=True, smoke_test=True).images[:576])
     assert (namespace["CHANNEL_MEAN"], namespace["CHANNEL_STD"]) == expected
     assert "Computed over 576 training images" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(("mistake", "error", "message"), [
+    ("an empty test class", FileNotFoundError, r"No PNG or JPEG images in '.*test.cat'"),
+    ("a batch larger than the training set", ValueError, r"batch_size=19 .* larger than the 18 training images"),
+])
+def test_the_statistics_cell_refuses_what_the_data_cell_would_before_decoding_an_image(machine, tmp_path, monkeypatch,
+                                                                                      mistake, error, message):
+    """It reads the training images before the data cell: without the data cell's checks first, a mistake was named
+    only after all 50,000 were decoded (planted: the check_data_settings line removed)."""
+    from conftest import write_image_folder
+
+    machine(gpus=0)
+    write_image_folder(tmp_path, per_class=2)
+    batch_size = 4
+    if mistake == "an empty test class":
+        for path in (tmp_path / "test" / "cat").iterdir():
+            path.unlink()
+    else:
+        batch_size = 19  # 20 images, 2 of them validate
+    monkeypatch.setattr(helper_dataset, "decode_image", lambda path: pytest.fail(f"decoded {path} first"))
+    notebook = NOTEBOOKS[1]
+    namespace = run_settings_cells(notebook, DATA_ROOT=str(tmp_path), BATCH_SIZE=batch_size, NUM_WORKERS=0)
+    with pytest.raises(error, match=message):
+        exec(cell_containing(notebook, "compute_channel_mean_std("), namespace)
 
 
 @pytest.mark.parametrize("notebook", NOTEBOOKS)
