@@ -35,6 +35,18 @@ def lecture_test_transforms():
     )
 
 
+def cpu_autocast_dtype() -> torch.dtype | None:
+    """The CPU autocast type in force where this is called, None when autocast is off.
+
+    torch 2.4 added the device argument of ``torch.is_autocast_enabled``; torch 2.3, which
+    requirements.txt still admits, has only the CPU-specific functions.
+    """
+    try:
+        return torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else None
+    except TypeError:  # torch 2.3: "is_autocast_enabled() takes no arguments"
+        return torch.get_autocast_cpu_dtype() if torch.is_autocast_cpu_enabled() else None
+
+
 class FakeClock:
     """helper_train's clock (``time.perf_counter``), which only the test moves on: ``clock.now += seconds``.
 

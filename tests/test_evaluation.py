@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import MovedTo, TinyNet, TinyNetOnGpu, batches_on_gpu
+from conftest import MovedTo, TinyNet, TinyNetOnGpu, batches_on_gpu, cpu_autocast_dtype
 
 import helper_evaluation
 from helper_evaluation import (
@@ -77,7 +77,7 @@ class ModeRecorder(FixedPredictions):
         self.seen_in_forward = []
 
     def forward(self, x):
-        autocast = torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else None
+        autocast = cpu_autocast_dtype()
         self.seen_in_forward.append((self.training, torch.is_inference_mode_enabled(), autocast))
         return super().forward(x.flatten(1))  # the class is the first value of each image
 

@@ -10,7 +10,15 @@ import IPython.display
 import numpy as np
 import pytest
 import torch
-from conftest import FakeClock, InterruptAt, MovedTo, TinyNet, lecture_test_transforms, lecture_train_transforms
+from conftest import (
+    FakeClock,
+    InterruptAt,
+    MovedTo,
+    TinyNet,
+    cpu_autocast_dtype,
+    lecture_test_transforms,
+    lecture_train_transforms,
+)
 from matplotlib.figure import Figure
 from torchvision import transforms
 
@@ -847,7 +855,7 @@ class Compiled(torch.nn.Module):
         self.seen = []
 
     def forward(self, x):
-        autocast = torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else None
+        autocast = cpu_autocast_dtype()
         self.seen.append((self.model.training, tuple(x.shape), x.is_contiguous(memory_format=torch.channels_last),
                           autocast))
         return self.model(x)
