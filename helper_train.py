@@ -141,7 +141,7 @@ def number_in_quotes(value) -> int | float | None:
         number = ast.literal_eval(value)
     except (ValueError, SyntaxError, MemoryError, RecursionError):
         return None
-    return number if isinstance(number, (int, float)) and not isinstance(number, bool) else None
+    return number if isinstance(number, (int, float)) and is_real_number(number) else None  # "1e999": not inf
 
 
 def is_real_number(value) -> bool:
@@ -154,6 +154,14 @@ def is_real_number(value) -> bool:
 EXAMPLE_FOLDER = '"results"'
 PATH_EXAMPLES = {"MY_IMAGE": '"my_cat.jpg"', "DATA_ROOT": '"data"', "RESULTS_DIR": EXAMPLE_FOLDER}
 """How each path setting is written, for the message that asks for quotes."""
+WEB_ADDRESS_FIXES = {
+    "MY_IMAGE": "a web address is not a file: download the picture and give its path (on Colab: None, then upload).",
+    "DATA_ROOT": 'a web address is not a folder: give a folder on this machine, e.g. "data"; CIFAR-10 is downloaded '
+                 "into it.",
+    "RESULTS_DIR": 'a web address is not a folder: give a folder on this machine, e.g. "results" (on Colab, one on '
+                   "your mounted Google Drive keeps the runs).",
+}
+"""What to write instead of a web address, for each path setting."""
 
 
 def path_problem(name: str, value) -> str | None:
@@ -162,8 +170,8 @@ def path_problem(name: str, value) -> str | None:
         return f"{name} is a path: write it in quotes, e.g. {PATH_EXAMPLES.get(name, EXAMPLE_FOLDER)}."
     if str(value).startswith("~"):
         return "Python does not expand '~' in a path: write the full path (os.path.expanduser gives it)."
-    if name == "MY_IMAGE" and str(value).startswith(("http://", "https://")):
-        return "a web address is not a file: download the picture and give its path (on Colab: None, then upload)."
+    if str(value).startswith(("http://", "https://")):  # RESULTS_DIR's check would make a folder "https:" here
+        return WEB_ADDRESS_FIXES.get(name, "a web address is not a path on this machine: give a file or folder here.")
     return None
 
 
@@ -762,7 +770,7 @@ def should_compile(setting: bool | str, device: torch.device | str, epochs_to_tr
     path (where the GPU waits for the data anyway) is not compiled by "auto".
     """
     device = torch.device(device)
-    if setting not in ("auto", True, False):
+    if not (isinstance(setting, bool) or setting == "auto"):  # 1 and 0 equal True and False, but are neither
         raise ValueError(f'COMPILE must be "auto", True or False, got {setting!r}.')
     if epochs_to_train < 1:  # train_model then compiles nothing, whatever the setting
         return False, "no: the run's checkpoint already holds every epoch, so there is nothing to train"

@@ -550,6 +550,36 @@ def test_my_image_as_a_plain_http_address_is_named_a_web_address():
                                                                                    "http://example.com/cat.jpg")
 
 
+@pytest.mark.parametrize("value", ["float16", "fp16", "bf16", "bfloat16", "mixed", "half", True, False, None])
+def test_precision_accepts_only_auto_and_float32(value):
+    """PRECISION names a recipe, not a type: "float16" (or any other spelling of a reduced type) is refused with the
+    two choices, as "auto" picks bf16 or float16 by the GPU (planted: "float16" accepted passed every test)."""
+    assert setting_problem("PRECISION", value) == 'choose "auto" (mixed precision where it helps) or "float32".'
+
+
+@pytest.mark.parametrize(("name", "fix"), [
+    ("DATA_ROOT", 'a web address is not a folder: give a folder on this machine, e.g. "data"; CIFAR-10 is downloaded '
+                  "into it."),
+    ("RESULTS_DIR", 'a web address is not a folder: give a folder on this machine, e.g. "results" (on Colab, one on '
+                    "your mounted Google Drive keeps the runs)."),
+])
+def test_a_web_address_as_a_folder_setting_is_refused_without_making_a_folder(tmp_path, monkeypatch, name, fix):
+    """A folder setting is never told to download a picture, and checking RESULTS_DIR = "https://x/y" made the
+    folders https:/x/y where the notebook ran (a review)."""
+    monkeypatch.chdir(tmp_path)
+    for address in ("https://example.com/results", "http://example.com/results"):
+        assert setting_problem(name, address) == fix
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_number_too_large_for_a_float_in_quotes_is_not_told_to_be_written_as_inf():
+    """"1e999" is inf: "write LEARNING_RATE = inf without the quotes" is no Python a student can write (a review)."""
+    assert setting_problem("LEARNING_RATE", "1e999") == (
+        "the learning rate must be a finite number above 0 (at 0 no weight changes). The lecture uses 0.01.")
+    assert setting_problem("LEARNING_RATE", "1e-3").startswith("this is text (in quotes), not a number: write "
+                                                               "LEARNING_RATE = 0.001 without the quotes")
+
+
 def test_batch_size_and_epochs_messages_quote_each_ones_own_lecture_value():
     """The fix names the lecture's value of the setting refused: 256 for BATCH_SIZE, 50 for NUM_EPOCHS."""
     assert setting_problem("BATCH_SIZE", 0).endswith("The lecture uses 256.")
