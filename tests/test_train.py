@@ -861,6 +861,45 @@ class Compiled(torch.nn.Module):
         return self.model(x)
 
 
+def test_compile_trial_compiles_the_training_graph_in_training_mode(monkeypatch):
+    """The model arrives in evaluation mode (check_model_output just ran it): the trial's forward and backward pass
+    runs in training mode, then the evaluation pass in evaluation mode, so that both graphs are compiled up front
+    (planted: no model.train() before the trial)."""
+    set_all_seeds(0)
+    monkeypatch.setattr(helper_train.torch, "compile", Compiled)
+    forward = helper_train.compile_for_training(TinyNet().eval(), smoke_loaders()[0], torch.device("cpu"),
+                                                device_policy("cpu"))
+    assert [training for training, *_ in forward.seen] == [True, False]
+
+
+def test_a_failed_compilation_warns_at_the_line_that_called_train_model(monkeypatch):
+    """The fallback's warning names the student's line (here: this test's), not a line inside helper_train
+    (planted: stacklevel=1)."""
+
+    class Broken(torch.nn.Module):
+        def forward(self, x):
+            raise RuntimeError("no C compiler found")
+
+    set_all_seeds(0)
+    monkeypatch.setattr(helper_train.torch, "compile", lambda model: Broken())
+    model = TinyNet()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        train_model(model, 1, *smoke_loaders(), torch.optim.SGD(model.parameters(), lr=0.01), "cpu",
+                    compile_model=True)
+    failed = [w for w in caught if str(w.message).startswith("torch.compile failed")]
+    assert [w.filename for w in failed] == [__file__]
+
+
+@pytest.mark.parametrize("setting", [0, 1, "True", None])
+def test_compile_refuses_what_is_not_auto_true_or_false(setting):
+    """0 and 1 equal False and True but are neither: they took the "auto" branch (1 compiled nothing on a CPU,
+    0 would compile on an H200). A review found it; setting_problem refuses them in the notebook."""
+    with pytest.raises(ValueError) as error:
+        helper_train.should_compile(setting, "cpu", 50)
+    assert str(error.value) == f'COMPILE must be "auto", True or False, got {setting!r}.'
+
+
 @pytest.mark.parametrize("compiler_works", [True, False])
 def test_compile_trial_changes_nothing_and_falls_back_when_compiling_fails(monkeypatch, compiler_works):
     """The trial batch draws no random numbers of the run, leaves no gradients, weights or mode changed."""

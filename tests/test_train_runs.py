@@ -1152,3 +1152,69 @@ def test_the_history_records_the_gpu_and_the_precision_it_trained_in(tmp_path):
     assert info == {"run_name": "lecture-abc123", "settings": {"seed": 123}, "identity": {"model": "m"},
                     "device": "cuda:0", "precision": "bfloat16", "iter_per_epoch": 175, "num_epochs": 50,
                     "test_acc": None}
+
+
+# --- found by a review's planted bugs (each passed every test before) ------------------------------------------------
+
+
+def test_a_third_parameter_group_set_apart_is_described_too():
+    """Every group after the first is compared with the first, not only the second: a third group's own rate
+    or weight decay is another run (planted: param_groups[:2])."""
+    model = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Linear(2, 2), torch.nn.Linear(2, 2))
+    optimizer = torch.optim.SGD([{"params": model[0].parameters()}, {"params": model[1].parameters()},
+                                 {"params": model[2].parameters(), "lr": 0.005, "weight_decay": 5e-4}],
+                                lr=0.05, momentum=0.9)
+    assert helper_train.describe_optimizer(optimizer).endswith(
+        "; 3 parameter group(s); group 3: lr x0.1, weight_decay=0.0005)")
+
+
+def test_close_but_different_group_rates_are_different_runs():
+    """The rate multiple keeps six significant digits: a classifier at 1.21x the rate is not the run at 1.22x
+    (planted: two digits)."""
+    first = {"lr": 0.01}
+    assert helper_train.describe_group({"lr": 0.0121}, first) == "lr x1.21"
+    assert helper_train.describe_group({"lr": 0.0122}, first) == "lr x1.22"
+    assert helper_train.describe_group({"lr": 0.0123456}, first) == "lr x1.23456"
+
+
+def test_the_batch_size_recorded_is_the_training_loaders():
+    """Only the training loader's batch size defines the run, not the validation loader's (planted: read from the
+    validation loader)."""
+    model, optimizer, scheduler, (train_loader, valid_loader, _), _ = setup()
+    small_train, _, _ = loaders(batch_size=16)
+    base = describe_run(model, optimizer, scheduler, train_loader, valid_loader, device="cpu")
+    smaller = describe_run(model, optimizer, scheduler, small_train, valid_loader, device="cpu")
+    assert (base["batch_size"], smaller["batch_size"]) == ("32", "16")
+    assert run_name(base, {}) != run_name(smaller, {})
+
+
+def test_a_setting_written_as_another_type_of_the_same_number_is_no_change():
+    """DROPOUT2D = 0 is the lecture's 0.0, and LEARNING_RATE = np.float64(0.01) its 0.01: neither is named in the
+    run's folder (planted: the settings compared as text)."""
+    settings = {**LECTURE_SETTINGS, "dropout2d": 0, "learning_rate": np.float64(0.01), "batch_size": 256.0}
+    assert helper_train.changed_settings(settings, LECTURE_SETTINGS) == {}
+    assert run_name({"model": "x"}, settings).startswith("lecture-")
+
+
+def test_a_difference_of_two_values_of_120_characters_is_shown_whole():
+    """Up to 120 characters on each side, the two values are shown as they are (planted: < 120)."""
+    old, new = "a" * 119 + "1", "a" * 119 + "2"
+    assert helper_train.shorten_difference(old, new) == f"{old} -> {new}"
+
+
+def test_a_long_value_beside_a_short_one_is_shortened():
+    """A setting not recorded in the old run, long in the new one (a model's printout): the message names what is
+    new, cut to 100 characters, instead of printing the whole printout (planted: 'or' for 'and')."""
+    printout = "\n".join(f"  (layer{n}): Conv2d(64, 64, kernel_size=(3, 3), stride=(1, 1), padding=(1, 1))"
+                         for n in range(20))
+    shortened = helper_train.shorten_difference("(not recorded)", printout)
+    assert shortened.startswith("(not recorded) -> (layer0): Conv2d(64, 64") and len(shortened) <= 120
+
+
+def test_long_values_that_differ_only_in_spacing_show_their_beginnings():
+    """Nothing but spacing differs: the difference cannot be named item by item, so both beginnings are shown
+    (planted: an empty difference)."""
+    items = [f"item{n}={n}" for n in range(30)]
+    old, new = ", ".join(items), ",  ".join(items)
+    assert helper_train.shorten_difference(old, new) == f"{old[:60]}... -> {new[:60]}..."
+

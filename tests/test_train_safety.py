@@ -1098,3 +1098,32 @@ def test_counting_a_checkpoints_epochs_runs_no_code_either(tmp_path):
     torch.save({"epochs_done": 1, "payload": RunsCodeWhenUnpickled(marker)}, tmp_path / CHECKPOINT_FILE)
     assert helper_train.epochs_in_checkpoint(tmp_path) == 0
     assert not marker.exists()
+
+
+def test_a_second_interrupt_while_the_interrupt_weights_are_saved_keeps_the_earlier_file(tmp_path, monkeypatch):
+    """The interrupt weights are written atomically: a second Ctrl-C (or a full disk) in the middle of writing them
+    leaves the earlier session's complete file, not the first bytes of a new one (planted: torch.save directly)."""
+    model = TinyNet()
+    earlier = {name: value + 1 for name, value in model.state_dict().items()}
+    torch.save(earlier, tmp_path / INTERRUPTED_MODEL_FILE)
+
+    def stopped_midway(obj, f, *args, **kwargs):
+        with open(f, "wb") as file:
+            file.write(b"PK\x03\x04")  # the start of a zip archive, then nothing
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(torch, "save", stopped_midway)
+    with pytest.raises(KeyboardInterrupt):
+        helper_train.report_interrupt(model, helper_train.CheckpointWriter(tmp_path, torch.device("cpu")), tmp_path,
+                                      3, 1)
+    monkeypatch.undo()
+    saved = torch.load(tmp_path / INTERRUPTED_MODEL_FILE, weights_only=True)
+    assert all(torch.equal(saved[name], value) for name, value in earlier.items())
+
+
+def test_a_finished_run_without_interrupt_weights_says_nothing_of_removing_them(tmp_path, capsys):
+    """Only weights that were there are reported removed: a run never interrupted ends without that line
+    (planted: the line printed whether or not the file was there)."""
+    helper_train.remove_interrupt_weights(tmp_path)
+    assert capsys.readouterr().out == ""
+
