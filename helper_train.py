@@ -141,7 +141,7 @@ def number_in_quotes(value) -> int | float | None:
         number = ast.literal_eval(value)
     except (ValueError, SyntaxError, MemoryError, RecursionError):
         return None
-    return number if isinstance(number, (int, float)) and is_real_number(number) else None  # "1e999": not inf
+    return number if is_real_number(number) else None  # not bool, not a complex number, not "1e999" (inf)
 
 
 def is_real_number(value) -> bool:
