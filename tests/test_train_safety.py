@@ -1127,3 +1127,12 @@ def test_a_finished_run_without_interrupt_weights_says_nothing_of_removing_them(
     helper_train.remove_interrupt_weights(tmp_path)
     assert capsys.readouterr().out == ""
 
+
+
+def test_an_unwritable_run_folder_names_both_settings_that_choose_it(tmp_path):
+    """The notebooks choose the run folder with RESULTS_DIR, a direct train_model call with checkpoint_dir: the message
+    names both (planted: only RESULTS_DIR, the settings check's wording, passed every test)."""
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    with pytest.raises(OSError, match=r"Choose another RESULTS_DIR \(or checkpoint_dir\) that you can write to"):
+        helper_train.check_writable_folder(blocker / "run")
