@@ -1136,3 +1136,19 @@ def test_an_unwritable_run_folder_names_both_settings_that_choose_it(tmp_path):
     blocker.write_text("")
     with pytest.raises(OSError, match=r"Choose another RESULTS_DIR \(or checkpoint_dir\) that you can write to"):
         helper_train.check_writable_folder(blocker / "run")
+
+
+def test_each_epochs_history_record_holds_that_epochs_checkpoint_time(tmp_path, monkeypatch):
+    """history.json is written after the epoch's checkpoint is handed to the writer, so a session that dies between
+    epochs leaves a record with one save time per epoch (planted: the history written before the checkpoint)."""
+    written = []
+    original = helper_train.write_history
+
+    def recording(path, history, extra):
+        written.append((len(history["valid_acc"]), len(history["checkpoint_seconds"])))
+        original(path, history, extra)
+
+    monkeypatch.setattr(helper_train, "write_history", recording)
+    model, optimizer, scheduler = fresh()
+    train_model(model, 2, *loaders(), optimizer, "cpu", scheduler=scheduler, checkpoint_dir=tmp_path)
+    assert written == [(1, 1), (2, 2), (2, 2)]  # after each epoch, then at the end with the test accuracy
