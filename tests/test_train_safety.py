@@ -1152,3 +1152,12 @@ def test_each_epochs_history_record_holds_that_epochs_checkpoint_time(tmp_path, 
     model, optimizer, scheduler = fresh()
     train_model(model, 2, *loaders(), optimizer, "cpu", scheduler=scheduler, checkpoint_dir=tmp_path)
     assert written == [(1, 1), (2, 2), (2, 2)]  # after each epoch, then at the end with the test accuracy
+
+
+def test_a_run_without_float16_trains_and_saves_without_a_gradient_scaler(tmp_path):
+    """Only float16 needs its loss scaled (its small gradients underflow); bf16 and float32 runs have a disabled
+    scaler, whose saved state is empty (planted: make_grad_scaler given float16 whatever the precision passed every
+    test: the scaled and unscaled steps agree on a CPU)."""
+    model, optimizer, scheduler = fresh()
+    train_model(model, 1, *loaders(), optimizer, "cpu", scheduler=scheduler, checkpoint_dir=tmp_path)
+    assert torch.load(tmp_path / CHECKPOINT_FILE, weights_only=True)["scaler"] == {}
