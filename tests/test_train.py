@@ -1229,3 +1229,17 @@ def test_the_check_for_finite_weights_reads_the_device_once(host_reads):
     epoch for VGG-16, passed every test)."""
     helper_train.check_finite_weights(TinyNet(), 0, 0)
     assert len(host_reads) == 1
+
+
+def test_training_on_without_a_run_record_is_allowed_as_in_the_lecture():
+    """Without checkpoint_dir or history_file nothing records a run, so a second train_model call trains the same
+    model on, as calling the lecture's function twice does; only a recorded run must start from scratch (planted:
+    the fresh-start check made also without a record)."""
+    set_all_seeds(0)
+    model = TinyNet()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    train_model(model, 1, *smoke_loaders(), optimizer, "cpu")
+    before = [p.detach().clone() for p in model.parameters()]
+    losses, train_acc, valid_acc = train_model(model, 1, *smoke_loaders(), optimizer, "cpu")
+    assert len(valid_acc) == 1 and len(losses) == len(smoke_loaders()[0])
+    assert any(not torch.equal(b, p) for b, p in zip(before, model.parameters(), strict=True))
