@@ -408,6 +408,18 @@ def test_stall_warning_thresholds_sit_at_one_and_a_half_times_chance_and_nine_te
     assert not warns([0.9 * guessing_loss], stuck_acc)  # "above": exactly 0.9 x ln(C) is not
 
 
+def test_stall_warning_judges_the_epochs_mean_loss_not_its_last_batch():
+    """One batch is noisy: a stuck epoch (mean 2.24) whose last batch happened to drop to 1.12 still warns, and a
+    learning epoch (mean 1.5) whose last batch jumped to 2.3 does not (planted: the last loss only passed every
+    test)."""
+    stuck_with_a_lucky_last_batch = [2.38] * 8 + [1.12]  # mean 2.24
+    learning_with_an_unlucky_last_batch = [1.4] * 8 + [2.3]  # mean 1.5
+    assert shown(TrainingStalledWarning,
+                 lambda: helper_train.warn_if_stalled(stuck_with_a_lucky_last_batch, 6.25, 10, 1)) != []
+    assert shown(TrainingStalledWarning,
+                 lambda: helper_train.warn_if_stalled(learning_with_an_unlucky_last_batch, 6.25, 10, 1)) == []
+
+
 def test_stall_warning_message_in_full():
     """What the student reads, with the causes to check (planted: the causes' sentence changed, passed the suite)."""
     [message] = shown(TrainingStalledWarning, lambda: helper_train.warn_if_stalled([2.24] * 9, 6.25, 10, 1))
