@@ -556,6 +556,13 @@ def test_a_resumed_runs_total_training_time_says_which_epochs_it_counts_and_what
         "Total Training Time: 0.00 min (this session: nothing left to train; the run's 5 epochs: 15.00 min)"]
 
 
+def test_a_run_resumed_after_its_first_epoch_also_says_which_epochs_the_session_trained():
+    """A checkpoint of one epoch is a resumed run too (planted: the note only after two or more epochs passed every
+    test, whose runs resumed after 2, 3 and 5)."""
+    assert helper_train.training_time_line(60.0, 1, {"epoch_seconds": [30.0, 30.0, 30.0]}) == (
+        "Total Training Time: 1.00 min (this session: epochs 2 to 3; the run's 3 epochs: 1.50 min)")
+
+
 @pytest.mark.parametrize("seconds_per_step, expect_warning", [(100.0, True), (50.0, False)])
 def test_a_run_whose_first_steps_are_slow_is_warned_once_with_the_steps_still_to_come(
         monkeypatch, seconds_per_step, expect_warning):
