@@ -975,6 +975,17 @@ def test_live_plot_waits_twenty_drawing_times_from_the_last_drawing_not_the_firs
     assert updates == [25.0, 47.0]
 
 
+def test_live_plot_counts_each_redrawing_from_its_end(monkeypatch):
+    """Drawn at 25-26 s: the next is due 20 drawing times after 26 s, at 46 s, not at 45 s (counted from the start of
+    the drawing; planted, it passed every test)."""
+    clock = FakeClock(monkeypatch)
+    live, history, updates = live_plot_drawing_at(monkeypatch, clock, draw_seconds=1.0)
+    for now in (25.0, 45.5, 46.0):
+        clock.now = now
+        live.redraw(history, last_epoch=False)
+    assert updates == [25.0, 46.0]
+
+
 def test_live_plot_waits_longer_once_a_drawing_took_longer(monkeypatch):
     clock = FakeClock(monkeypatch)
     live, history, updates = live_plot_drawing_at(monkeypatch, clock, draw_seconds=5.0)
