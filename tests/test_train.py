@@ -880,6 +880,13 @@ class Compiled(torch.nn.Module):
         return self.model(x)
 
 
+class CompilerMissing(torch.nn.Module):
+    """Stands in for what torch.compile returns where compiling fails: its first call raises (no C compiler)."""
+
+    def forward(self, x):
+        raise RuntimeError("no C compiler found")
+
+
 def test_compile_trial_compiles_the_training_graph_in_training_mode(monkeypatch):
     """The model arrives in evaluation mode (check_model_output just ran it): the trial's forward and backward pass
     runs in training mode, then the evaluation pass in evaluation mode, so that both graphs are compiled up front
@@ -894,13 +901,8 @@ def test_compile_trial_compiles_the_training_graph_in_training_mode(monkeypatch)
 def test_a_failed_compilation_warns_at_the_line_that_called_train_model(monkeypatch):
     """The fallback's warning names the student's line (here: this test's), not a line inside helper_train
     (planted: stacklevel=1)."""
-
-    class Broken(torch.nn.Module):
-        def forward(self, x):
-            raise RuntimeError("no C compiler found")
-
     set_all_seeds(0)
-    monkeypatch.setattr(helper_train.torch, "compile", lambda model: Broken())
+    monkeypatch.setattr(helper_train.torch, "compile", lambda model: CompilerMissing())
     model = TinyNet()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -923,14 +925,10 @@ def test_compile_refuses_what_is_not_auto_true_or_false(setting):
 def test_compile_trial_changes_nothing_and_falls_back_when_compiling_fails(monkeypatch, compiler_works):
     """The trial batch draws no random numbers of the run, leaves no gradients, weights or mode changed."""
 
-    class Broken(torch.nn.Module):
-        def forward(self, x):
-            raise RuntimeError("no C compiler found")
-
     set_all_seeds(0)
     model = TinyNet()
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    monkeypatch.setattr(helper_train.torch, "compile", lambda m: Compiled(m) if compiler_works else Broken())
+    monkeypatch.setattr(helper_train.torch, "compile", lambda m: Compiled(m) if compiler_works else CompilerMissing())
     train_loader = smoke_loaders()[0]
     rng = torch.get_rng_state()
     with warnings.catch_warnings(record=True) as caught:
