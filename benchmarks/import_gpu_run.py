@@ -275,6 +275,8 @@ def import_work(work: Path, target: Path) -> list[Path]:
         for name in ("machine.txt", "times.txt", "skipped.txt"):
             if (work / name).exists():
                 written.append(Path(shutil.copy(work / name, target / name)))
+            else:  # an earlier run's record (its skipped steps) must not stand beside this run's
+                (target / name).unlink(missing_ok=True)
         (target / "README.md").write_text(reference_readme(work, target, notebooks, facts, code_note))
         written.append(target / "README.md")
     return written

@@ -381,6 +381,19 @@ def test_import_copies_the_benchmark_and_profile_and_the_scripts_records(tmp_pat
         assert target in written and target.read_text() == (tmp_path / "work" / name).read_text()
 
 
+def test_import_removes_an_earlier_runs_skipped_steps(tmp_path):
+    """A run that skipped nothing leaves no skipped.txt of an earlier run beside its own machine.txt and times.txt.
+
+    Planted: the earlier file kept (it listed claims skipped in another session as if this run had skipped them).
+    """
+    fake_gpu_work(tmp_path / "work")
+    (tmp_path / "reference-run").mkdir()
+    (tmp_path / "reference-run" / "skipped.txt").write_text("SKIPPED /tmp/work/claims/seed-7.ipynb: 173 s left\n")
+    import_work(tmp_path / "work", tmp_path / "reference-run")
+    assert not (tmp_path / "reference-run" / "skipped.txt").exists()
+    assert (tmp_path / "reference-run" / "times.txt").exists()
+
+
 def test_only_the_png_figures_of_a_run_folder_go_to_figures(tmp_path):
     """The run folder also holds history.json (and checkpoints): figures/ gets the PNG files alone."""
     fake_gpu_work(tmp_path / "work")
