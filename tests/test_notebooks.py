@@ -9,6 +9,8 @@ import papermill
 import pytest
 from PIL import Image
 
+from helper_dataset import CIFAR10_CLASSES, read_cifar10
+
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ["vgg16-cifar10.ipynb", "vgg16-cifar10-standardized.ipynb"]
 DROPOUT2D = {NOTEBOOKS[0]: 0.0, NOTEBOOKS[1]: 0.25}  # the smoke tests run both settings of the exercise
@@ -136,6 +138,8 @@ def test_own_picture_section_classifies_a_generated_picture(executed):
         assert "classify_image" not in "".join(c.source for c in nb.cells)
         return
     assert "MY_IMAGE is None: classifying" in text
+    first = read_cifar10("unused", train=False, smoke_test=True).labels[0]  # planted: the label of another image
+    assert f"the first test image, labelled {CIFAR10_CLASSES[first]} in the test set" in text
     predictions = re.findall(r"^([123])\. (\w+) +([\d.]+)%$", text, flags=re.MULTILINE)
     assert [rank for rank, _, _ in predictions] == ["1", "2", "3"]
     probabilities = [float(p) for _, _, p in predictions]
