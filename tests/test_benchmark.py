@@ -347,3 +347,59 @@ def test_a_rung_on_a_gpu_warms_up_for_a_whole_epoch_and_reports_its_own_peak_mem
     result = time_rung(TinyNet, None, RUNG["+on-device"], gpu, args, NOTEBOOK)
     assert calls == ["empty_cache", ("reset", gpu), ("epoch", None), ("epoch", None), ("epoch", None), ("peak", gpu)]
     assert result["peak_gpu_gib"] == 2.0
+
+
+def test_the_script_names_the_gpu_it_was_given(tmp_path, monkeypatch):
+    """--device cuda:1 prints and records GPU 1's name, not GPU 0's (planted: get_device_name() without the device)."""
+    names = {0: "GPU zero", 1: "GPU one"}
+    monkeypatch.setattr(torch.cuda, "get_device_name",
+                        lambda device=None: names[0 if device is None else torch.device(device).index or 0])
+    monkeypatch.setattr(benchmark_epoch, "matrix_flops_per_image", lambda VGG16, image_size: {
+        "train_conv": 3.0, "train_linear": 1.0, "eval_conv": 2.0, "eval_linear": 0.5})
+    monkeypatch.setattr(benchmark_epoch, "time_rung", lambda *args: {
+        "seconds": 1.0, "images_per_s": 1.0, "tflop_per_s": 1.0, "peak_gpu_gib": 1.0})
+    monkeypatch.setattr(benchmark_epoch, "build_loaders", lambda *args: (None, None))
+    monkeypatch.setattr(benchmark_epoch, "time_data_only", lambda *args: (1.0, 36))
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)  # restored afterwards; the script turns it on
+    monkeypatch.setattr(sys, "argv", ["benchmark_epoch.py", "--device", "cuda:1", "--epoch-images", "40",
+                                      "--data-images", "24", "--rungs", "classic", "--json", str(tmp_path / "b.json")])
+    benchmark_epoch.main()
+    assert json.loads((tmp_path / "b.json").read_text())["device"] == "GPU one"
+
+
+def test_the_profile_records_the_gpus_kernels_on_a_gpu(monkeypatch):
+    """On CUDA the profiler records CUDA activity and sorts by it: the device's times are what the profile reports.
+
+    Planted: the CPU's activity alone, and the table sorted by CPU time on a GPU; both caught.
+    """
+    from torch.profiler import ProfilerActivity
+
+    recorded = {}
+
+    class RecordingProfile:
+        def __init__(self, activities):
+            recorded["activities"] = activities
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+        def key_averages(self):
+            return SimpleNamespace(table=lambda sort_by, **kwargs: recorded.setdefault("sort_by", sort_by) and "")
+
+    monkeypatch.setattr(torch.profiler, "profile", RecordingProfile)
+    monkeypatch.setattr(benchmark_epoch, "build_model", lambda *args, **kwargs: (TinyNet(), None))
+    monkeypatch.setattr(benchmark_epoch, "build_loaders", lambda *args: ([1, 2], [(torch.zeros(4, 3, 8, 8), None)] * 2))
+    monkeypatch.setattr(benchmark_epoch, "run_epoch", lambda *args, **kwargs: 0.0)
+    monkeypatch.setattr(benchmark_epoch, "count_correct", lambda *args: None)
+    monkeypatch.setattr(benchmark_epoch, "autocast_dtype", lambda device, use_amp=None: torch.bfloat16)
+    monkeypatch.setattr(benchmark_epoch, "synchronize", lambda device: None)
+    monkeypatch.setattr(benchmark_epoch, "time_by_group",
+                        lambda events, on_cuda: recorded.setdefault("on_cuda", on_cuda) and {"convolutions": 0.1})
+    args = SimpleNamespace(batch_size=4, workers=0, flops_per_image={
+        "train_conv": 3.0, "train_linear": 1.0, "eval_conv": 2.0, "eval_linear": 0.5})
+    profile_rung(TinyNet, None, RUNG["+no-sync"], torch.device("cuda"), args, NOTEBOOK, steps=2)
+    assert ProfilerActivity.CUDA in recorded["activities"] and ProfilerActivity.CPU in recorded["activities"]
+    assert recorded["sort_by"] == "self_cuda_time_total" and recorded["on_cuda"] is True
