@@ -826,3 +826,17 @@ def test_saving_leaves_no_file_open(tmp_path):
     for index in range(5):
         save_atomically(tmp_path / f"file{index}", lambda path: Path(path).write_text("x"))
     assert len(os.listdir("/proc/self/fd")) == before
+
+
+# --- review 9: planted bugs in the recently changed helpers that passed every test ----------------------------------
+
+
+def test_a_read_only_mapping_of_names_is_read_by_label_as_a_dict_is(capsys):
+    """class_names may be any {label: name} mapping, as its annotation says, e.g. a read-only MappingProxyType of a
+    module's constant: its iteration gives the labels too, so the table must look the names up, not print 0 and 1.
+    Planted: isinstance(class_names, dict) in class_names_in_order, caught."""
+    from types import MappingProxyType
+
+    print_confusion_summary(np.array([[3, 1], [2, 4]]), MappingProxyType({0: "cat", 1: "dog"}), k=1)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1].split() == ["cat", "|", "75.00%"] and lines[-1].split() == ["dog", "->", "cat", "2", "images"]
