@@ -1064,3 +1064,15 @@ def test_the_loss_legend_names_the_window_it_was_given():
     assert ax.get_lines()[1].get_xdata()[0] == 19
     assert [text.get_text() for text in ax.get_legend().get_texts()] == ["Minibatch loss",
                                                                          "Running average (20 batches)"]
+
+
+# --- review 9: planted bugs in the recently changed helpers that passed every test ----------------------------------
+
+
+def test_accuracy_lists_of_different_lengths_name_the_lists_to_pass():
+    """The refusal says what to pass instead: the two lists of one train_model run. Planted: the message without its
+    fix, caught."""
+    with pytest.raises(ValueError) as error:
+        plot_accuracy([50.0, 60.0], [50.0])
+    assert str(error.value) == ("train_acc_list has 2 epochs but valid_acc_list has 1: pass the two lists that "
+                                "train_model returned for one run.")
