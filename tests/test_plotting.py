@@ -1076,3 +1076,12 @@ def test_accuracy_lists_of_different_lengths_name_the_lists_to_pass():
         plot_accuracy([50.0, 60.0], [50.0])
     assert str(error.value) == ("train_acc_list has 2 epochs but valid_acc_list has 1: pass the two lists that "
                                 "train_model returned for one run.")
+
+
+def test_an_empty_or_numpy_class_dict_is_used_as_given_not_as_no_class_dict():
+    """Only None means "label numbers": an empty dict names no class and is refused by name, and a numpy array of the
+    names titles the images (its truth value is ambiguous). Planted: `if class_dict` for `is not None` in
+    prediction_title, caught."""
+    assert prediction_title(3, 5, np.array(CIFAR10_CLASSES)) == "P: cat\nT: dog"
+    with pytest.raises(ValueError, match="class_dict has no name for label 3"):
+        prediction_title(3, 5, {})
