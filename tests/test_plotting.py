@@ -1085,3 +1085,13 @@ def test_an_empty_or_numpy_class_dict_is_used_as_given_not_as_no_class_dict():
     assert prediction_title(3, 5, np.array(CIFAR10_CLASSES)) == "P: cat\nT: dog"
     with pytest.raises(ValueError, match="class_dict has no name for label 3"):
         prediction_title(3, 5, {})
+
+
+def test_an_empty_or_numpy_list_of_class_names_is_checked_not_skipped():
+    """An empty dict of names is refused, not drawn without tick labels, and a numpy array of names labels the ticks.
+    Planted: `if class_names:` for `is not None` in plot_confusion_matrix, caught."""
+    names = ["cat", "dog", "ship"]
+    ax = plot_confusion_matrix(np.eye(3, dtype=int), class_names=np.array(names)).axes[0]
+    assert [label.get_text() for label in ax.get_yticklabels()] == names
+    with pytest.raises(ValueError, match=r"class_names has no name for label\(s\) \[0, 1, 2\]"):
+        plot_confusion_matrix(np.eye(3, dtype=int), class_names={})
