@@ -1069,3 +1069,19 @@ def test_the_classic_loaders_workers_also_start_by_spawning_with_the_same_batche
                for method in ("fork", "spawn")]
     assert [result.returncode for result in results] == [0, 0], results[1].stderr[-2000:]
     assert results[0].stdout == results[1].stdout != ""
+
+
+# --- review 9: planted bugs in the recently changed helpers that passed every test ----------------------------------
+
+
+def test_a_random_crop_of_oblong_images_is_checked_height_against_height_and_width_against_width():
+    """Images 40 high and 48 wide take a crop 36 high and 44 wide; images 48 high and 40 wide do not, and say so when
+    the loader is built. Planted: the crop's width compared with the images' height, caught (the square images of
+    the other tests cannot tell the two apart)."""
+    crop = transforms.RandomCrop((36, 44))
+    wide = DeviceBatchLoader(random_images(4), transforms.Compose([transforms.CenterCrop((40, 48)), crop,
+                                                                    transforms.ToTensor()]), 2, "cpu")
+    assert next(iter(wide))[0].shape == (2, 3, 36, 44)
+    with pytest.raises(ValueError, match=r"^A RandomCrop of 36x44 is larger than the 48x40 images it gets\."):
+        DeviceBatchLoader(random_images(4), transforms.Compose([transforms.CenterCrop((48, 40)), crop,
+                                                                transforms.ToTensor()]), 2, "cpu")
