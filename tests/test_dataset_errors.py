@@ -344,3 +344,15 @@ def test_a_numpy_integer_batch_size_is_accepted():
     train_loader, test_loader = get_dataloaders_cifar10(np.int64(32), smoke_test=True)
     assert train_loader.batch_size == 32 and type(train_loader.batch_size) is int
     assert len(next(iter(train_loader))[1]) == 32
+
+
+# --- review 9: planted bugs in the recently changed helpers that passed every test ----------------------------------
+
+
+def test_a_crop_larger_than_the_resized_images_is_refused_before_any_image_is_read(no_reading):
+    """The lecture's Resize((70, 70)) then RandomCrop((64, 64)), with the resize mistyped as 60: the crop comes second,
+    and the trial before the reading must run every step, not only the first. Planted: only the first step tried in
+    DeviceBatchLoader.try_steps, caught (the refusal came from the loaders, after the reading)."""
+    mistyped = transforms.Compose([transforms.Resize((60, 60)), transforms.RandomCrop((64, 64)), transforms.ToTensor()])
+    with pytest.raises(ValueError, match=r"^A RandomCrop of 64x64 is larger than the 60x60 images it gets\."):
+        get_dataloaders_cifar10(16, train_transforms=mistyped, smoke_test=True, device="cpu")
