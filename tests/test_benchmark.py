@@ -40,6 +40,8 @@ ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = ROOT / "vgg16-cifar10.ipynb"
 CPU = torch.device("cpu")
 RUNG = {rung.name: rung for rung in LADDER}
+STAND_IN_FLOPS = {"train_conv": 3.0, "train_linear": 1.0, "eval_conv": 2.0, "eval_linear": 0.5}
+"""Stand-in FLOPs per trained and evaluated image, small enough to add up by hand."""
 
 
 def layer_arithmetic(model, image_size):
@@ -229,7 +231,7 @@ def test_time_rung_reports_the_median_epoch_and_counts_each_training_image_twice
     seconds = iter([9.0, 4.0, 1.0, 2.0])  # the first epoch (warm-up or compiling), then three timed ones
     monkeypatch.setattr(benchmark_epoch, "run_epoch", lambda *args, **kwargs: next(seconds))
     monkeypatch.setattr(torch, "compile", lambda model, mode=None: model)
-    per_image = {"train_conv": 3.0, "train_linear": 1.0, "eval_conv": 2.0, "eval_linear": 0.5}
+    per_image = STAND_IN_FLOPS
     args = SimpleNamespace(batch_size=8, workers=0, repeats=3, flops_per_image=per_image)
     result = time_rung(TinyNet, random_cifar10(40), COMPILED, CPU, args, NOTEBOOK)
     assert result["all_seconds"] == [4.0, 1.0, 2.0] and result["seconds"] == 2.0
@@ -262,7 +264,7 @@ def test_time_checkpoints_saves_every_epoch_as_the_best_and_compares_the_medians
 
 
 def test_the_profile_evaluates_as_many_validation_batches_as_training_steps():
-    per_image = {"train_conv": 3.0, "train_linear": 1.0, "eval_conv": 2.0, "eval_linear": 0.5}
+    per_image = STAND_IN_FLOPS
     args = SimpleNamespace(batch_size=8, workers=0, flops_per_image=per_image)
     # 20 validation images in batches of 8 (+no-sync keeps the batch size): 2 steps evaluate 2 batches, 16 images
     result = profile_rung(TinyNet, random_cifar10(200), RUNG["+no-sync"], CPU, args, NOTEBOOK, steps=2)
@@ -275,8 +277,7 @@ def test_the_script_reports_speed_ups_over_the_classic_path_and_uses_the_sizes_i
     sizes = []
     monkeypatch.setattr(benchmark_epoch, "random_cifar10",
                         lambda num_images, seed=0: sizes.append(num_images) or random_cifar10(num_images, seed))
-    monkeypatch.setattr(benchmark_epoch, "matrix_flops_per_image", lambda VGG16, image_size: {
-        "train_conv": 3.0, "train_linear": 1.0, "eval_conv": 2.0, "eval_linear": 0.5})
+    monkeypatch.setattr(benchmark_epoch, "matrix_flops_per_image", lambda VGG16, image_size: STAND_IN_FLOPS)
     epoch_seconds = {"classic": 4.0, "+on-device": 1.0}
     monkeypatch.setattr(benchmark_epoch, "time_rung", lambda VGG16, data, rung, *args: {
         "seconds": epoch_seconds[rung.name], "images_per_s": 1.0, "tflop_per_s": 1.0, "peak_gpu_gib": None})
@@ -354,8 +355,7 @@ def test_the_script_names_the_gpu_it_was_given(tmp_path, monkeypatch):
     names = {0: "GPU zero", 1: "GPU one"}
     monkeypatch.setattr(torch.cuda, "get_device_name",
                         lambda device=None: names[0 if device is None else torch.device(device).index or 0])
-    monkeypatch.setattr(benchmark_epoch, "matrix_flops_per_image", lambda VGG16, image_size: {
-        "train_conv": 3.0, "train_linear": 1.0, "eval_conv": 2.0, "eval_linear": 0.5})
+    monkeypatch.setattr(benchmark_epoch, "matrix_flops_per_image", lambda VGG16, image_size: STAND_IN_FLOPS)
     monkeypatch.setattr(benchmark_epoch, "time_rung", lambda *args: {
         "seconds": 1.0, "images_per_s": 1.0, "tflop_per_s": 1.0, "peak_gpu_gib": 1.0})
     monkeypatch.setattr(benchmark_epoch, "build_loaders", lambda *args: (None, None))
@@ -398,8 +398,7 @@ def test_the_profile_records_the_gpus_kernels_on_a_gpu(monkeypatch):
     monkeypatch.setattr(benchmark_epoch, "synchronize", lambda device: None)
     monkeypatch.setattr(benchmark_epoch, "time_by_group",
                         lambda events, on_cuda: recorded.setdefault("on_cuda", on_cuda) and {"convolutions": 0.1})
-    args = SimpleNamespace(batch_size=4, workers=0, flops_per_image={
-        "train_conv": 3.0, "train_linear": 1.0, "eval_conv": 2.0, "eval_linear": 0.5})
+    args = SimpleNamespace(batch_size=4, workers=0, flops_per_image=STAND_IN_FLOPS)
     profile_rung(TinyNet, None, RUNG["+no-sync"], torch.device("cuda"), args, NOTEBOOK, steps=2)
     assert ProfilerActivity.CUDA in recorded["activities"] and ProfilerActivity.CPU in recorded["activities"]
     assert recorded["sort_by"] == "self_cuda_time_total" and recorded["on_cuda"] is True

@@ -1217,4 +1217,3 @@ def test_long_values_that_differ_only_in_spacing_show_their_beginnings():
     items = [f"item{n}={n}" for n in range(30)]
     old, new = ", ".join(items), ",  ".join(items)
     assert helper_train.shorten_difference(old, new) == f"{old[:60]}... -> {new[:60]}..."
-

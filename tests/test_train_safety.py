@@ -1128,7 +1128,6 @@ def test_a_finished_run_without_interrupt_weights_says_nothing_of_removing_them(
     assert capsys.readouterr().out == ""
 
 
-
 def test_an_unwritable_run_folder_names_both_settings_that_choose_it(tmp_path):
     """The notebooks choose the run folder with RESULTS_DIR, a direct train_model call with checkpoint_dir: the message
     names both (planted: only RESULTS_DIR, the settings check's wording, passed every test)."""
